@@ -1,0 +1,49 @@
+"""The Typer application every command module registers on."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from syncer.db import DEFAULT_STORE_URL, STORE_URL_ENV
+
+app = typer.Typer(
+    name="syncer",
+    help="Reverse-ETL sync engine: resolve multi-account product data and sync it to CRMs.",
+    no_args_is_help=True,
+    pretty_exceptions_show_locals=False,
+    add_completion=False,
+)
+
+console = Console()
+err_console = Console(stderr=True)
+
+StoreOption = Annotated[
+    str,
+    typer.Option(
+        "--store",
+        envvar=STORE_URL_ENV,
+        help=f"Canonical store URL (SQLAlchemy). Default {DEFAULT_STORE_URL}.",
+        show_default=False,
+    ),
+]
+
+
+def _version(value: bool) -> None:
+    if value:
+        from syncer import __version__
+
+        console.print(f"syncer {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=_version, is_eager=True, help="Show the version."),
+    ] = False,
+) -> None:
+    """Reverse-ETL sync engine: resolve multi-account product data and sync it to CRMs."""

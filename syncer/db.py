@@ -1,0 +1,143 @@
+"""Database plumbing shared by the canonical store and the sync state.
+
+Both live behind any SQLAlchemy URL whose dialect supports the schema; SQLite (the embedded
+default) and PostgreSQL (production) are tested. This module holds what both need and nothing
+about either's tables: engine creation, key ordering, and dialect-aware upserts.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+from sqlalchemy import Column, ColumnElement, Table, event
+from sqlalchemy.engine import Connection, Engine, make_url
+from sqlalchemy.exc import ArgumentError, NoSuchModuleError
+
+from syncer.errors import ConfigError
+
+DEFAULT_STORE_URL = "sqlite:///syncer.db"
+STORE_URL_ENV = "SYNCER_STORE_URL"
+STATE_URL_ENV = "SYNCER_STATE_URL"
+
+
+def resolve_store_url(url: str | None) -> str:
+    """The store URL from the argument, ``SYNCER_STORE_URL``, or the SQLite default."""
+    return url or os.environ.get(STORE_URL_ENV) or DEFAULT_STORE_URL
+
+
+def create_db_engine(url: str) -> Engine:
+    """An engine for ``url`` with the settings syncer relies on.
+
+    SQLite gets WAL (readers do not block the single writer), foreign keys on, and a busy timeout
+    so a second process waits for the writer instead of failing with "database is locked".
+    ``postgresql://`` is read as psycopg 3, the driver syncer installs.
+    """
+    from sqlalchemy import create_engine
+
+    try:
+        parsed = make_url(url)
+    except ArgumentError as exc:
+        raise ConfigError(
+            f"database URL {url!r} is not a valid SQLAlchemy URL: {exc}",
+        ) from None
+    if parsed.drivername in ("postgresql", "postgres"):
+        parsed = parsed.set(drivername="postgresql+psycopg")
+    try:
+        if parsed.get_backend_name() == "sqlite":
+            engine = create_engine(parsed, connect_args={"timeout": 30})
+            event.listen(engine, "connect", _sqlite_pragmas)
+        else:
+            engine = create_engine(parsed, pool_pre_ping=True)
+    except NoSuchModuleError as exc:
+        raise ConfigError(
+            f"database URL {url!r}: no SQLAlchemy dialect for {parsed.drivername!r} ({exc}); "
+            "use sqlite:///path.db or postgresql+psycopg://user@host/db",
+        ) from None
+    return engine
+
+
+def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA foreign_keys=ON")
+    cur.execute("PRAGMA synchronous=NORMAL")
+    cur.close()
+
+
+def is_postgres(bind: Engine | Connection) -> bool:
+    return bind.dialect.name == "postgresql"
+
+
+def key_order(col: Column[Any] | ColumnElement[Any], bind: Engine | Connection) -> Any:
+    """Order by ``col`` in code-point order, the order Python's ``sorted`` gives.
+
+    PostgreSQL's default collation follows the locale (``a10`` vs ``a9``, case folding), which
+    would break merge-joins between two sorted streams; ``COLLATE "C"`` makes it byte order.
+    SQLite's default BINARY collation already is. UTF-8 byte order equals code-point order.
+    """
+    if is_postgres(bind):
+        return col.collate("C")
+    return col
+
+
+def upsert(
+    conn: Connection,
+    table: Table,
+    rows: Sequence[Mapping[str, Any]],
+    key: Iterable[str],
+    *,
+    update: Iterable[str] | None = None,
+    only_if_changed: bool = True,
+) -> None:
+    """Insert ``rows`` into ``table``, updating the ``update`` columns where ``key`` exists.
+
+    With ``only_if_changed`` the update applies only where some column differs, so upserting the
+    same rows twice leaves the table (including ``updated_at``-style columns) untouched.
+    """
+    if not rows:
+        return
+    key_cols = list(key)
+    if update is None:
+        update = [c for c in rows[0] if c not in key_cols]
+    update_cols = list(update)
+    if is_postgres(conn):
+        from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+        stmt: Any = pg_insert(table)
+    elif conn.dialect.name == "sqlite":
+        from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+        stmt = sqlite_insert(table)
+    else:  # pragma: no cover - other dialects are not tested
+        raise ConfigError(f"upsert is not implemented for the {conn.dialect.name} dialect")
+    if not update_cols:
+        conn.execute(stmt.on_conflict_do_nothing(index_elements=key_cols), list(rows))
+        return
+    excluded = stmt.excluded
+    where = None
+    if only_if_changed:
+        from sqlalchemy import or_
+
+        where = or_(*[_distinct(conn, table.c[c], excluded[c]) for c in update_cols])
+    stmt = stmt.on_conflict_do_update(
+        index_elements=key_cols,
+        set_={c: excluded[c] for c in update_cols},
+        where=where,
+    )
+    conn.execute(stmt, list(rows))
+
+
+def _distinct(conn: Connection, current: Column[Any], incoming: Any) -> Any:
+    """``current IS DISTINCT FROM incoming``, comparing JSON by value.
+
+    PostgreSQL's ``json`` type has no equality operator at all; ``jsonb`` compares by value
+    (key order and whitespace do not matter), which is what "changed" means for attributes.
+    """
+    from sqlalchemy import JSON, cast
+    from sqlalchemy.dialects.postgresql import JSONB
+
+    if is_postgres(conn) and isinstance(current.type, JSON):
+        return cast(current, JSONB).is_distinct_from(cast(incoming, JSONB))
+    return current.is_distinct_from(incoming)

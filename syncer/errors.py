@@ -1,0 +1,162 @@
+"""Every error syncer raises, grouped by what happens next.
+
+=====================  ==============================================================
+class                  what the engine does
+=====================  ==============================================================
+``ConfigError``        stop before anything is written; tell the user what to fix
+``BadInputError``      stop (or skip the row with ``--skip-bad``); name file, line, field
+``RetriableError``     back off (honouring ``retry_after``) and try the same request again
+``RecordRejected``     record the reason in ``sync_errors``, go on with the other records
+``LeaseHeldError``     another run owns the destination: wait or stop, write nothing
+``FatalError``         stop the run; state already committed stays committed
+=====================  ==============================================================
+
+Any other exception is a bug: fatal, never retried.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    """One thing wrong with the input, located as precisely as we know."""
+
+    message: str
+    file: str | None = None
+    line: int | None = None
+    field: str | None = None
+    key: str | None = None
+    hint: str | None = None
+
+    def __str__(self) -> str:
+        where = ""
+        if self.file:
+            where = self.file if self.line is None else f"{self.file}:{self.line}"
+        elif self.line is not None:
+            where = f"line {self.line}"
+        parts = [where] if where else []
+        if self.key is not None:
+            parts.append(f"record {self.key!r}")
+        if self.field:
+            parts.append(f"field {self.field!r}")
+        text = ": ".join([", ".join(parts), self.message]) if parts else self.message
+        return f"{text}. {self.hint}" if self.hint else text
+
+
+class SyncerError(Exception):
+    """Base class of every error syncer raises on purpose."""
+
+
+class _ProblemsError(SyncerError):
+    """An error that carries every problem found, so the user fixes them all at once."""
+
+    def __init__(
+        self, problems: Problem | str | Sequence[Problem | str], *, summary: str = ""
+    ) -> None:
+        if isinstance(problems, (str, Problem)):
+            problems = [problems]
+        self.problems: tuple[Problem, ...] = tuple(
+            p if isinstance(p, Problem) else Problem(p) for p in problems
+        )
+        self.summary = summary
+        super().__init__(self._render())
+
+    def _render(self) -> str:
+        lines = [str(p) for p in self.problems]
+        if len(lines) == 1 and not self.summary:
+            return lines[0]
+        head = self.summary or f"{len(lines)} problems"
+        shown = lines[:50]
+        more = len(lines) - len(shown)
+        tail = [f"... and {more} more"] if more else []
+        return "\n  ".join([head + ":", *shown, *tail])
+
+
+class ConfigError(_ProblemsError):
+    """Configuration (syncer.yaml, mappings, connector settings) is wrong. Nothing was written."""
+
+
+class BadInputError(_ProblemsError):
+    """Input data is wrong (a loaded file, a store row). Nothing was written."""
+
+
+class UnknownStageError(BadInputError):
+    """A stage value that is not on the ladder, located by user, account and where it came from."""
+
+
+class RetriableError(SyncerError):
+    """A transient failure: the same request may succeed later (429, 5xx, timeouts, locks)."""
+
+    def __init__(
+        self, message: str, *, retry_after: float | None = None, status: int | None = None
+    ) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+        self.status = status
+
+
+class RecordRejected(SyncerError):
+    """The destination (or the formatter) refused one record; the others go on."""
+
+    def __init__(self, key: str, reason: str, *, field: str | None = None) -> None:
+        super().__init__(f"record {key!r} rejected: {reason}")
+        self.key = key
+        self.reason = reason
+        self.field = field
+
+
+class BatchRejected(SyncerError):
+    """The destination refused a whole batch with a 4xx; the engine bisects to find the culprits."""
+
+    def __init__(self, message: str, *, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class LeaseHeldError(SyncerError):
+    """Another run holds the destination's lease; this run writes nothing."""
+
+    def __init__(self, destination: str, holder: str, expires_at: object) -> None:
+        super().__init__(
+            f"destination {destination!r} is being synced by run {holder} (lease until "
+            f"{expires_at}); wait for it to finish, or if that run died, wait for the lease to "
+            "expire or release it with `syncer status --release`"
+        )
+        self.destination = destination
+        self.holder = holder
+        self.expires_at = expires_at
+
+
+class LeaseLostError(LeaseHeldError):
+    """This run's lease expired and another run took it (or an operator released it) while this
+    run was working: it must stop writing. State already committed stays committed."""
+
+    def __init__(
+        self, destination: str, lost_by: str, holder: str | None, expires_at: object
+    ) -> None:
+        SyncerError.__init__(
+            self,
+            f"run {lost_by} lost its lease on destination {destination!r} "
+            + (f"to run {holder} (lease until {expires_at})" if holder else "(it was released)")
+            + "; it stopped writing. If renewals were too far apart, raise the lease TTL",
+        )
+        self.destination = destination
+        self.holder = holder or ""
+        self.expires_at = expires_at
+        self.lost_by = lost_by
+
+
+class FatalError(SyncerError):
+    """Stop the run: auth failure, quota exhausted for the day, destination in maintenance."""
+
+
+def combine(
+    problems: Iterable[Problem], cls: type[_ProblemsError] = BadInputError, summary: str = ""
+) -> None:
+    """Raise ``cls`` with all ``problems`` if there are any."""
+    found = list(problems)
+    if found:
+        raise cls(found, summary=summary)

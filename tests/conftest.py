@@ -1,0 +1,68 @@
+"""Shared fixtures: one parametrized database fixture runs store and state tests on SQLite and
+PostgreSQL.
+
+PostgreSQL tests read ``SYNCER_TEST_POSTGRES_URL`` (e.g.
+``postgresql+psycopg://postgres@127.0.0.1:5432/test``). Without it they skip with a reason; under
+``CI=true`` a missing URL fails them instead: CI must never pass on skipped PostgreSQL tests.
+Each PostgreSQL test gets a schema of its own (through libpq's ``search_path`` option), dropped
+afterwards, so tests never see each other's rows.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from urllib.parse import quote
+
+import pytest
+from sqlalchemy import create_engine, text
+
+POSTGRES_ENV = "SYNCER_TEST_POSTGRES_URL"
+
+
+def _postgres_base_url() -> str:
+    url = os.environ.get(POSTGRES_ENV)
+    if url:
+        return url
+    reason = f"PostgreSQL tests need {POSTGRES_ENV} (e.g. postgresql+psycopg://postgres@127.0.0.1:5432/test)"
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"{reason}; CI must run them, not skip them")
+    pytest.skip(reason)
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path / 'syncer.db'}"
+
+
+@pytest.fixture
+def postgres_url() -> Iterator[str]:
+    base = _postgres_base_url()
+    schema = f"t_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(base)
+    with admin.begin() as conn:
+        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+    sep = "&" if "?" in base else "?"
+    try:
+        yield f"{base}{sep}options={quote(f'-csearch_path={schema}')}"
+    finally:
+        with admin.begin() as conn:
+            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+        admin.dispose()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def db_url(request: pytest.FixtureRequest) -> str:
+    """A fresh, empty database URL: SQLite file, then a PostgreSQL schema."""
+    name = "sqlite_url" if request.param == "sqlite" else "postgres_url"
+    return str(request.getfixturevalue(name))
+
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+
+
+@pytest.fixture
+def examples_dir() -> Path:
+    return EXAMPLES
