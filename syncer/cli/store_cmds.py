@@ -1,0 +1,191 @@
+"""Store commands: ``syncer init``, ``syncer load``, ``syncer store stats``."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from pathlib import Path
+from types import TracebackType
+from typing import Annotated
+
+import typer
+from rich import box
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    Progress,
+    TaskID,
+    TaskProgressColumn,
+    TextColumn,
+    TimeElapsedColumn,
+)
+from rich.table import Table
+from rich.text import Text
+
+from syncer.cli.app import StoreOption, app, console
+from syncer.db import DEFAULT_STORE_URL
+from syncer.store.database import display_url, init_store, open_store
+from syncer.store.loaders import LoadReport, load_paths
+from syncer.store.readers import store_stats
+
+store_app = typer.Typer(
+    name="store", help="Inspect the canonical store.", no_args_is_help=True, add_completion=False
+)
+app.add_typer(store_app, name="store")
+
+
+class LoadKind(StrEnum):
+    """What a file holds, when its name does not say."""
+
+    accounts = "accounts"
+    users = "users"
+    memberships = "memberships"
+    identities = "identities"
+    segment = "segment"
+
+
+@app.command()
+def init(store: StoreOption = DEFAULT_STORE_URL) -> None:
+    """Create the canonical store's tables (safe to run again: it changes nothing)."""
+    engine = init_store(store)
+    engine.dispose()
+    console.print(Text(f"store ready at {display_url(store)}"), highlight=False)
+
+
+@app.command()
+def load(
+    paths: Annotated[
+        list[Path],
+        typer.Argument(
+            help="CSV / JSON Lines files, or directories of them. The kind comes from the name: "
+            "accounts*, users*, memberships*, identities*, events* (Segment calls).",
+            show_default=False,
+        ),
+    ],
+    kind: Annotated[
+        LoadKind | None,
+        typer.Option("--kind", help="What every file holds, overriding the file names."),
+    ] = None,
+    skip_bad: Annotated[
+        bool,
+        typer.Option("--skip-bad", help="Load the good rows and list the bad ones, not nothing."),
+    ] = False,
+    store: StoreOption = DEFAULT_STORE_URL,
+) -> None:
+    """Load files into the store: upsert by key, all files in one transaction.
+
+    Any bad row stops the load, writing nothing, and every problem is listed (file, line, field).
+    """
+    engine = open_store(store)
+    try:
+        with _LoadProgress(console) as progress:
+            report = load_paths(
+                engine,
+                paths,
+                kind=kind.value if kind else None,
+                skip_bad=skip_bad,
+                progress=progress,
+            )
+    finally:
+        engine.dispose()
+    _print_report(report)
+
+
+@store_app.command("stats")
+def stats(store: StoreOption = DEFAULT_STORE_URL) -> None:
+    """Row counts and shape of the store."""
+    engine = open_store(store)
+    try:
+        figures = store_stats(engine)
+    finally:
+        engine.dispose()
+    table = Table(title=f"store {display_url(store)}", title_justify="left")
+    table.add_column("figure")
+    table.add_column("value", justify="right")
+    for name, value in figures.items():
+        table.add_row(name.replace("_", " "), f"{value:,}")
+    console.print(table)
+
+
+def _print_report(report: LoadReport) -> None:
+    show_ignored = report.total("ignored") > 0
+    table = Table(
+        title="load",
+        title_justify="left",
+        box=box.SIMPLE_HEAD,
+        padding=(0, 1),
+        pad_edge=False,
+        collapse_padding=True,
+    )
+    columns = ["rows", "inserted", "updated", "unchanged", "skipped"]
+    if show_ignored:
+        columns.append("ignored")
+    table.add_column("file", overflow="fold", min_width=22)
+    for name in columns:
+        table.add_column(name, justify="right", no_wrap=True)
+    for f in report.files:
+        table.add_row(_shown_path(f.path), *(f"{getattr(f, c):,}" for c in columns))
+    table.add_section()
+    table.add_row("total", *(f"{report.total(c):,}" for c in columns), style="bold")
+    console.print(table)
+    if report.skipped:
+        shown = report.skipped[:50]
+        console.print(
+            Text(f"skipped {len(report.skipped)} bad row(s):", style="yellow"), highlight=False
+        )
+        for problem in shown:
+            console.print(Text(f"  {problem}"), highlight=False)
+        if len(report.skipped) > len(shown):
+            console.print(f"  ... and {len(report.skipped) - len(shown)} more")
+
+
+def _shown_path(path: str) -> str:
+    """``path`` relative to the working directory when it is under it (shorter tables)."""
+    try:
+        return str(Path(path).resolve().relative_to(Path.cwd()))
+    except ValueError:
+        return path
+
+
+class _LoadProgress:
+    """Rich progress bars, shown only once a load is big enough to wait for."""
+
+    MIN_ROWS = 5000
+    MIN_BYTES = 512 * 1024  # about 5,000 rows of a typical CSV
+
+    def __init__(self, out: Console) -> None:
+        self.progress = Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            TaskProgressColumn(),
+            TextColumn("{task.fields[count]}"),
+            TimeElapsedColumn(),
+            console=out,
+        )
+        self.tasks: dict[str, TaskID] = {}
+        self.started = False
+
+    def __call__(self, phase: str, done: int, total: int) -> None:
+        task = self.tasks.get(phase)
+        if task is None:
+            if total < (self.MIN_BYTES if phase == "reading" else self.MIN_ROWS):
+                return
+            if not self.started:
+                self.progress.start()
+                self.started = True
+            label = "checking files" if phase == "reading" else "writing records"
+            task = self.progress.add_task(label, total=total, count="")
+            self.tasks[phase] = task
+        count = f"{done:,}/{total:,}" if phase == "writing" else ""
+        self.progress.update(task, completed=done, count=count)
+
+    def __enter__(self) -> _LoadProgress:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self.started:
+            self.progress.stop()

@@ -1,0 +1,258 @@
+"""Streaming readers of the canonical store: model records in key order, bounded memory.
+
+Users and accounts are read by keyset pagination (``WHERE key > :last ORDER BY key LIMIT n``)
+and each page's membership rows with one range query, so memory holds one page at a time and no
+query ever sorts more than a page's worth of rows through an index. Rows are SQLAlchemy Core
+rows turned straight into the frozen records of :mod:`syncer.model` (no ORM objects).
+
+Every ordering and range comparison on a key goes through :func:`syncer.db.key_order`, so the
+order is code-point order (Python's ``sorted()``) on every database.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import ColumnElement, Select, and_, exists, func, select
+from sqlalchemy.engine import Connection, Engine, Row
+
+from syncer.db import key_order
+from syncer.model import (
+    Account,
+    AccountWithMembers,
+    Identity,
+    MemberRow,
+    Membership,
+    User,
+    UserWithMemberships,
+)
+from syncer.store.schema import accounts, identities, memberships, users
+
+DEFAULT_CHUNK_SIZE = 2000
+
+
+def utc(value: datetime | None) -> datetime | None:
+    """A stored timestamp as tz-aware UTC (SQLite hands back naive datetimes, stored in UTC)."""
+    if value is None:
+        return None
+    if value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    return value.astimezone(UTC)
+
+
+def _attributes(value: Any) -> dict[str, Any]:
+    return dict(value) if isinstance(value, Mapping) else {}
+
+
+def account_from_row(row: Row[Any] | Mapping[str, Any]) -> Account:
+    """An :class:`Account` from a row of the ``accounts`` table."""
+    m = row._mapping if isinstance(row, Row) else row
+    return Account(
+        account_id=m["account_id"],
+        name=m["name"],
+        domain=m["domain"],
+        parent_account_id=m["parent_account_id"],
+        stage=m["stage"],
+        attributes=_attributes(m["attributes"]),
+        created_at=utc(m["created_at"]),
+        updated_at=utc(m["updated_at"]),
+    )
+
+
+def user_from_row(row: Row[Any] | Mapping[str, Any]) -> User:
+    """A :class:`User` from a row of the ``users`` table."""
+    m = row._mapping if isinstance(row, Row) else row
+    return User(
+        user_id=m["user_id"],
+        email=m["email"],
+        first_name=m["first_name"],
+        last_name=m["last_name"],
+        lead_stage=m["lead_stage"],
+        attributes=_attributes(m["attributes"]),
+        created_at=utc(m["created_at"]),
+        updated_at=utc(m["updated_at"]),
+    )
+
+
+def membership_from_row(row: Row[Any] | Mapping[str, Any]) -> Membership:
+    """A :class:`Membership` from a row holding the ``memberships`` columns."""
+    m = row._mapping if isinstance(row, Row) else row
+    return Membership(
+        user_id=m["user_id"],
+        account_id=m["account_id"],
+        role=m["role"],
+        stage=m["stage"],
+        joined_at=utc(m["joined_at"]),
+        updated_at=utc(m["updated_at"]),
+    )
+
+
+def _k(col: ColumnElement[Any], conn: Connection) -> Any:
+    return key_order(col, conn)
+
+
+def _pages(
+    conn: Connection, key: ColumnElement[Any], query: Select[Any], chunk_size: int
+) -> Iterator[Sequence[Row[Any]]]:
+    """Keyset pages of ``query`` ordered by ``key``, each at most ``chunk_size`` rows."""
+    if chunk_size < 1:
+        raise ValueError(f"chunk_size must be at least 1, not {chunk_size}")
+    ordered = query.order_by(_k(key, conn)).limit(chunk_size)
+    last: str | None = None
+    while True:
+        page_query = ordered if last is None else ordered.where(_k(key, conn) > last)
+        rows = conn.execute(page_query).all()
+        if not rows:
+            return
+        yield rows
+        if len(rows) < chunk_size:
+            return
+        last = rows[-1]._mapping[key.name]
+
+
+def _user_memberships_query(conn: Connection) -> Select[Any]:
+    mu, ma = memberships.c.user_id, memberships.c.account_id
+    return select(memberships).order_by(_k(mu, conn), _k(ma, conn))
+
+
+def iter_users(
+    engine: Engine, *, chunk_size: int = DEFAULT_CHUNK_SIZE
+) -> Iterator[UserWithMemberships]:
+    """Every user in ``user_id`` order, each with all of its memberships (by ``account_id``).
+
+    Reads ``chunk_size`` users per query plus one query for their memberships; the connection
+    (and so, on SQLite, one read snapshot) is held while the iterator is alive.
+    """
+    uid, mu = users.c.user_id, memberships.c.user_id
+    with engine.connect() as conn:
+        member_query = _user_memberships_query(conn)
+        for page in _pages(conn, uid, select(users), chunk_size):
+            first, last = page[0].user_id, page[-1].user_id
+            rows = conn.execute(
+                member_query.where(_k(mu, conn) >= first, _k(mu, conn) <= last)
+            ).all()
+            by_user: dict[str, list[Membership]] = {}
+            for r in rows:
+                by_user.setdefault(r.user_id, []).append(membership_from_row(r))
+            for u in page:
+                yield UserWithMemberships(user_from_row(u), tuple(by_user.get(u.user_id, ())))
+
+
+def _account_members_query(conn: Connection) -> Select[Any]:
+    ma, mu = memberships.c.account_id, memberships.c.user_id
+    return (
+        select(memberships, users.c.email, users.c.first_name, users.c.last_name)
+        .join(users, users.c.user_id == mu)
+        .order_by(_k(ma, conn), _k(mu, conn))
+    )
+
+
+def _member_row(r: Row[Any]) -> MemberRow:
+    return MemberRow(membership_from_row(r), r.email, r.first_name, r.last_name)
+
+
+def iter_accounts(
+    engine: Engine, *, chunk_size: int = DEFAULT_CHUNK_SIZE
+) -> Iterator[AccountWithMembers]:
+    """Every account in ``account_id`` order with all of its members (by ``user_id``)."""
+    aid, ma = accounts.c.account_id, memberships.c.account_id
+    with engine.connect() as conn:
+        member_query = _account_members_query(conn)
+        for page in _pages(conn, aid, select(accounts), chunk_size):
+            first, last = page[0].account_id, page[-1].account_id
+            rows = conn.execute(
+                member_query.where(_k(ma, conn) >= first, _k(ma, conn) <= last)
+            ).all()
+            by_account: dict[str, list[MemberRow]] = {}
+            for r in rows:
+                by_account.setdefault(r.account_id, []).append(_member_row(r))
+            for a in page:
+                members = tuple(by_account.get(a.account_id, ()))
+                yield AccountWithMembers(account_from_row(a), members)
+
+
+def read_user(engine: Engine, user_id: str) -> UserWithMemberships | None:
+    """One user with all of its memberships, or ``None`` if the store has no such user."""
+    with engine.connect() as conn:
+        row = conn.execute(select(users).where(users.c.user_id == user_id)).first()
+        if row is None:
+            return None
+        rows = conn.execute(
+            _user_memberships_query(conn).where(memberships.c.user_id == user_id)
+        ).all()
+    return UserWithMemberships(user_from_row(row), tuple(membership_from_row(r) for r in rows))
+
+
+def read_account(engine: Engine, account_id: str) -> AccountWithMembers | None:
+    """One account with all of its members, or ``None`` if the store has no such account."""
+    with engine.connect() as conn:
+        row = conn.execute(select(accounts).where(accounts.c.account_id == account_id)).first()
+        if row is None:
+            return None
+        rows = conn.execute(
+            _account_members_query(conn).where(memberships.c.account_id == account_id)
+        ).all()
+    return AccountWithMembers(account_from_row(row), tuple(_member_row(r) for r in rows))
+
+
+def read_all_accounts(engine: Engine) -> dict[str, Account]:
+    """Every account by id, in key order (the hierarchy policy needs the whole forest)."""
+    with engine.connect() as conn:
+        query = select(accounts).order_by(_k(accounts.c.account_id, conn))
+        rows = conn.execution_options(yield_per=DEFAULT_CHUNK_SIZE).execute(query)
+        return {r.account_id: account_from_row(r) for r in rows}
+
+
+def iter_identities(engine: Engine, *, system: str | None = None) -> Iterator[Identity]:
+    """Identities ordered by (entity, entity_id, system), optionally of one ``system`` only."""
+    c = identities.c
+    with engine.connect() as conn:
+        query = select(identities).order_by(
+            _k(c.entity, conn), _k(c.entity_id, conn), _k(c.system, conn)
+        )
+        if system is not None:
+            query = query.where(c.system == system)
+        # yield_per streams (a server-side cursor on PostgreSQL) instead of fetching all rows.
+        for r in conn.execution_options(yield_per=DEFAULT_CHUNK_SIZE).execute(query):
+            yield Identity(r.entity, r.entity_id, r.system, r.external_id)
+
+
+def store_stats(engine: Engine) -> dict[str, int]:
+    """Row counts and a few shape figures of the store, for ``syncer store stats``."""
+    m, a, u = memberships, accounts, users
+    parent = a.alias("parent")
+    has_membership = exists().where(m.c.user_id == u.c.user_id)
+    has_member = exists().where(m.c.account_id == a.c.account_id)
+    parent_known = exists().where(parent.c.account_id == a.c.parent_account_id)
+    counts: dict[str, Any] = {
+        "accounts": select(func.count()).select_from(a),
+        "users": select(func.count()).select_from(u),
+        "memberships": select(func.count()).select_from(m),
+        "identities": select(func.count()).select_from(identities),
+        "accounts_with_parent": select(func.count())
+        .select_from(a)
+        .where(a.c.parent_account_id.is_not(None)),
+        "accounts_with_unknown_parent": select(func.count())
+        .select_from(a)
+        .where(and_(a.c.parent_account_id.is_not(None), ~parent_known)),
+        "accounts_without_members": select(func.count()).select_from(a).where(~has_member),
+        "users_without_membership": select(func.count()).select_from(u).where(~has_membership),
+        "users_without_email": select(func.count()).select_from(u).where(u.c.email.is_(None)),
+        "max_memberships_per_user": select(func.coalesce(func.max(_per("user_id")), 0)),
+        "max_members_per_account": select(func.coalesce(func.max(_per("account_id")), 0)),
+    }
+    with engine.connect() as conn:
+        return {name: int(conn.execute(q).scalar_one()) for name, q in counts.items()}
+
+
+def _per(column: str) -> Any:
+    """The per-``column`` membership counts, as a subquery column to take the max of."""
+    sub = (
+        select(func.count().label("n"))
+        .select_from(memberships)
+        .group_by(memberships.c[column])
+        .subquery()
+    )
+    return sub.c.n

@@ -1,0 +1,260 @@
+"""Segment-spec ``identify`` and ``group`` calls as store patches.
+
+One call per JSON line, applied in file order (a later call's traits win):
+
+``identify`` (``userId``, ``traits``, ``timestamp``) describes a user:
+
+* ``email``, ``firstName``/``first_name``, ``lastName``/``last_name``,
+  ``createdAt``/``created_at``, ``lead_stage``/``leadStage`` fill the user's columns.
+* ``account_id``/``accountId`` ties the user to that account (creating a bare account and a
+  membership if needed); then ``role`` and ``stage`` are the membership's role and stage.
+  Without an account, ``stage`` is the user's ``lead_stage``.
+* every other trait (``name``, ``plan``, ``title``, ...) becomes a user attribute; ``id`` (which
+  repeats ``userId``) is dropped.
+
+``group`` (``groupId``, ``userId``, ``traits``, ``timestamp``) describes an account:
+
+* ``name``, ``domain`` (or else ``website``, reduced to its host without ``www.``),
+  ``createdAt``/``created_at``, ``parent_account_id``/``parentAccountId``, ``stage`` fill the
+  account's columns; ``member_role`` and ``member_stage`` are the membership's role and stage.
+* with a ``userId``, the user is tied to the account (bare user and membership if needed).
+* every other trait (``plan``, ``industry``, ``employees``, ...) becomes an account attribute.
+
+``timestamp`` becomes ``updated_at`` of what the call describes (and of the membership it
+touches), and a membership's ``joined_at`` is the earliest call that tied the two. ``track``,
+``page``, ``screen`` and ``alias`` calls, and anonymous calls without ``userId``, are counted as
+ignored; any other ``type`` is an error.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+from urllib.parse import urlsplit
+
+from syncer.errors import Problem
+from syncer.store.sources import ParsedRow
+from syncer.store.values import (
+    SPECS,
+    BadValue,
+    Patch,
+    column_value,
+    json_attribute,
+    key_text,
+    parse_timestamp,
+    text_value,
+)
+
+IGNORED_TYPES = frozenset({"track", "page", "screen", "alias"})
+
+USER_TRAITS = {
+    "email": "email",
+    "firstName": "first_name",
+    "first_name": "first_name",
+    "lastName": "last_name",
+    "last_name": "last_name",
+    "createdAt": "created_at",
+    "created_at": "created_at",
+    "lead_stage": "lead_stage",
+    "leadStage": "lead_stage",
+}
+ACCOUNT_TRAITS = {
+    "name": "name",
+    "domain": "domain",
+    "createdAt": "created_at",
+    "created_at": "created_at",
+    "parent_account_id": "parent_account_id",
+    "parentAccountId": "parent_account_id",
+    "stage": "stage",
+}
+GROUP_MEMBER_TRAITS = {"member_role": "role", "member_stage": "stage"}
+IDENTIFY_MEMBER_TRAITS = {"role": "role", "stage": "stage"}
+ACCOUNT_ID_TRAITS = ("account_id", "accountId")
+
+
+class _Event:
+    """Collects the problems of one call while its fields are read."""
+
+    def __init__(self, obj: dict[str, Any], file: str, line: int) -> None:
+        self.obj = obj
+        self.file = file
+        self.line = line
+        self.key: str | None = None
+        self.problems: list[Problem] = []
+
+    def bad(self, field: str, message: str, hint: str | None = None) -> None:
+        self.problems.append(Problem(message, self.file, self.line, field, self.key, hint))
+
+    def top(self, *names: str) -> Any:
+        for name in names:
+            if name in self.obj:
+                return self.obj[name]
+        return None
+
+    def id(self, field: str, *names: str) -> str | None:
+        try:
+            return key_text(self.top(field, *names))
+        except BadValue as exc:
+            self.bad(field, str(exc))
+            return None
+
+    def traits(self) -> dict[str, Any]:
+        traits = self.obj.get("traits")
+        if traits is None:
+            return {}
+        if not isinstance(traits, dict):
+            self.bad("traits", f"expected a JSON object, got {type(traits).__name__}")
+            return {}
+        return traits
+
+    def timestamp(self) -> datetime | None:
+        raw = self.obj.get("timestamp")
+        if raw is None:
+            return None
+        try:
+            text = text_value(raw)
+            return None if text is None else parse_timestamp(text)
+        except BadValue as exc:
+            self.bad("timestamp", str(exc))
+            return None
+
+    def column(self, table: str, column: str, trait: str, raw: Any) -> Any:
+        try:
+            return column_value(SPECS[table], column, raw)
+        except BadValue as exc:
+            self.bad(f"traits.{trait}", str(exc))
+            return None
+
+    def attribute(self, trait: str, raw: Any) -> Any:
+        try:
+            return json_attribute(raw)
+        except BadValue as exc:
+            self.bad(f"traits.{trait}", str(exc))
+            return None
+
+
+def parse_event(obj: dict[str, Any], file: str, line: int) -> ParsedRow:
+    """One Segment call as patches for accounts, users and memberships (or problems)."""
+    event = _Event(obj, file, line)
+    kind = obj.get("type")
+    if kind in IGNORED_TYPES:
+        return ParsedRow(line, ignored=True)
+    if kind not in ("identify", "group"):
+        event.bad(
+            "type",
+            f"unknown Segment call type {kind!r}",
+            hint="syncer loads identify and group calls (and ignores track, page, screen, alias)",
+        )
+        return ParsedRow(line, problems=event.problems)
+    user_id = event.id("userId", "user_id")
+    if kind == "identify":
+        if user_id is None and not event.problems:
+            return ParsedRow(line, ignored=True)  # anonymous: no product id to key it by
+        patches = _identify(event, user_id)
+    else:
+        patches = _group(event, user_id)
+    if event.problems:
+        return ParsedRow(line, problems=event.problems)
+    return ParsedRow(line, patches=patches)
+
+
+def _identify(event: _Event, user_id: str | None) -> list[Patch]:
+    event.key = user_id
+    traits = event.traits()
+    ts = event.timestamp()
+    account_id: str | None = None
+    for name in ACCOUNT_ID_TRAITS:
+        if name in traits:
+            try:
+                account_id = key_text(traits[name])
+            except BadValue as exc:
+                event.bad(f"traits.{name}", str(exc))
+    user = Patch("users", (user_id or "",))
+    member_values: dict[str, Any] = {}
+    for trait, raw in traits.items():
+        if trait in ACCOUNT_ID_TRAITS or trait == "id":
+            continue
+        if trait in USER_TRAITS:
+            user.values[USER_TRAITS[trait]] = event.column("users", USER_TRAITS[trait], trait, raw)
+        elif trait in IDENTIFY_MEMBER_TRAITS and account_id is not None:
+            column = IDENTIFY_MEMBER_TRAITS[trait]
+            member_values[column] = event.column("memberships", column, trait, raw)
+        elif trait == "stage":  # no account named: the user's own stage
+            if "lead_stage" in traits or "leadStage" in traits:
+                event.bad(
+                    "traits.stage",
+                    "stage and lead_stage both given without an account_id",
+                    hint="use lead_stage for the user's own stage, or name the account",
+                )
+            else:
+                user.values["lead_stage"] = event.column("users", "lead_stage", trait, raw)
+        else:
+            user.attributes[trait] = event.attribute(trait, raw)
+    if ts is not None:
+        user.values["updated_at"] = ts
+    patches = [user]
+    if account_id is not None and user_id is not None:
+        patches.insert(0, Patch("accounts", (account_id,)))
+        patches.append(_membership(user_id, account_id, member_values, ts))
+    return patches
+
+
+def _group(event: _Event, user_id: str | None) -> list[Patch]:
+    group_id = event.id("groupId", "group_id")
+    event.key = group_id
+    if group_id is None and not event.problems:
+        event.bad("groupId", "missing; a group call needs the account id in groupId")
+    traits = event.traits()
+    ts = event.timestamp()
+    account = Patch("accounts", (group_id or "",))
+    member_values: dict[str, Any] = {}
+    for trait, raw in traits.items():
+        if trait == "id":
+            continue
+        if trait in ACCOUNT_ID_TRAITS:
+            if _same_id(raw, group_id):
+                continue
+            event.bad(f"traits.{trait}", f"{raw!r} differs from groupId {group_id!r}")
+        elif trait in ACCOUNT_TRAITS:
+            column = ACCOUNT_TRAITS[trait]
+            account.values[column] = event.column("accounts", column, trait, raw)
+        elif trait in GROUP_MEMBER_TRAITS:
+            column = GROUP_MEMBER_TRAITS[trait]
+            member_values[column] = event.column("memberships", column, trait, raw)
+        elif trait == "website" and "domain" not in traits:
+            account.values["domain"] = event.column("accounts", "domain", trait, _host(raw))
+        else:
+            account.attributes[trait] = event.attribute(trait, raw)
+    if ts is not None:
+        account.values["updated_at"] = ts
+    patches = [account]
+    if user_id is not None and group_id is not None:
+        patches.append(Patch("users", (user_id,)))
+        patches.append(_membership(user_id, group_id, member_values, ts))
+    return patches
+
+
+def _membership(
+    user_id: str, account_id: str, values: dict[str, Any], ts: datetime | None
+) -> Patch:
+    patch = Patch("memberships", (user_id, account_id), values)
+    if ts is not None:
+        patch.values["updated_at"] = ts
+        patch.earliest["joined_at"] = ts
+    return patch
+
+
+def _same_id(raw: Any, group_id: str | None) -> bool:
+    try:
+        return key_text(raw) == group_id
+    except BadValue:
+        return False
+
+
+def _host(website: Any) -> Any:
+    """``https://www.example.com/x`` -> ``example.com``; anything else is returned unchanged."""
+    if not isinstance(website, str) or not website.strip():
+        return website
+    text = website.strip()
+    host = urlsplit(text if "://" in text else f"//{text}").hostname or text
+    return host.removeprefix("www.")
