@@ -1,0 +1,326 @@
+"""The resolver: store rows + previous marks → resolved users and accounts + marks to save.
+
+Users (and accounts) arrive as a stream in key order, and so do the marks; the two streams are
+merge-joined by key, so memory holds one user and their marks at a time, whatever the store's size.
+
+Marks whose user (account) is no longer in the store are *passed over*: no resolved record is made
+for them. Their memberships have left the store, which counts as churn, so the resolver turns their
+live marks into tombstones (and retires a primary mark) and hands those to ``on_vanished`` if the
+caller gave one — a user deleted and re-created later then starts afresh, as the rule requires.
+Without ``on_vanished`` they are left as they are (and counted in :attr:`Resolver.stats`).
+
+Only marks that changed are yielded: saving them is the caller's job, after the run's writes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, TypeVar
+
+from syncer.model import (
+    ACCOUNT_MARK,
+    LEAD_MARK,
+    MEMBERSHIP_MARK,
+    PRIMARY_MARK,
+    AccountWithMembers,
+    Mark,
+    ResolvedAccount,
+    ResolvedMember,
+    ResolvedUser,
+    UnknownStage,
+    UserWithMemberships,
+)
+from syncer.policies.hierarchy import Hierarchy
+from syncer.policies.primary import choose_primary
+from syncer.policies.stage import (
+    StageScale,
+    member_mark,
+    resolve_account_stage,
+    resolve_user_stage,
+    unknown_stage,
+)
+
+if TYPE_CHECKING:
+    from syncer.policies import PolicySettings
+
+T = TypeVar("T")
+VanishedSink = Callable[[list[Mark]], None]
+
+
+@dataclass(slots=True)
+class ResolveStats:
+    """Counters of one resolver, for run reports and benchmarks."""
+
+    users: int = 0
+    memberships: int = 0
+    accounts: int = 0
+    members: int = 0
+    marks_changed: int = 0
+    vanished_users: int = 0
+    vanished_accounts: int = 0
+
+
+class Resolver:
+    """Applies the stage, primary-account and hierarchy policies of one :class:`PolicySettings`.
+
+    ``now`` stamps the marks it creates (one timestamp per run keeps them comparable).
+    """
+
+    def __init__(
+        self, settings: PolicySettings, hierarchy: Hierarchy, *, now: datetime | None = None
+    ) -> None:
+        self.settings = settings
+        self.hierarchy = hierarchy
+        self.scale = StageScale(settings.ladder)
+        self.now = now or datetime.now(UTC)
+        self.stats = ResolveStats()
+
+    # --- users --------------------------------------------------------------------------------
+
+    def resolve_user(
+        self, item: UserWithMemberships, marks: Iterable[Mark]
+    ) -> tuple[ResolvedUser, list[Mark]]:
+        """One user with their previous marks → the resolved user and the marks that changed."""
+        marks = list(marks)
+        user = item.user
+        uid = user.user_id
+        decided = resolve_user_stage(
+            user,
+            item.memberships,
+            marks,
+            self.scale,
+            accounts=self.hierarchy.info,
+            now=self.now,
+        )
+        live_primaries = sorted(
+            m.account_id for m in marks if m.subject == PRIMARY_MARK and not m.churned
+        )
+        previous = live_primaries[0] if live_primaries else None
+        primary, why = choose_primary(
+            decided.memberships, self.settings.primary, self.scale, previous=previous
+        )
+        memberships = decided.memberships
+        if primary is not None:
+            memberships = tuple(
+                replace(m, primary=True) if m.account_id == primary else m for m in memberships
+            )
+        changed = list(decided.changed)
+        for old in live_primaries:
+            if old != primary:
+                changed.append(Mark(PRIMARY_MARK, uid, old, None, True, self.now))
+        if primary is not None and primary not in live_primaries:
+            changed.append(Mark(PRIMARY_MARK, uid, primary, None, False, self.now))
+        stats = self.stats
+        stats.users += 1
+        stats.memberships += len(item.memberships)
+        stats.marks_changed += len(changed)
+        return (
+            ResolvedUser(
+                user, memberships, decided.stage, primary, decided.churned, decided.rule, why
+            ),
+            changed,
+        )
+
+    def resolve_users(
+        self,
+        users: Iterable[UserWithMemberships],
+        marks: Iterable[Mark],
+        *,
+        on_vanished: VanishedSink | None = None,
+    ) -> Iterator[tuple[ResolvedUser, list[Mark]]]:
+        """Resolve a ``user_id``-ordered stream of users against a mark stream.
+
+        ``marks`` holds subjects ``"membership"``, ``"lead"`` and ``"primary"`` sorted by
+        ``(user_id, account_id)`` (:meth:`syncer.state.marks.MarkStore.iter_marks`). Yields each
+        user with the marks that changed. Raises ``ValueError`` if either stream is out of order.
+        """
+        for item, mine, orphans in _merge(users, _user_key, marks, _mark_user):
+            if orphans and on_vanished is not None:
+                self._vanish_users(orphans, on_vanished)
+            elif orphans:
+                self.stats.vanished_users += len({m.user_id for m in orphans})
+            if item is not None:
+                yield self.resolve_user(item, mine)
+
+    def _vanish_users(self, orphans: list[Mark], sink: VanishedSink) -> None:
+        users = {m.user_id for m in orphans}
+        self.stats.vanished_users += len(users)
+        out: list[Mark] = []
+        for m in orphans:
+            if m.subject in (MEMBERSHIP_MARK, LEAD_MARK, PRIMARY_MARK) and not m.churned:
+                out.append(Mark(m.subject, m.user_id, m.account_id, None, True, self.now))
+        if out:
+            self.stats.marks_changed += len(out)
+            sink(out)
+
+    # --- accounts -----------------------------------------------------------------------------
+
+    def resolve_account(
+        self, item: AccountWithMembers, marks: Iterable[Mark]
+    ) -> tuple[ResolvedAccount, list[Mark]]:
+        """One account with its marks → the resolved account and its own mark if it changed.
+
+        ``marks`` may hold the account's own mark (subject ``"account"``) and its members'
+        membership marks, which give each member's high-water mark; only the account mark is
+        ever written here (membership marks belong to user resolution).
+        """
+        account = item.account
+        aid = account.account_id
+        own: Mark | None = None
+        member_marks: dict[str, Mark] = {}
+        for m in marks:
+            if m.subject == ACCOUNT_MARK:
+                own = m
+            elif m.subject == MEMBERSHIP_MARK:
+                member_marks[m.user_id] = m
+        decided = resolve_account_stage(account, own, self.scale, now=self.now)
+        scale = self.scale
+        ranked: list[tuple[int, str, ResolvedMember]] = []
+        for row in item.members:
+            ms = row.membership
+            if ms.stage is None:
+                stage, rank = scale.lowest, 0
+            else:
+                try:
+                    stage, rank = scale.lookup(ms.stage)
+                except UnknownStage as exc:
+                    raise unknown_stage(
+                        exc, scale, user_id=ms.user_id, account_id=aid, source="memberships"
+                    ) from None
+            if rank < 0:
+                continue
+            mark, _ = member_mark(member_marks.get(ms.user_id), stage, rank, scale)
+            member = ResolvedMember(
+                ms.user_id,
+                row.email,
+                row.first_name,
+                row.last_name,
+                ms.role,
+                stage,
+                mark,
+                ms.joined_at,
+            )
+            ranked.append((-rank, ms.user_id, member))
+        ranked.sort(key=_member_order)
+        tree = self.hierarchy
+        stats = self.stats
+        stats.accounts += 1
+        stats.members += len(item.members)
+        changed = [decided.mark] if decided.changed else []
+        stats.marks_changed += len(changed)
+        return (
+            ResolvedAccount(
+                account,
+                tuple(r[2] for r in ranked),
+                decided.stage,
+                tree.rollups(aid),
+                tree.ancestors(aid),
+                tree.children(aid),
+                decided.rule,
+            ),
+            changed,
+        )
+
+    def resolve_accounts(
+        self,
+        accounts: Iterable[AccountWithMembers],
+        marks: Iterable[Mark],
+        *,
+        on_vanished: VanishedSink | None = None,
+    ) -> Iterator[tuple[ResolvedAccount, list[Mark]]]:
+        """Resolve an ``account_id``-ordered stream of accounts against a mark stream.
+
+        ``marks`` holds subject ``"account"`` marks, and optionally ``"membership"`` marks, sorted
+        by ``(account_id, user_id)`` (:meth:`syncer.state.marks.MarkStore.iter_account_marks`).
+        """
+        for item, mine, orphans in _merge(accounts, _account_key, marks, _mark_account):
+            gone = [m for m in orphans if m.subject == ACCOUNT_MARK]
+            if gone:
+                self.stats.vanished_accounts += len(gone)
+                dead = [
+                    Mark(ACCOUNT_MARK, "", m.account_id, None, True, self.now)
+                    for m in gone
+                    if not m.churned
+                ]
+                if dead and on_vanished is not None:
+                    self.stats.marks_changed += len(dead)
+                    on_vanished(dead)
+            if item is not None:
+                yield self.resolve_account(item, mine)
+
+
+def _user_key(item: UserWithMemberships) -> str:
+    return item.user.user_id
+
+
+def _account_key(item: AccountWithMembers) -> str:
+    return item.account.account_id
+
+
+def _mark_user(mark: Mark) -> str:
+    return mark.user_id
+
+
+def _mark_account(mark: Mark) -> str:
+    return mark.account_id
+
+
+def _member_order(row: tuple[int, str, ResolvedMember]) -> tuple[int, str]:
+    return row[0], row[1]
+
+
+def _merge(
+    items: Iterable[T],
+    key: Callable[[T], str],
+    marks: Iterable[Mark],
+    mark_key: Callable[[Mark], str],
+) -> Iterator[tuple[T | None, list[Mark], list[Mark]]]:
+    """Merge-join two key-ordered streams: ``(item, its marks, marks of keys passed over)``.
+
+    Passed-over marks come out one key at a time (with ``item`` ``None`` after the last item), so
+    a long run of vanished keys never piles up in memory.
+    """
+    it = iter(marks)
+    pending = next(it, None)
+    pending_key = mark_key(pending) if pending is not None else ""
+    last: str | None = None
+
+    def advance() -> None:
+        nonlocal pending, pending_key
+        previous = pending_key
+        pending = next(it, None)
+        if pending is not None:
+            pending_key = mark_key(pending)
+            if pending_key < previous:
+                raise ValueError(
+                    f"marks are not in key order ({pending_key!r} after {previous!r}); read them "
+                    "with MarkStore, which orders them by code point"
+                )
+
+    for item in items:
+        k = key(item)
+        if last is not None and k <= last:
+            raise ValueError(
+                f"records are not in strictly increasing key order ({k!r} after {last!r}); the "
+                "store readers must order by syncer.db.key_order"
+            )
+        last = k
+        while pending is not None and pending_key < k:
+            group_key, group = pending_key, []
+            while pending is not None and pending_key == group_key:
+                group.append(pending)
+                advance()
+            yield None, [], group
+        mine: list[Mark] = []
+        while pending is not None and pending_key == k:
+            mine.append(pending)
+            advance()
+        yield item, mine, []
+    while pending is not None:
+        group_key, group = pending_key, []
+        while pending is not None and pending_key == group_key:
+            group.append(pending)
+            advance()
+        yield None, [], group

@@ -1,0 +1,145 @@
+"""The account hierarchy: forest, ancestors, children, roll-ups, and the errors it reports."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import pytest
+
+from syncer.errors import BadInputError
+from syncer.model import Account
+from syncer.policies import Hierarchy
+
+
+def _a(account_id: str, parent: str | None = None, **attributes: Any) -> Account:
+    return Account(
+        account_id, name=f"{account_id} Inc", parent_account_id=parent, attributes=attributes
+    )
+
+
+# XYZ ─┬─ XYZ_Widget1 ── XYZ_Widget1_EU
+#      └─ XYZ_Widget2
+# ACME
+ACCOUNTS = [
+    _a("XYZ", licenses=10, usage=1.5, renewal="2025-01-01"),
+    _a("XYZ_Widget1", "XYZ", licenses=5, usage=2.25),
+    _a("XYZ_Widget1_EU", "XYZ_Widget1", licenses=2, usage="n/a", renewal="2025-06-01"),
+    _a("XYZ_Widget2", "XYZ", licenses=None),
+    _a("ACME", licenses=7),
+]
+
+
+def test_ancestors_are_listed_parent_first_root_last() -> None:
+    tree = Hierarchy.from_accounts(ACCOUNTS)
+    assert tree.ancestors("XYZ_Widget1_EU") == ("XYZ_Widget1", "XYZ")
+    assert tree.ancestors("XYZ") == ()
+    assert tree.depth("XYZ_Widget1_EU") == 2
+
+
+def test_children_are_direct_children_in_account_id_order() -> None:
+    tree = Hierarchy.from_accounts(ACCOUNTS[::-1])
+    assert tree.children("XYZ") == ("XYZ_Widget1", "XYZ_Widget2")
+    assert tree.children("ACME") == ()
+    assert tree.roots() == ("ACME", "XYZ")
+    assert list(tree.subtree("XYZ")) == ["XYZ", "XYZ_Widget1", "XYZ_Widget1_EU", "XYZ_Widget2"]
+
+
+def test_virtual_child_accounts_are_ordinary_accounts_with_a_parent() -> None:
+    tree = Hierarchy.from_accounts(ACCOUNTS)
+    assert tree.info("XYZ_Widget1") == ("XYZ_Widget1 Inc", "XYZ")
+
+
+def test_numeric_attributes_sum_up_to_every_ancestor_by_default() -> None:
+    tree = Hierarchy.from_accounts(ACCOUNTS, {"licenses": "sum"})
+    assert tree.rollups("XYZ") == {"licenses": 17}
+    assert tree.rollups("XYZ_Widget1") == {"licenses": 7}
+    assert tree.rollups("XYZ_Widget1_EU") == {"licenses": 2}
+    assert tree.rollups("ACME") == {"licenses": 7}
+
+
+def test_min_max_and_count_are_selectable() -> None:
+    tree = Hierarchy.from_accounts(
+        ACCOUNTS, {"licenses": "min", "usage": "max", "renewal": "count"}
+    )
+    assert tree.rollups("XYZ") == {"licenses": 2, "usage": 2.25, "renewal": 2}
+    assert tree.rollups("XYZ_Widget2") == {"renewal": 0}
+
+
+def test_non_numeric_values_are_skipped_and_counted_not_coerced() -> None:
+    tree = Hierarchy.from_accounts(
+        [*ACCOUNTS, _a("ACME_X", "ACME", licenses="12")], {"usage": "sum", "licenses": "sum"}
+    )
+    assert tree.rollups("XYZ")["usage"] == 3.75  # "n/a" skipped
+    assert tree.rollups("ACME") == {"licenses": 7}  # the string "12" is not a number
+    assert tree.skipped == {"usage": 1, "licenses": 1}
+
+
+def test_booleans_and_nan_are_not_numbers() -> None:
+    tree = Hierarchy.from_accounts(
+        [_a("P", seats=True), _a("C", "P", seats=float("nan"))], {"seats": "sum"}
+    )
+    assert tree.rollups("P") == {}
+
+
+def test_subtree_without_values_has_no_rollup_entry() -> None:
+    tree = Hierarchy.from_accounts(ACCOUNTS, {"licenses": "sum"})
+    assert tree.rollups("XYZ_Widget2") == {}
+
+
+def test_a_cycle_is_an_error_naming_the_whole_cycle() -> None:
+    accounts = [_a("A", "C"), _a("B", "A"), _a("C", "B"), _a("D", "A"), _a("OK")]
+    with pytest.raises(BadInputError) as err:
+        Hierarchy.from_accounts(accounts)
+    text = str(err.value)
+    assert text.count("forms a cycle") == 1
+    assert "A → C → B → A" in text
+
+
+def test_an_account_that_is_its_own_parent_is_a_cycle() -> None:
+    with pytest.raises(BadInputError, match="forms a cycle: S → S"):
+        Hierarchy.from_accounts([_a("S", "S")])
+
+
+def test_a_missing_parent_is_an_error_naming_child_and_parent() -> None:
+    with pytest.raises(
+        BadInputError,
+        match=r"record 'kid', field 'parent_account_id': "
+        r"parent_account_id 'ghost' is not an account",
+    ):
+        Hierarchy.from_accounts([_a("kid", "ghost")])
+
+
+def test_every_hierarchy_problem_is_reported_at_once() -> None:
+    accounts = [_a("A", "B"), _a("B", "A"), _a("X", "Y"), _a("P", "Q"), _a("A")]
+    with pytest.raises(BadInputError) as err:
+        Hierarchy.from_accounts(accounts)
+    assert len(err.value.problems) == 4  # one cycle, two missing parents, one duplicate
+    assert "account listed twice" in str(err.value)
+
+
+def test_unknown_aggregate_is_rejected() -> None:
+    with pytest.raises(ValueError, match="unknown aggregate 'avg'"):
+        Hierarchy.from_accounts(ACCOUNTS, {"licenses": "avg"})
+
+
+def test_any_depth_works_without_recursion() -> None:
+    chain = [_a("n0", licenses=1)] + [
+        _a(f"n{i}", f"n{i - 1}", licenses=1) for i in range(1, 50_000)
+    ]
+    tree = Hierarchy.from_accounts(chain[::-1], {"licenses": "sum"})
+    assert tree.depth("n49999") == 49_999
+    assert tree.rollups("n0") == {"licenses": 50_000}
+    assert len(tree.ancestors("n49999")) == 49_999
+
+
+def test_two_hundred_thousand_accounts_build_in_seconds() -> None:
+    accounts = [
+        _a(f"a{i:06d}", f"a{(i - 1) // 4:06d}" if i else None, licenses=i % 7, usage=i / 3)
+        for i in range(200_000)
+    ]
+    start = time.perf_counter()
+    tree = Hierarchy.from_accounts(accounts, {"licenses": "sum", "usage": "max"})
+    elapsed = time.perf_counter() - start
+    assert tree.rollups("a000000")["licenses"] == sum(i % 7 for i in range(200_000))
+    assert elapsed < 5, f"building took {elapsed:.2f}s"

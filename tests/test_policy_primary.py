@@ -1,0 +1,104 @@
+"""The primary-account policy: first, last, highest_stage, sticky, and their tie-breaks."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+
+from syncer.model import DEFAULT_LADDER, ResolvedMembership
+from syncer.policies import PRIMARY_POLICIES, choose_primary
+
+
+def _m(
+    account_id: str, mark: str | None, joined: int | None, *, churned: bool = False
+) -> ResolvedMembership:
+    joined_at = datetime(2020, 1, joined, tzinfo=UTC) if joined is not None else None
+    stage = "churned" if churned else (mark or "visitor")
+    return ResolvedMembership(
+        account_id, None, None, None, stage, None if churned else mark, churned, joined_at
+    )
+
+
+def _pick(memberships: list[ResolvedMembership], policy: str, previous: str | None = None) -> str:
+    chosen, _ = choose_primary(memberships, policy, DEFAULT_LADDER, previous=previous)
+    assert chosen is not None
+    return chosen
+
+
+MEMBERSHIPS = [
+    _m("B", "MQL", 5),
+    _m("A", "CUS", 9),
+    _m("C", "CUS", 3),
+    _m("D", "PRO", 1, churned=True),
+]
+
+
+def test_first_picks_the_earliest_joined_active_membership() -> None:
+    assert _pick(MEMBERSHIPS, "first") == "C"
+
+
+def test_last_picks_the_latest_joined_active_membership() -> None:
+    assert _pick(MEMBERSHIPS, "last") == "A"
+
+
+def test_highest_stage_picks_the_best_mark_and_breaks_ties_by_earliest_joined() -> None:
+    assert _pick(MEMBERSHIPS, "highest_stage") == "C"
+    _, why = choose_primary(MEMBERSHIPS, "highest_stage", DEFAULT_LADDER)
+    assert (
+        why
+        == "highest stage: CUS (joined 2020-01-03; 2 accounts at that stage, earliest joined wins)"
+    )
+
+
+def test_churned_memberships_never_become_primary() -> None:
+    for policy in PRIMARY_POLICIES:
+        assert _pick(MEMBERSHIPS, policy) != "D"
+
+
+def test_no_active_membership_means_no_primary() -> None:
+    churned = [_m("A", None, 1, churned=True)]
+    for policy in PRIMARY_POLICIES:
+        assert choose_primary(churned, policy, DEFAULT_LADDER, previous="A")[0] is None
+    assert choose_primary([], "first", DEFAULT_LADDER)[0] is None
+
+
+def test_membership_without_join_date_sorts_after_dated_ones() -> None:
+    ms = [_m("A", "MQL", None), _m("B", "MQL", 20), _m("C", "MQL", 2)]
+    assert _pick(ms, "first") == "C"
+    assert _pick(ms, "last") == "B"
+    assert _pick(ms, "highest_stage") == "C"
+
+
+def test_final_tie_break_is_the_smallest_account_id() -> None:
+    same_day = [_m("b", "MQL", 4), _m("B", "MQL", 4), _m("a", "MQL", 4)]
+    for policy in ("first", "last", "highest_stage", "sticky"):
+        assert _pick(same_day, policy) == "B"  # code-point order: "B" < "a" < "b"
+    undated = [_m("z", "MQL", None), _m("y", "MQL", None)]
+    assert _pick(undated, "first") == _pick(undated, "last") == "y"
+
+
+def test_sticky_keeps_the_previous_primary_while_it_stays_active() -> None:
+    assert _pick(MEMBERSHIPS, "sticky", previous="B") == "B"
+    _, why = choose_primary(MEMBERSHIPS, "sticky", DEFAULT_LADDER, previous="B")
+    assert why == "sticky: kept the previous primary, still active"
+
+
+def test_sticky_falls_back_to_highest_stage_when_the_previous_primary_churned() -> None:
+    chosen, why = choose_primary(MEMBERSHIPS, "sticky", DEFAULT_LADDER, previous="D")
+    assert chosen == "C"
+    assert why.startswith("sticky: previous primary D is no longer active; highest stage: CUS")
+
+
+def test_sticky_without_a_previous_primary_is_highest_stage() -> None:
+    assert _pick(MEMBERSHIPS, "sticky") == _pick(MEMBERSHIPS, "highest_stage")
+
+
+def test_result_does_not_depend_on_membership_order() -> None:
+    for policy in PRIMARY_POLICIES:
+        assert _pick(MEMBERSHIPS, policy) == _pick(MEMBERSHIPS[::-1], policy)
+
+
+def test_unknown_policy_is_rejected() -> None:
+    with pytest.raises(ValueError, match="unknown primary-account policy 'oldest'"):
+        choose_primary(MEMBERSHIPS, "oldest", DEFAULT_LADDER)
