@@ -1,0 +1,140 @@
+"""Opening the sync state database, and the small helpers every state module shares.
+
+The state may live in the store's database (the default) or in its own (any SQLAlchemy URL
+syncer supports). ``init_state`` creates the tables; everything else uses ``open_state``, which
+refuses a database that was never initialised instead of creating tables behind the user's back.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, TypeVar, overload
+
+from sqlalchemy import Table, inspect
+from sqlalchemy.engine import Connection, Engine, make_url
+from sqlalchemy.exc import ArgumentError, OperationalError
+
+from syncer.db import create_db_engine, is_postgres
+from syncer.errors import ConfigError
+from syncer.state.schema import metadata
+
+__all__ = ["as_utc", "init_state", "open_state", "utcnow"]
+
+T = TypeVar("T")
+
+
+def init_state(url: str | Engine) -> Engine:
+    """Create the sync state tables at ``url`` (those that are missing) and return an engine.
+
+    Idempotent: running it again, or on a database that already holds the store, changes nothing
+    that exists. This is what ``syncer init`` calls.
+    """
+    engine = url if isinstance(url, Engine) else create_db_engine(url)
+    metadata.create_all(engine)
+    return engine
+
+
+def open_state(url: str | Engine) -> Engine:
+    """An engine on an initialised sync state database.
+
+    Raises :class:`ConfigError` naming the database and telling the user to run ``syncer init``
+    when the database or any state table is missing; a SQLite file is never created here.
+    """
+    if isinstance(url, Engine):
+        engine, shown = url, url.url.render_as_string(hide_password=True)
+    else:
+        shown = _shown(url)
+        _require_sqlite_file(url, shown)
+        engine = create_db_engine(url)
+    try:
+        present = set(inspect(engine).get_table_names())
+    except OperationalError as exc:
+        raise ConfigError(
+            f"cannot open the sync state database {shown}: {exc.orig}",
+        ) from None
+    missing = [name for name in metadata.tables if name not in present]
+    if missing:
+        raise ConfigError(
+            f"the sync state database {shown} has no sync state tables "
+            f"(missing: {', '.join(missing)}); run `syncer init` to create them",
+        )
+    return engine
+
+
+def _shown(url: str) -> str:
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        return repr(url)  # create_db_engine reports it properly
+
+
+def _require_sqlite_file(url: str, shown: str) -> None:
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        return
+    if parsed.get_backend_name() != "sqlite":
+        return
+    database = parsed.database or ""
+    if database in ("", ":memory:") or database.startswith("file:"):
+        return
+    if not Path(database).exists():
+        raise ConfigError(
+            f"the sync state database {shown} does not exist; run `syncer init` to create it",
+        )
+
+
+def utcnow() -> datetime:
+    """Now, timezone-aware UTC (what every state timestamp is)."""
+    return datetime.now(UTC)
+
+
+@overload
+def as_utc(value: datetime) -> datetime: ...
+@overload
+def as_utc(value: None) -> None: ...
+def as_utc(value: datetime | None) -> datetime | None:
+    """A timestamp read back from the state database, as timezone-aware UTC.
+
+    SQLite stores no zone (syncer always writes UTC there, so a naive value is UTC); PostgreSQL
+    returns the session's zone.
+    """
+    if value is None:
+        return None
+    if value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    return value.astimezone(UTC)
+
+
+def to_db(value: datetime) -> datetime:
+    """A timestamp about to be written: converted to UTC, because SQLite drops the zone."""
+    if value.tzinfo is None:
+        raise ValueError(f"naive timestamp {value!r}: syncer writes timezone-aware UTC only")
+    return value.astimezone(UTC)
+
+
+def dialect_insert(bind: Engine | Connection, table: Table) -> Any:
+    """The dialect's ``INSERT`` construct, which has ``on_conflict_do_update`` and ``excluded``."""
+    if is_postgres(bind):
+        from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+        return pg_insert(table)
+    if bind.dialect.name == "sqlite":
+        from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+        return sqlite_insert(table)
+    raise ConfigError(  # pragma: no cover - other dialects are not tested
+        f"sync state on {bind.dialect.name} is not supported; use SQLite or PostgreSQL"
+    )
+
+
+# Keys per IN (...) list: well under SQLite's bound-parameter limit and PostgreSQL's 65535.
+IN_CHUNK = 500
+
+
+def chunked(items: Sequence[T], size: int = IN_CHUNK) -> Iterator[Sequence[T]]:
+    """``items`` in slices of at most ``size``."""
+    for start in range(0, len(items), size):
+        yield items[start : start + size]

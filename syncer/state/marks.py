@@ -1,0 +1,173 @@
+"""Durable policy marks: the high-water marks that make the stage policy monotonic across runs.
+
+Rows of ``policy_marks`` (:mod:`syncer.state.schema`) as :class:`~syncer.model.Mark` records:
+
+* ``("membership", user_id, account_id)`` — a membership's high-water mark or tombstone;
+* ``("lead", user_id, "")`` — the high-water mark of a user's own lead stage;
+* ``("primary", user_id, account_id)`` — the user's primary account (``churned``: a former one);
+* ``("account", "", account_id)`` — an account's own stage.
+
+Readers stream in code-point key order (:func:`syncer.db.key_order`) so the resolver can
+merge-join them with the store's streams; :meth:`MarkStore.save` is an idempotent batched upsert.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import inspect, select
+from sqlalchemy.engine import Connection, Engine
+
+from syncer.db import key_order, upsert
+from syncer.model import ACCOUNT_MARK, LEAD_MARK, MEMBERSHIP_MARK, PRIMARY_MARK, Mark
+from syncer.state.schema import metadata, policy_marks
+
+USER_SUBJECTS: tuple[str, ...] = (MEMBERSHIP_MARK, LEAD_MARK, PRIMARY_MARK)
+"""The subjects user resolution reads and writes."""
+
+_ACCOUNT_SUBJECTS = (ACCOUNT_MARK, MEMBERSHIP_MARK)
+_KEY = ("subject", "user_id", "account_id")
+_COLUMNS = (
+    policy_marks.c.subject,
+    policy_marks.c.user_id,
+    policy_marks.c.account_id,
+    policy_marks.c.stage,
+    policy_marks.c.churned,
+    policy_marks.c.updated_at,
+)
+
+
+def _utc(value: datetime | None) -> datetime | None:
+    # SQLite hands timestamps back naive; they were written in UTC.
+    if value is None or value.tzinfo is not None:
+        return value
+    return value.replace(tzinfo=UTC)
+
+
+def _mark(row: Sequence[Any]) -> Mark:
+    subject, user_id, account_id, stage, churned, updated_at = row
+    return Mark(subject, user_id, account_id, stage, bool(churned), _utc(updated_at))
+
+
+class MarkStore:
+    """The ``policy_marks`` table of one sync-state database."""
+
+    def __init__(self, engine: Engine, *, chunk_size: int = 5000) -> None:
+        if chunk_size < 1:
+            raise ValueError(f"chunk_size must be at least 1, not {chunk_size}")
+        self.engine = engine
+        self.chunk_size = chunk_size
+
+    def init(self) -> None:
+        """Create the sync-state tables that are missing (idempotent)."""
+        metadata.create_all(self.engine)
+
+    def exists(self) -> bool:
+        """Whether the marks table exists: a read-only caller treats "no" as "no marks yet"."""
+        return inspect(self.engine).has_table(policy_marks.name)
+
+    def _stream(self, build: Any) -> Iterator[Mark]:
+        # yield_per streams through a server-side cursor on PostgreSQL and fetches in chunks
+        # on SQLite, so memory holds one chunk however many marks there are.
+        with self.engine.connect() as conn:
+            result = conn.execution_options(yield_per=self.chunk_size).execute(build(conn))
+            for row in result:
+                yield _mark(row)
+
+    def iter_marks(self, subjects: Iterable[str] = USER_SUBJECTS) -> Iterator[Mark]:
+        """Marks of ``subjects`` in ``(user_id, account_id, subject)`` code-point order."""
+        wanted = list(subjects)
+        c = policy_marks.c
+
+        def build(conn: Connection) -> Any:
+            return (
+                select(*_COLUMNS)
+                .where(c.subject.in_(wanted))
+                .order_by(
+                    key_order(c.user_id, conn),
+                    key_order(c.account_id, conn),
+                    key_order(c.subject, conn),
+                )
+            )
+
+        return self._stream(build)
+
+    def iter_account_marks(self, *, include_memberships: bool = True) -> Iterator[Mark]:
+        """Account marks (and membership marks) in ``(account_id, user_id, subject)`` order.
+
+        The account's own mark (``user_id`` ``""``) comes first in each account, then its
+        members' membership marks, which give the account view each member's high-water mark.
+        """
+        subjects = _ACCOUNT_SUBJECTS if include_memberships else (ACCOUNT_MARK,)
+        c = policy_marks.c
+
+        def build(conn: Connection) -> Any:
+            return (
+                select(*_COLUMNS)
+                .where(c.subject.in_(subjects))
+                .order_by(
+                    key_order(c.account_id, conn),
+                    key_order(c.user_id, conn),
+                    key_order(c.subject, conn),
+                )
+            )
+
+        return self._stream(build)
+
+    def get_user_marks(self, user_id: str) -> list[Mark]:
+        """Every user-side mark of one user, in ``(account_id, subject)`` order."""
+        c = policy_marks.c
+        with self.engine.connect() as conn:
+            query = (
+                select(*_COLUMNS)
+                .where(c.user_id == user_id, c.subject.in_(USER_SUBJECTS))
+                .order_by(key_order(c.account_id, conn), key_order(c.subject, conn))
+            )
+            return [_mark(r) for r in conn.execute(query)]
+
+    def get_account_marks(self, account_id: str) -> list[Mark]:
+        """One account's own mark and its members' membership marks, in ``user_id`` order."""
+        c = policy_marks.c
+        with self.engine.connect() as conn:
+            query = (
+                select(*_COLUMNS)
+                .where(c.account_id == account_id, c.subject.in_(_ACCOUNT_SUBJECTS))
+                .order_by(key_order(c.user_id, conn), key_order(c.subject, conn))
+            )
+            return [_mark(r) for r in conn.execute(query)]
+
+    def save(self, marks: Iterable[Mark], *, batch_size: int = 1000) -> int:
+        """Upsert ``marks`` in batches, one transaction per batch; returns how many were given.
+
+        Idempotent: saving the same marks again changes nothing. A crash between batches leaves
+        the earlier batches saved, which is safe: a mark only ever records what a run decided.
+        """
+        total = 0
+        batch: list[dict[str, Any]] = []
+        for m in marks:
+            batch.append(
+                {
+                    "subject": m.subject,
+                    "user_id": m.user_id,
+                    "account_id": m.account_id,
+                    "stage": m.stage,
+                    "churned": m.churned,
+                    "updated_at": m.updated_at,
+                }
+            )
+            if len(batch) >= batch_size:
+                total += self._write(batch)
+                batch = []
+        if batch:
+            total += self._write(batch)
+        return total
+
+    def _write(self, batch: list[dict[str, Any]]) -> int:
+        # Later marks for the same key win (a batch never needs two rows per key, and PostgreSQL
+        # refuses an upsert that touches one row twice).
+        unique = list({(r["subject"], r["user_id"], r["account_id"]): r for r in batch}.values())
+        with self.engine.begin() as conn:
+            upsert(conn, policy_marks, unique, _KEY)
+        return len(batch)

@@ -1,0 +1,113 @@
+"""Sync state tables: what each destination holds, runs, errors, policy marks and leases.
+
+The state may live in the store's database (the default) or its own (``state_url``). Every write
+to it happens only after the destination acknowledged the corresponding records, batch by batch.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    Column,
+    DateTime,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+)
+
+metadata = MetaData()
+
+KEY = String(255)
+# A key that is read back in key order: byte ("C") collation on PostgreSQL so the primary key index
+# serves ``ORDER BY key COLLATE "C"`` (syncer.db.key_order) and keyset pages are index range
+# scans. SQLite's default BINARY collation already is code-point order.
+ORDERED_KEY = String(255).with_variant(String(255, collation="C"), "postgresql")
+
+# (destination, object, key) -> what the destination holds for that record.
+sync_records = Table(
+    "sync_records",
+    metadata,
+    Column("destination", String(128), primary_key=True),
+    Column("object", String(128), primary_key=True),
+    Column("key", ORDERED_KEY, primary_key=True),
+    Column("remote_id", String(255)),
+    Column("payload_hash", String(64), nullable=False),
+    Column("payload", JSON, nullable=False),  # last acknowledged payload, for field-level diffs
+    Column("removed", Boolean, nullable=False, default=False),
+    Column("run_id", String(64)),
+    Column("synced_at", DateTime(timezone=True)),
+)
+
+sync_runs = Table(
+    "sync_runs",
+    metadata,
+    Column("run_id", String(64), primary_key=True),
+    Column("destination", String(128), nullable=False, index=True),
+    Column("status", String(32), nullable=False),  # running | succeeded | failed | partial
+    Column("dry_run", Boolean, nullable=False, default=False),
+    Column("started_at", DateTime(timezone=True), nullable=False),
+    Column("finished_at", DateTime(timezone=True)),
+    Column("counts", JSON, nullable=False, default=dict),  # planned/unchanged/sent/rejected/...
+    Column("message", Text),
+)
+
+sync_errors = Table(
+    "sync_errors",
+    metadata,
+    Column("destination", String(128), primary_key=True),
+    Column("object", String(128), primary_key=True),
+    Column("key", KEY, primary_key=True),
+    Column("reason", Text, nullable=False),
+    Column("field", String(255)),
+    Column("attempts", Integer, nullable=False, default=1),
+    Column("set_aside", Boolean, nullable=False, default=False),
+    # Hash of the payload the destination refused: a set-aside record whose source data changed
+    # since (a different hash) can be retried without waiting for an operator.
+    Column("payload_hash", String(64)),
+    Column("first_seen", DateTime(timezone=True), nullable=False),
+    Column("last_seen", DateTime(timezone=True), nullable=False),
+    Column("run_id", String(64)),
+)
+
+# High-water marks of the monotonic stage policy. subject "membership": (user_id, account_id);
+# subject "account": ("", account_id). stage NULL + churned = tombstone of a churned subject.
+policy_marks = Table(
+    "policy_marks",
+    metadata,
+    Column("subject", String(16), primary_key=True),
+    Column("user_id", KEY, primary_key=True),
+    Column("account_id", KEY, primary_key=True),
+    Column("stage", String(64)),
+    Column("churned", Boolean, nullable=False, default=False),
+    Column("updated_at", DateTime(timezone=True)),
+)
+
+# Associations syncer created in a destination (e.g. HubSpot contact -> company), so that it
+# removes only its own when a membership ends.
+sync_associations = Table(
+    "sync_associations",
+    metadata,
+    Column("destination", String(128), primary_key=True),
+    Column("from_object", String(64), primary_key=True),
+    Column("from_key", KEY, primary_key=True),
+    Column("to_object", String(64), primary_key=True),
+    Column("to_key", KEY, primary_key=True),
+    Column("kind", String(64), nullable=False, default=""),
+    Column("run_id", String(64)),
+    Column("created_at", DateTime(timezone=True)),
+    Index("ix_sync_associations_to", "destination", "to_object", "to_key"),
+)
+
+# One lease per destination so two runs never write the same destination at once.
+sync_locks = Table(
+    "sync_locks",
+    metadata,
+    Column("destination", String(128), primary_key=True),
+    Column("holder", String(64), nullable=False),
+    Column("acquired_at", DateTime(timezone=True), nullable=False),
+    Column("expires_at", DateTime(timezone=True), nullable=False),
+)
