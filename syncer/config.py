@@ -1,0 +1,442 @@
+"""The sync configuration, ``syncer.yaml``: store, state, stage ladder, policies, destinations.
+
+Everything wrong with the file is reported at once, each problem with its file and line, before
+anything is read or written. Secrets never appear in the file: a destination's ``credentials``
+name where each secret lives (``env:HUBSPOT_TOKEN`` or ``prefect-secret:hubspot-token``) and are
+resolved only when a run starts (:func:`resolve_credentials`). syncer itself never imports Prefect:
+the flows layer passes a ``secret_loader`` that reads Secret blocks.
+
+Relative paths in the file (mapping files, SQLite databases) are relative to the file itself, so
+a config works the same from any working directory (a Prefect worker's included).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import zoneinfo
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
+
+from syncer.db import DEFAULT_STORE_URL, STATE_URL_ENV, STORE_URL_ENV
+from syncer.errors import ConfigError, Problem
+from syncer.model import DEFAULT_ALIASES, DEFAULT_CHURNED, DEFAULT_STAGES, StageLadder
+from syncer.yamlsrc import Loc, YamlDoc, load_yaml, located_problems
+
+#: Reads a Prefect Secret block by name and returns its value (the flows layer provides one).
+SecretLoader = Callable[[str], str]
+
+ENV_PREFIX = "env:"
+PREFECT_PREFIX = "prefect-secret:"
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+# Prefect block document names: lowercase letters, digits and dashes.
+_BLOCK_NAME = re.compile(r"^[a-z0-9][a-z0-9-]*$")
+_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_-]*$")
+# Words that mark a setting as a secret; matched against the parts of a snake/kebab/camel name.
+_SECRET_WORDS = frozenset(
+    {"token", "password", "passwd", "secret", "key", "apikey", "credential", "credentials"}
+)
+_CRON_FIELD = re.compile(r"^[0-9A-Za-z*/,?#LW-]+$")
+
+
+def _database_url(url: str | None) -> str | None:
+    if url is not None:
+        try:
+            make_url(url)
+        except ArgumentError:
+            raise ValueError(
+                f"{url!r} is not a database URL; use e.g. sqlite:///syncer.db or "
+                "postgresql+psycopg://user@host:5432/db"
+            ) from None
+    return url
+
+
+class _Strict(BaseModel):
+    """Unknown keys are errors: a typo must never be silently ignored."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class StagesConfig(_Strict):
+    """The lifecycle ladder, lowest stage first."""
+
+    names: tuple[str, ...] = DEFAULT_STAGES
+    churned: str = DEFAULT_CHURNED
+    aliases: dict[str, str] = Field(default_factory=lambda: dict(DEFAULT_ALIASES))
+
+    @model_validator(mode="after")
+    def _valid_ladder(self) -> StagesConfig:
+        self.ladder()  # StageLadder's own checks (unique names, aliases that resolve)
+        return self
+
+    def ladder(self) -> StageLadder:
+        """The :class:`StageLadder` this section describes."""
+        return StageLadder(names=self.names, churned=self.churned, aliases=self.aliases)
+
+
+Aggregate = Literal["sum", "min", "max", "count"]
+
+
+class PoliciesConfig(_Strict):
+    """Resolution policies: the primary account, hierarchy roll-ups, the retry budget."""
+
+    primary: Literal["sticky", "first", "last", "highest_stage"] = "sticky"
+    #: Numeric account attribute → how it rolls up to every ancestor.
+    rollups: dict[str, Aggregate] = Field(
+        default_factory=lambda: {"licenses": "sum", "contract_value": "sum"}
+    )
+    #: A record the destination rejected this many times is set aside (dead-letter list).
+    max_attempts: int = Field(default=5, ge=1)
+
+
+class ScheduleConfig(_Strict):
+    """When the Prefect deployment of this destination runs (standard 5-field cron)."""
+
+    cron: str
+    timezone: str = "UTC"
+
+    @field_validator("cron")
+    @classmethod
+    def _cron(cls, value: str) -> str:
+        parts = value.split()
+        if len(parts) != 5 or not all(_CRON_FIELD.match(p) for p in parts):
+            raise ValueError(
+                f"{value!r} is not a 5-field cron expression (minute hour day month weekday), "
+                "e.g. '*/15 * * * *'"
+            )
+        return value
+
+    @field_validator("timezone")
+    @classmethod
+    def _timezone(cls, value: str) -> str:
+        try:
+            zoneinfo.ZoneInfo(value)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+            raise ValueError(
+                f"unknown time zone {value!r}; use an IANA name such as 'UTC' or 'Europe/Paris'"
+            ) from None
+        return value
+
+
+def _credential_reference(ref: str) -> str:
+    """Accept ``env:VAR`` or ``prefect-secret:block-name``; anything else is a literal secret."""
+    if ref.startswith(ENV_PREFIX):
+        if not _ENV_NAME.match(ref[len(ENV_PREFIX) :]):
+            raise ValueError(f"{ref!r} is not a valid environment variable reference")
+    elif ref.startswith(PREFECT_PREFIX):
+        if not _BLOCK_NAME.match(ref[len(PREFECT_PREFIX) :]):
+            raise ValueError(
+                f"{ref!r} is not a valid Prefect block name (lowercase letters, digits, dashes)"
+            )
+    else:
+        # Never echo the value: it is probably a real secret.
+        raise ValueError(
+            f"a literal value is not allowed here; secrets never go in the file. Put the secret "
+            f"in an environment variable and write '{ENV_PREFIX}VARIABLE', or in a Prefect Secret "
+            f"block and write '{PREFECT_PREFIX}block-name'"
+        )
+    return ref
+
+
+CredentialRef = Annotated[str, AfterValidator(_credential_reference)]
+
+
+class DestinationConfig(_Strict):
+    """One destination: its connector, mapping, credentials references and settings."""
+
+    connector: str = Field(pattern=r"^[a-z][a-z0-9_.-]*$")
+    #: The mapping file; relative paths are relative to the config file.
+    mapping: Path
+    #: Connector field → where the secret lives: ``env:VAR`` or ``prefect-secret:block-name``.
+    credentials: dict[str, CredentialRef] = Field(default_factory=dict)
+    #: Connector-specific options that are not secret (host, api_version, bulk_threshold, ...).
+    settings: dict[str, Any] = Field(default_factory=dict)
+    #: What happens to a destination record whose source record disappeared.
+    removal: Literal["none", "clear", "archive"] = "none"
+    schedule: ScheduleConfig | None = None
+
+    _name: str = PrivateAttr(default="")
+    _file: str = PrivateAttr(default="")
+    _lines: Mapping[Loc, int] = PrivateAttr(default_factory=dict)
+
+    @property
+    def name(self) -> str:
+        """The destination's name in ``syncer.yaml`` (its key under ``destinations``)."""
+        return self._name
+
+    @property
+    def source_file(self) -> str:
+        """The config file this destination was read from."""
+        return self._file
+
+    def line_of(self, *loc: str | int) -> int | None:
+        """The config file line of a key under this destination (for error messages)."""
+        path = loc
+        while path:
+            if path in self._lines:
+                return self._lines[path]
+            path = path[:-1]
+        return self._lines.get(())
+
+
+class SyncConfig(_Strict):
+    """A validated ``syncer.yaml``; build it with :func:`load_config`."""
+
+    #: Canonical store URL; ``SYNCER_STORE_URL`` overrides it.
+    store: Annotated[str | None, AfterValidator(_database_url)] = None
+    #: Sync state database URL (default: the store); ``SYNCER_STATE_URL`` overrides it.
+    state: Annotated[str | None, AfterValidator(_database_url)] = None
+    stages: StagesConfig = Field(default_factory=StagesConfig)
+    policies: PoliciesConfig = Field(default_factory=PoliciesConfig)
+    destinations: dict[str, DestinationConfig] = Field(default_factory=dict)
+
+    _file: Path | None = PrivateAttr(default=None)
+
+    @field_validator("destinations")
+    @classmethod
+    def _names(cls, value: dict[str, DestinationConfig]) -> dict[str, DestinationConfig]:
+        for name in value:
+            if not _NAME.match(name):
+                raise ValueError(
+                    f"destination name {name!r} must start with a letter and hold only letters, "
+                    "digits, '_' and '-'"
+                )
+        return value
+
+    @property
+    def source_file(self) -> Path | None:
+        """The file this configuration was loaded from."""
+        return self._file
+
+    @property
+    def ladder(self) -> StageLadder:
+        """The configured stage ladder."""
+        return self.stages.ladder()
+
+    def destination(self, name: str) -> DestinationConfig:
+        """The destination called ``name``; a ConfigError listing the known ones otherwise."""
+        try:
+            return self.destinations[name]
+        except KeyError:
+            known = ", ".join(sorted(self.destinations)) or "none"
+            raise ConfigError(
+                Problem(
+                    f"no destination {name!r} in the configuration (configured: {known})",
+                    file=str(self._file) if self._file else None,
+                )
+            ) from None
+
+
+def load_config(path: str | Path, *, environ: Mapping[str, str] | None = None) -> SyncConfig:
+    """Load and validate ``syncer.yaml``; every problem is reported in one ConfigError.
+
+    ``SYNCER_STORE_URL`` / ``SYNCER_STATE_URL`` in ``environ`` (default: the process environment)
+    override the file's ``store`` / ``state``. The state database defaults to the store. A relative
+    SQLite path in the file is relative to the file; mapping paths too.
+    """
+    env = os.environ if environ is None else environ
+    path = Path(path)
+    doc = load_yaml(path)
+    if doc.data is not None and not isinstance(doc.data, dict):
+        raise ConfigError(
+            Problem("the file must be a mapping of keys (store, destinations, ...)", file=doc.file)
+        )
+    base = path.resolve().parent
+    # The checks on the raw data run even when the schema fails, so one pass shows everything.
+    problems = _raw_problems(doc, base)
+    config: SyncConfig | None = None
+    try:
+        config = SyncConfig.model_validate(doc.data or {})
+    except ValidationError as exc:
+        problems.extend(located_problems(exc, SyncConfig, doc))
+    if problems or config is None:
+        problems.sort(key=lambda p: p.line or 0)
+        raise ConfigError(problems, summary=f"{doc.file} has errors")
+
+    store = env.get(STORE_URL_ENV) or _anchor_sqlite(config.store or DEFAULT_STORE_URL, base)
+    state = env.get(STATE_URL_ENV) or (
+        _anchor_sqlite(config.state, base) if config.state else store
+    )
+    destinations: dict[str, DestinationConfig] = {}
+    for name, dest in config.destinations.items():
+        resolved = dest.model_copy(update={"mapping": base / dest.mapping})
+        resolved._name = name
+        resolved._file = doc.file
+        prefix = ("destinations", name)
+        resolved._lines = {
+            loc[len(prefix) :]: line for loc, line in doc.lines.items() if loc[:2] == prefix
+        }
+        destinations[name] = resolved
+    result = config.model_copy(
+        update={"store": store, "state": state, "destinations": destinations}
+    )
+    result._file = path
+    return result
+
+
+def _raw_problems(doc: YamlDoc, base: Path) -> list[Problem]:
+    """What the schema cannot see: secrets under settings, mapping files that do not exist."""
+    problems: list[Problem] = []
+    data = doc.data if isinstance(doc.data, dict) else {}
+    destinations = data.get("destinations")
+    if not isinstance(destinations, dict):
+        return problems
+    for name, dest in destinations.items():
+        if not isinstance(dest, dict):
+            continue
+        settings = dest.get("settings")
+        for key in settings if isinstance(settings, dict) else ():
+            if isinstance(key, str) and _looks_secret(key):
+                problems.append(
+                    Problem(
+                        f"destinations.{name}.settings.{key} looks like a secret; settings are "
+                        "for non-secret options and may be printed",
+                        file=doc.file,
+                        line=doc.line_of(("destinations", name, "settings", key)),
+                        hint=(
+                            f"Move it to credentials as '{key}: {ENV_PREFIX}VARIABLE' (an "
+                            f"environment variable) or '{key}: {PREFECT_PREFIX}block-name' "
+                            "(a Prefect Secret block)."
+                        ),
+                    )
+                )
+        mapping = dest.get("mapping")
+        if isinstance(mapping, str) and mapping and not (base / mapping).is_file():
+            problems.append(
+                Problem(
+                    f"destinations.{name}.mapping: file not found: {base / mapping}",
+                    file=doc.file,
+                    line=doc.line_of(("destinations", name, "mapping")),
+                    hint="Mapping paths are relative to the config file.",
+                )
+            )
+    return problems
+
+
+def _anchor_sqlite(url: str, base: Path) -> str:
+    """Anchor a relative SQLite path at the config file's directory."""
+    parsed = make_url(url)
+    database = parsed.database
+    if (
+        parsed.get_backend_name() == "sqlite"
+        and database
+        and database != ":memory:"
+        and not database.startswith("file:")
+        and not Path(database).is_absolute()
+    ):
+        return parsed.set(database=str(base / database)).render_as_string(hide_password=False)
+    return url
+
+
+def _looks_secret(key: str) -> bool:
+    words = re.sub(r"([a-z0-9])([A-Z])", r"\1_\2", key).lower().replace("-", "_").split("_")
+    return any(w in _SECRET_WORDS for w in words)
+
+
+# --- credentials ----------------------------------------------------------------------------------
+
+
+def resolve_credentials(
+    dest: DestinationConfig,
+    *,
+    environ: Mapping[str, str] | None = None,
+    secret_loader: SecretLoader | None = None,
+) -> dict[str, SecretStr]:
+    """Read every credential of ``dest`` from where it lives; report every missing one at once.
+
+    ``env:VAR`` reads the environment (``environ``, default the process environment);
+    ``prefect-secret:NAME`` calls ``secret_loader(NAME)``, which only the Prefect flows provide.
+    """
+    env = os.environ if environ is None else environ
+    out: dict[str, SecretStr] = {}
+    problems: list[Problem] = []
+    for key, ref in dest.credentials.items():
+        where = f"destinations.{dest.name}.credentials.{key}"
+        line = dest.line_of("credentials", key)
+        if ref.startswith(ENV_PREFIX):
+            var = ref[len(ENV_PREFIX) :]
+            value = env.get(var)
+            if not value:
+                problems.append(
+                    Problem(
+                        f"{where}: environment variable {var} is not set",
+                        file=dest.source_file,
+                        line=line,
+                        hint=f"Export {var} before running syncer.",
+                    )
+                )
+                continue
+            out[key] = SecretStr(value)
+        else:
+            block = ref[len(PREFECT_PREFIX) :]
+            if secret_loader is None:
+                problems.append(
+                    Problem(
+                        f"{where}: Prefect Secret block {block!r} can only be read when syncer "
+                        "runs as a Prefect flow",
+                        file=dest.source_file,
+                        line=line,
+                        hint="Run the Prefect flow, or use 'env:VARIABLE' for command-line runs.",
+                    )
+                )
+                continue
+            try:
+                out[key] = SecretStr(secret_loader(block))
+            except (LookupError, ValueError) as exc:
+                # Prefect raises ValueError for a block that does not exist.
+                problems.append(
+                    Problem(
+                        f"{where}: cannot read Prefect Secret block {block!r}: {exc}",
+                        file=dest.source_file,
+                        line=line,
+                        hint=f"Create it: prefect block create secret (name {block!r}).",
+                    )
+                )
+    if problems:
+        raise ConfigError(problems, summary=f"credentials of destination {dest.name!r}")
+    return out
+
+
+def build_connector_config(
+    dest: DestinationConfig, model: type[BaseModel], credentials: Mapping[str, SecretStr]
+) -> BaseModel:
+    """Validate ``dest``'s settings plus resolved ``credentials`` with the connector's config
+    model, reporting every error at its line in the config file."""
+    data: dict[str, Any] = {**dest.settings, **credentials}
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        doc = YamlDoc(data=data, file=dest.source_file, lines=_connector_lines(dest))
+        raise ConfigError(
+            located_problems(exc, model, doc, prefix=()),
+            summary=f"destination {dest.name!r} (connector {dest.connector!r})",
+        ) from None
+
+
+def _connector_lines(dest: DestinationConfig) -> dict[Loc, int]:
+    """Lines of the flat connector config: a setting at its settings line, a credential at its
+    credentials line, anything missing at the destination's line."""
+    lines: dict[Loc, int] = {}
+    top = dest.line_of()
+    if top is not None:
+        lines[()] = top
+    for section in ("settings", "credentials"):
+        for loc, line in dest._lines.items():
+            if loc[:1] == (section,) and len(loc) >= 2:
+                lines[loc[1:]] = line
+    return lines
