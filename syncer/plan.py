@@ -1,0 +1,246 @@
+"""The plan: formatted records merge-joined with the sync state into changes.
+
+Both streams arrive in key code-point order (the store readers and
+:meth:`syncer.state.records.RecordState.iter_records` sort the same way on SQLite and PostgreSQL),
+so a plan holds one record at a time whatever the store's size. Each source record becomes
+exactly one :class:`Change`:
+
+* ``create`` — the destination has never acknowledged this key: the whole payload is sent
+  (fields without a value are left out: there is nothing to clear yet);
+* ``update`` — the payload's hash differs from the last acknowledged one: only the fields whose
+  value changed are sent (a token list is one value, so it is always sent whole);
+* ``unchanged`` — same hash: nothing is sent;
+* ``rejected`` — formatting refused the record (an invalid email, a value over its budget):
+  nothing is sent, the reason is recorded;
+* ``skipped`` — the destination refused this very payload too many times and an operator set it
+  aside (``syncer errors``); it is tried again as soon as its payload changes;
+
+and each key the state holds but the source no longer has becomes a ``remove`` (the
+destination's removal mode says what that means: nothing, clear the fields, or archive).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from syncer.state.hashing import payload_hash
+from syncer.state.records import StoredRecord
+
+Action = Literal["create", "update", "unchanged", "remove", "rejected", "skipped"]
+ACTIONS: tuple[Action, ...] = ("create", "update", "unchanged", "remove", "rejected", "skipped")
+RemovalMode = Literal["none", "clear", "archive"]
+
+__all__ = ["ACTIONS", "Action", "Change", "PlanCounts", "Planned", "plan_changes"]
+
+
+@dataclass(frozen=True, slots=True)
+class Planned:
+    """One formatted source record, ready to diff: what a mapping produced for one view."""
+
+    key: str
+    payload: Mapping[str, str | None]
+    hints: Mapping[str, Any] = field(default_factory=dict)
+    rejected: str | None = None  # the formatter's reason, when it refused the record
+    rejected_field: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    """What the plan decided for one key of one object."""
+
+    object: str
+    key: str
+    action: Action
+    payload: Mapping[str, str | None]  # the full new payload (the cleared one for a removal)
+    changes: Mapping[str, str | None]  # what is sent: the fields that differ
+    digest: str  # hash of ``payload``, stored once the destination acknowledged it
+    before: Mapping[str, Any] | None = None  # the last acknowledged payload, when known
+    remote_id: str | None = None
+    hints: Mapping[str, Any] = field(default_factory=dict)
+    reason: str | None = None  # why a record was rejected or skipped
+    field: str | None = None
+
+    @property
+    def sends(self) -> bool:
+        """True when applying this change writes to the destination."""
+        return self.action in ("create", "update") or (
+            self.action == "remove" and bool(self.changes)
+        )
+
+
+@dataclass(slots=True)
+class PlanCounts:
+    """How many changes of each action one object's plan holds."""
+
+    create: int = 0
+    update: int = 0
+    unchanged: int = 0
+    remove: int = 0
+    rejected: int = 0
+    skipped: int = 0
+
+    def add(self, action: Action) -> None:
+        setattr(self, action, getattr(self, action) + 1)
+
+    def as_dict(self) -> dict[str, int]:
+        return {a: getattr(self, a) for a in ACTIONS}
+
+    @property
+    def to_send(self) -> int:
+        return self.create + self.update + self.remove
+
+
+def plan_changes(
+    object_name: str,
+    key_field: str,
+    planned: Iterable[Planned],
+    stored: Iterable[StoredRecord],
+    *,
+    removal: RemovalMode = "none",
+    set_aside: Mapping[str, str | None] | None = None,
+    on_change: Callable[[Change], None] | None = None,
+) -> Iterator[Change]:
+    """Merge ``planned`` (source records) with ``stored`` (sync state), both in key order.
+
+    ``set_aside`` maps keys an operator set aside to the payload hash that failed (``None``: any
+    payload). ``on_change`` sees every change (counting, sampling) before it is yielded.
+    Raises ``ValueError`` if either stream is out of order or repeats a key: a plan on a
+    misordered stream would send creates for records that exist.
+    """
+    aside = set_aside or {}
+    stored_iter = iter(stored)
+    current: StoredRecord | None = next(stored_iter, None)
+    last_key: str | None = None
+    last_stored: str | None = None
+
+    def emit(change: Change) -> Change:
+        if on_change is not None:
+            on_change(change)
+        return change
+
+    for item in planned:
+        if last_key is not None and item.key <= last_key:
+            raise ValueError(
+                f"{object_name}: source keys out of order or repeated: {item.key!r} after "
+                f"{last_key!r}"
+            )
+        last_key = item.key
+        while current is not None and current.key < item.key:
+            if last_stored is not None and current.key <= last_stored:
+                raise ValueError(f"{object_name}: state keys out of order at {current.key!r}")
+            last_stored = current.key
+            removal_change = _removal(object_name, key_field, current, removal)
+            if removal_change is not None:
+                yield emit(removal_change)
+            current = next(stored_iter, None)
+        previous: StoredRecord | None = None
+        if current is not None and current.key == item.key:
+            previous, last_stored = current, current.key
+            current = next(stored_iter, None)
+        yield emit(_diff(object_name, item, previous, aside))
+    while current is not None:
+        if last_stored is not None and current.key <= last_stored:
+            raise ValueError(f"{object_name}: state keys out of order at {current.key!r}")
+        last_stored = current.key
+        removal_change = _removal(object_name, key_field, current, removal)
+        if removal_change is not None:
+            yield emit(removal_change)
+        current = next(stored_iter, None)
+
+
+def _diff(
+    object_name: str,
+    item: Planned,
+    previous: StoredRecord | None,
+    aside: Mapping[str, str | None],
+) -> Change:
+    remote_id = previous.remote_id if previous is not None else None
+    if item.rejected is not None:
+        return Change(
+            object_name,
+            item.key,
+            "rejected",
+            item.payload,
+            {},
+            "",
+            remote_id=remote_id,
+            reason=item.rejected,
+            field=item.rejected_field,
+        )
+    digest = payload_hash(item.payload)
+    if previous is not None and not previous.removed and previous.payload_hash == digest:
+        return Change(
+            object_name, item.key, "unchanged", item.payload, {}, digest, remote_id=remote_id
+        )
+    if item.key in aside and aside[item.key] in (None, digest):
+        return Change(
+            object_name,
+            item.key,
+            "skipped",
+            item.payload,
+            {},
+            digest,
+            remote_id=remote_id,
+            reason="set aside after repeated rejections; `syncer retry` sends it again",
+        )
+    if previous is None:
+        changes = {k: v for k, v in item.payload.items() if v is not None}
+        return Change(
+            object_name,
+            item.key,
+            "create",
+            item.payload,
+            changes,
+            digest,
+            hints=item.hints,
+        )
+    before = previous.payload
+    if previous.removed:
+        # Cleared or archived earlier and back in the source: everything is sent again.
+        changes = dict(item.payload)
+    else:
+        changes = {k: v for k, v in item.payload.items() if before.get(k) != v}
+        # A field that vanished from the mapping is no longer syncer's to write: leave it.
+    return Change(
+        object_name,
+        item.key,
+        "update",
+        item.payload,
+        changes,
+        digest,
+        before=before,
+        remote_id=remote_id,
+        hints=item.hints,
+    )
+
+
+def _removal(
+    object_name: str, key_field: str, record: StoredRecord, mode: RemovalMode
+) -> Change | None:
+    """The change for a key the state holds and the source no longer has."""
+    if record.removed:
+        return None
+    before = record.payload
+    if mode == "none":
+        # Nothing is sent; the count tells the operator how many records left the source.
+        return Change(object_name, record.key, "remove", before, {}, "", before, record.remote_id)
+    if mode == "clear":
+        cleared: dict[str, str | None] = {
+            k: (v if k == key_field else None) for k, v in before.items()
+        }
+        changes = {k: None for k, v in before.items() if k != key_field and v is not None}
+    else:
+        cleared = dict(before)
+        changes = {key_field: before.get(key_field, record.key)}
+    return Change(
+        object_name,
+        record.key,
+        "remove",
+        cleared,
+        changes,
+        payload_hash(cleared),
+        before,
+        record.remote_id,
+    )
