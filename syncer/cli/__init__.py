@@ -12,6 +12,9 @@ from syncer.errors import SyncerError
 # Importing a command module registers its commands.
 from syncer.cli import store_cmds  # noqa: F401  isort: skip
 from syncer.cli import connectors_cmds  # noqa: F401  isort: skip
+from syncer.cli import sync_cmds  # noqa: F401  isort: skip
+from syncer.cli import demo_cmds  # noqa: F401  isort: skip
+from syncer.cli import filter_cmds  # noqa: F401  isort: skip
 
 __all__ = ["app", "main"]
 

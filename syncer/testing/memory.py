@@ -156,16 +156,17 @@ class MemoryConnector(Connector[MemoryConfig]):
         association_batch=100,
         removal_modes=frozenset({"none", "clear", "archive"}),
     )
+    # Same object and key names as HubSpot, so mappings/hubspot.yaml runs against it unchanged.
     objects: ClassVar[dict[str, ObjectSpec]] = {
         "companies": ObjectSpec(
             "companies",
-            key_field="account_id",
+            key_field="syncer_account_id",
             fields={"name": FieldSpec("name", max_length=255)},
             default_field=_TEXT,
         ),
         "contacts": ObjectSpec(
             "contacts",
-            key_field="user_id",
+            key_field="syncer_user_id",
             fields={"email": FieldSpec("email", FieldType.EMAIL, max_length=254)},
             default_field=_TEXT,
             after=("companies",),

@@ -1,0 +1,607 @@
+"""The engine: store → resolve → map → format → plan → apply → record, for one destination.
+
+:class:`Sync` ties the steps together for one ``syncer.yaml``. The CLI and the Prefect flows
+call the same two methods:
+
+* :meth:`Sync.plan` — a dry run: everything up to the diff, nothing written anywhere (not even
+  the policy marks), counts and samples returned;
+* :meth:`Sync.run` — the real thing, under the destination's lease: ``ensure`` the custom fields,
+  then for each object in write order stream the plan into the connector, committing each batch
+  the destination acknowledged (and only those) to the sync state, then associations.
+
+A run that crashes leaves every acknowledged batch recorded; the next run plans against that
+state and sends only the rest (at-least-once delivery, idempotent upserts: a batch sent but not
+recorded is sent again, harmlessly).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from functools import cached_property
+from typing import Any
+
+from sqlalchemy.engine import Engine
+
+from syncer.apply import ApplyStats, apply_records, archive_records
+from syncer.config import (
+    DestinationConfig,
+    SecretLoader,
+    SyncConfig,
+    build_connector_config,
+    resolve_credentials,
+)
+from syncer.connectors.base import Connector, WriteRecord, WriteResult
+from syncer.connectors.registry import get_connector
+from syncer.db import create_db_engine, resolve_store_url
+from syncer.errors import ConfigError, Problem, SyncerError
+from syncer.links import LinkStats, sync_associations
+from syncer.mapping import MappingFile, ObjectMapping, load_mapping
+from syncer.model import Mark, ResolvedAccount, ResolvedUser
+from syncer.plan import ACTIONS, Change, PlanCounts, Planned, plan_changes
+from syncer.policies import PolicySettings
+from syncer.policies.hierarchy import Hierarchy
+from syncer.policies.resolve import Resolver
+from syncer.ratelimit import RateLimiter
+from syncer.retry import RetryPolicy
+from syncer.state import (
+    Ack,
+    FailureLog,
+    Lease,
+    RecordState,
+    Rejection,
+    RunLog,
+    acquire,
+    init_state,
+)
+from syncer.state.marks import MarkStore
+from syncer.store.readers import iter_accounts, iter_users, read_all_accounts
+
+__all__ = ["Destination", "ObjectReport", "PlanReport", "RunReport", "RunSession", "Sync"]
+
+log = logging.getLogger("syncer.engine")
+
+View = ResolvedUser | ResolvedAccount
+_MARK_FLUSH = 5000
+_LEASE_TTL = 300.0
+
+
+@dataclass(slots=True)
+class ObjectReport:
+    """What one object's plan (and, in a run, its apply) came to."""
+
+    object: str
+    counts: PlanCounts = field(default_factory=PlanCounts)
+    samples: list[Change] = field(default_factory=list)
+    sent: int = 0  # records the destination acknowledged
+    failed: int = 0  # records the destination refused
+    set_aside: int = 0  # of those, refused too often: on the dead-letter list now
+    requests: int = 0
+    retries: int = 0
+    errors: list[tuple[str, str]] = field(default_factory=list)  # (key, reason), first few
+
+
+@dataclass(slots=True)
+class PlanReport:
+    """A plan for one destination: per-object counts and samples."""
+
+    destination: str
+    objects: list[ObjectReport]
+
+    def totals(self) -> dict[str, int]:
+        return {a: sum(getattr(o.counts, a) for o in self.objects) for a in ACTIONS}
+
+
+@dataclass(slots=True)
+class RunReport(PlanReport):
+    """A finished (or failed) run: the plan's counts plus what was sent."""
+
+    run_id: str = ""
+    status: str = "running"
+    message: str | None = None
+    links: LinkStats | None = None
+    elapsed: float = 0.0
+    marks_saved: int = 0
+
+    def run_counts(self) -> dict[str, int]:
+        counts = self.totals()
+        counts["sent"] = sum(o.sent for o in self.objects)
+        counts["failed"] = sum(o.failed for o in self.objects)
+        counts["requests"] = sum(o.requests for o in self.objects)
+        counts["retries"] = sum(o.retries for o in self.objects)
+        if self.links is not None:
+            counts["associations_created"] = self.links.created
+            counts["associations_removed"] = self.links.removed
+        return counts
+
+
+@dataclass(frozen=True, slots=True)
+class Destination:
+    """A configured destination, checked: its connector class and its loaded mapping."""
+
+    name: str
+    config: DestinationConfig
+    connector_cls: type[Connector[Any]]
+    mapping: MappingFile
+
+
+Progress = Callable[[str, ApplyStats], None]
+
+
+class Sync:
+    """One ``syncer.yaml``: its store, state, policies and destinations.
+
+    ``environ`` and ``secret_loader`` say where credentials come from (the process environment,
+    and Prefect Secret blocks when the flows pass a loader). ``retry`` and ``clock`` are for tests.
+    """
+
+    def __init__(
+        self,
+        config: SyncConfig,
+        *,
+        environ: Mapping[str, str] | None = None,
+        secret_loader: SecretLoader | None = None,
+        retry: RetryPolicy | None = None,
+        now: datetime | None = None,
+    ) -> None:
+        self.config = config
+        self.environ = environ
+        self.secret_loader = secret_loader
+        self.retry = retry or RetryPolicy()
+        self.now = now
+        self.settings = PolicySettings(
+            config.ladder, config.policies.primary, dict(config.policies.rollups)
+        )
+
+    # --- databases and destinations ----------------------------------------------------------
+
+    @cached_property
+    def store(self) -> Engine:
+        return create_db_engine(resolve_store_url(self.config.store))
+
+    @cached_property
+    def state(self) -> Engine:
+        if self.config.state is None:
+            return init_state(self.store)
+        return init_state(create_db_engine(self.config.state))
+
+    def close(self) -> None:
+        """Dispose of the database engines (idempotent)."""
+        for name in ("state", "store"):
+            engine = self.__dict__.pop(name, None)
+            if engine is not None:
+                engine.dispose()
+
+    def __enter__(self) -> Sync:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def destination(self, name: str) -> Destination:
+        """The destination ``name`` with its connector class found and its mapping loaded and
+        checked against the connector's objects (every problem reported at once)."""
+        dest = self.config.destination(name)
+        connector_cls = get_connector(dest.connector)
+        mapping = load_mapping(dest.mapping, connector_cls.objects, self.config.ladder)
+        if dest.removal not in connector_cls.capabilities.removal_modes:
+            modes = ", ".join(sorted(connector_cls.capabilities.removal_modes))
+            raise ConfigError(
+                Problem(
+                    f"destination {name!r}: connector {dest.connector!r} cannot remove records "
+                    f"by {dest.removal!r}",
+                    file=dest.source_file,
+                    line=dest.line_of("removal"),
+                    hint=f"set removal to one of: {modes}",
+                )
+            )
+        return Destination(name, dest, connector_cls, mapping)
+
+    def connect(self, dest: Destination) -> Connector[Any]:
+        """A connector instance for ``dest``, its credentials resolved now (never stored)."""
+        credentials = resolve_credentials(
+            dest.config, environ=self.environ, secret_loader=self.secret_loader
+        )
+        model = dest.connector_cls.config_model
+        settings = build_connector_config(dest.config, model, credentials)
+        return dest.connector_cls(settings)
+
+    # --- resolve ------------------------------------------------------------------------------
+
+    @cached_property
+    def hierarchy(self) -> Hierarchy:
+        return Hierarchy.from_accounts(
+            read_all_accounts(self.store).values(), self.settings.rollups
+        )
+
+    def views(
+        self, source: str, *, save_marks: Callable[[list[Mark]], None] | None = None
+    ) -> Iterator[View]:
+        """Resolved users or accounts in key order. ``save_marks`` receives the marks that
+        changed (a real run saves them; a plan leaves the state untouched)."""
+        resolver = Resolver(self.settings, self.hierarchy, now=self.now or datetime.now(UTC))
+        marks = MarkStore(self.state)
+        stream: Iterator[tuple[View, list[Mark]]]
+        if source == "users":
+            stream = resolver.resolve_users(
+                iter_users(self.store), marks.iter_marks(), on_vanished=save_marks
+            )
+        else:
+            stream = resolver.resolve_accounts(
+                iter_accounts(self.store), marks.iter_account_marks(), on_vanished=save_marks
+            )
+        for view, changed in stream:
+            if changed and save_marks is not None:
+                save_marks(changed)
+            yield view
+
+    def planned(
+        self, obj: ObjectMapping, *, save_marks: Callable[[list[Mark]], None] | None = None
+    ) -> Iterator[Planned]:
+        """The object's source records, formatted for the destination, in key order."""
+        for view in self.views(obj.source, save_marks=save_marks):
+            out = obj.format(view)
+            rej = out.rejected
+            yield Planned(
+                out.key,
+                out.payload,
+                out.hints,
+                rejected=rej.reason if rej is not None else None,
+                rejected_field=rej.field if rej is not None else None,
+            )
+
+    def changes(
+        self,
+        dest: Destination,
+        obj: ObjectMapping,
+        *,
+        save_marks: Callable[[list[Mark]], None] | None = None,
+        on_change: Callable[[Change], None] | None = None,
+    ) -> Iterator[Change]:
+        """The plan of one object: one :class:`Change` per key of the source or the state."""
+        aside = FailureLog(self.state).set_aside_keys(dest.name, obj.name)
+        stored = RecordState(self.state).iter_records(dest.name, obj.name)
+        return plan_changes(
+            obj.name,
+            obj.key_field,
+            self.planned(obj, save_marks=save_marks),
+            stored,
+            removal=dest.config.removal,
+            set_aside=aside,
+            on_change=on_change,
+        )
+
+    # --- plan ---------------------------------------------------------------------------------
+
+    def plan(
+        self,
+        name: str,
+        *,
+        samples: int = 5,
+        keys: Sequence[str] | None = None,
+        on_change: Callable[[Change], None] | None = None,
+    ) -> PlanReport:
+        """Dry run of destination ``name``: counts per action and up to ``samples`` changes per
+        object that would send something (``keys``: keep exactly those keys' changes instead).
+        Writes nothing."""
+        dest = self.destination(name)
+        report = PlanReport(name, [])
+        wanted = set(keys) if keys is not None else None
+        for obj in dest.mapping.objects:
+            rep = ObjectReport(obj.name)
+            report.objects.append(rep)
+            for change in self.changes(dest, obj, on_change=on_change):
+                rep.counts.add(change.action)
+                if wanted is not None:
+                    if change.key in wanted:
+                        rep.samples.append(change)
+                elif change.action not in ("unchanged", "skipped") and len(rep.samples) < samples:
+                    rep.samples.append(change)
+        return report
+
+    # --- run ----------------------------------------------------------------------------------
+
+    def run(
+        self,
+        name: str,
+        *,
+        progress: Progress | None = None,
+        lease_wait: float = 0.0,
+        connector: Connector[Any] | None = None,
+    ) -> RunReport:
+        """Sync destination ``name``: see the module docstring. Returns the run's report; the
+        same figures are in ``sync_runs``. Errors propagate after the run is recorded as
+        ``failed`` (acknowledged batches stay recorded)."""
+        with self.start_run(name, lease_wait=lease_wait, connector=connector) as session:
+            session.ensure()
+            for obj in session.dest.mapping.objects:
+                session.apply_object(obj.name, progress=progress)
+            session.associate()
+        return session.report
+
+    def start_run(
+        self, name: str, *, lease_wait: float = 0.0, connector: Connector[Any] | None = None
+    ) -> RunSession:
+        """Begin a run of ``name``: the run row, the destination's lease, the connector.
+
+        Use it as a context manager and call its steps in order (``ensure``, ``apply_object``
+        for each object of the mapping, ``associate``); leaving the block records how the run
+        ended and releases the lease. The Prefect flow drives the steps as separate tasks."""
+        dest = self.destination(name)
+        runs = RunLog(self.state)
+        run_id = runs.start_run(name, dry_run=False)
+        try:
+            lease = acquire(self.state, name, run_id, _LEASE_TTL, wait_seconds=lease_wait)
+        except SyncerError as exc:
+            runs.finish_run(run_id, "failed", {}, str(exc))
+            raise
+        runs.mark_interrupted(name, run_id)
+        try:
+            conn = connector or self.connect(dest)
+        except BaseException as exc:
+            runs.finish_run(run_id, "failed", {}, str(exc))
+            lease.release()
+            raise
+        return RunSession(self, dest, conn, lease, run_id, owns_connector=connector is None)
+
+
+class RunSession:
+    """One run of one destination, step by step; made by :meth:`Sync.start_run`."""
+
+    def __init__(
+        self,
+        sync: Sync,
+        dest: Destination,
+        connector: Connector[Any],
+        lease: Lease,
+        run_id: str,
+        *,
+        owns_connector: bool,
+    ) -> None:
+        self.sync = sync
+        self.dest = dest
+        self.connector = connector
+        self.lease = lease
+        self.report = RunReport(dest.name, [], run_id=run_id)
+        self.limiter = RateLimiter(connector.capabilities.rate_limit)
+        connector.set_rate_observer(self.limiter.observe)
+        self.marks = _MarkBuffer(MarkStore(sync.state))
+        self._owns_connector = owns_connector
+        self._runs = RunLog(sync.state)
+        self._started = datetime.now(UTC)
+
+    def __enter__(self) -> RunSession:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, _tb: object
+    ) -> None:
+        self.finish(exc)
+
+    @property
+    def run_id(self) -> str:
+        return self.report.run_id
+
+    def ensure(self) -> None:
+        """Create the custom fields the mapping needs; every missing field reported at once."""
+        problems: list[Problem] = []
+        for obj in self.dest.mapping.objects:
+            result = self.connector.ensure(obj.name, [f.spec for f in obj.fields])
+            for text in result.problems:
+                problems.append(Problem(f"{self.dest.name} {obj.name}: {text}"))
+            if result.created:
+                log.info("%s %s: created fields %s", self.dest.name, obj.name, result.created)
+        if problems:
+            raise ConfigError(problems, summary=f"destination {self.dest.name!r} is missing fields")
+
+    def apply_object(self, object_name: str, *, progress: Progress | None = None) -> ObjectReport:
+        """Plan and apply one object of the mapping; its policy marks are saved as it goes."""
+        obj = next((o for o in self.dest.mapping.objects if o.name == object_name), None)
+        if obj is None:
+            raise ConfigError(f"the mapping of {self.dest.name!r} has no object {object_name!r}")
+        rep = ObjectReport(obj.name)
+        self.report.objects.append(rep)
+        _ObjectRun(self, obj, rep, progress).run()
+        self.report.marks_saved = self.marks.flush()
+        self._runs.update_counts(self.run_id, self.report.run_counts())
+        return rep
+
+    def associate(self) -> LinkStats | None:
+        """Bring associations in line (connectors that have them, mappings that ask)."""
+        if not any(o.associations for o in self.dest.mapping.objects):
+            return None
+        self.report.links = sync_associations(
+            self.dest.name,
+            self.dest.mapping,
+            self.connector,
+            views=self.sync.views,
+            state=self.sync.state,
+            run_id=self.run_id,
+            limiter=self.limiter,
+            retry=self.sync.retry,
+        )
+        self._runs.update_counts(self.run_id, self.report.run_counts())
+        return self.report.links
+
+    def finish(self, exc: BaseException | None = None) -> RunReport:
+        """Record how the run ended, release the lease and the connector (idempotent)."""
+        report = self.report
+        if report.status != "running":
+            return report
+        if exc is not None:
+            report.status = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
+            report.message = str(exc) or type(exc).__name__
+        else:
+            failed = sum(o.failed for o in report.objects) + (
+                report.links.failed if report.links else 0
+            )
+            report.status = "partial" if failed else "succeeded"
+        report.elapsed = (datetime.now(UTC) - self._started).total_seconds()
+        try:
+            self.marks.flush()
+            self._runs.finish_run(report.run_id, report.status, report.run_counts(), report.message)
+        finally:
+            self.lease.release()
+            if self._owns_connector:
+                self.connector.close()
+        return report
+
+
+class _ObjectRun:
+    """Plan → apply → record for one object of a run."""
+
+    def __init__(
+        self, session: RunSession, obj: ObjectMapping, rep: ObjectReport, progress: Progress | None
+    ) -> None:
+        self.session = session
+        self.obj = obj
+        self.rep = rep
+        self.progress = progress
+        state = session.sync.state
+        self.records = RecordState(state)
+        self.failures = FailureLog(state)
+        self.max_attempts = session.sync.config.policies.max_attempts
+        self.dest = session.dest.name
+        self.pending: dict[str, Change] = {}
+        self.archives: list[Change] = []
+        self.gone: list[str] = []
+        self.rejected: list[Rejection] = []
+
+    def run(self) -> None:
+        session, conn = self.session, self.session.connector
+        retry = session.sync.retry
+        try:
+            stats = apply_records(
+                conn,
+                self.obj.name,
+                self.to_send(),
+                on_results=self.on_results,
+                limiter=session.limiter,
+                retry=retry,
+                progress=self.report_progress,
+            )
+            self.rep.requests, self.rep.retries = stats.requests, stats.retries
+            if self.archives:
+                for change in self.archives:
+                    self.pending[change.key] = change
+                stats = archive_records(
+                    conn,
+                    self.obj.name,
+                    (WriteRecord(c.key, c.changes, c.payload, c.remote_id) for c in self.archives),
+                    on_results=self.on_results,
+                    limiter=session.limiter,
+                    retry=retry,
+                )
+                self.rep.requests += stats.requests
+                self.rep.retries += stats.retries
+        finally:
+            self.flush_local()
+
+    def to_send(self) -> Iterator[WriteRecord]:
+        session, rep = self.session, self.rep
+        removal = session.dest.config.removal
+        changes = session.sync.changes(session.dest, self.obj, save_marks=session.marks.add)
+        for change in changes:
+            rep.counts.add(change.action)
+            if change.action == "rejected":
+                rep.failed += 1
+                _note_error(rep, change.key, change.reason or "rejected")
+                self.rejected.append(Rejection(change.key, change.reason or "", change.field, None))
+            elif change.action == "remove" and (
+                not change.sends or (removal == "archive" and change.remote_id is None)
+            ):
+                self.gone.append(change.key)  # nothing to send (or no id to archive by)
+            elif change.action == "remove" and removal == "archive":
+                self.archives.append(change)
+            elif change.sends:
+                if len(rep.samples) < 5:
+                    rep.samples.append(change)
+                self.pending[change.key] = change
+                yield WriteRecord(
+                    change.key, change.changes, change.payload, change.remote_id, change.hints
+                )
+            if len(self.rejected) + len(self.gone) >= 1000:
+                self.flush_local()
+                session.lease.renew_if_due()
+
+    def flush_local(self) -> None:
+        """Record formatter rejections and removals that send nothing."""
+        if self.rejected:
+            self.rep.set_aside += len(
+                self.failures.record_rejections(
+                    self.dest, self.obj.name, self.rejected, self.session.run_id, self.max_attempts
+                )
+            )
+            self.rejected.clear()
+        if self.gone:
+            self.records.mark_removed(self.dest, self.obj.name, self.gone, self.session.run_id)
+            self.gone.clear()
+
+    def on_results(self, results: Sequence[WriteResult]) -> None:
+        """One acknowledged batch: commit what was accepted, log what was refused."""
+        rep, run_id = self.rep, self.session.run_id
+        acks: list[Ack] = []
+        refused: list[Rejection] = []
+        for result in results:
+            change = self.pending.pop(result.key)
+            if result.ok:
+                acks.append(
+                    Ack(
+                        result.key,
+                        change.payload,
+                        result.remote_id,
+                        change.digest,
+                        removed=change.action == "remove",
+                    )
+                )
+            else:
+                reason = result.rejected or "rejected"
+                refused.append(Rejection(result.key, reason, result.field, change.digest))
+                _note_error(rep, result.key, reason)
+        self.records.commit_acknowledged(self.dest, self.obj.name, acks, run_id)
+        if acks:
+            self.failures.clear(self.dest, self.obj.name, [a.key for a in acks])
+        if refused:
+            rep.set_aside += len(
+                self.failures.record_rejections(
+                    self.dest, self.obj.name, refused, run_id, self.max_attempts
+                )
+            )
+        rep.sent += len(acks)
+        rep.failed += len(refused)
+        self.session.lease.renew_if_due()
+
+    def report_progress(self, stats: ApplyStats) -> None:
+        self.rep.requests, self.rep.retries = stats.requests, stats.retries
+        if self.progress is not None:
+            self.progress(self.obj.name, stats)
+
+
+def _note_error(rep: ObjectReport, key: str, reason: str) -> None:
+    if len(rep.errors) < 10:
+        rep.errors.append((key, reason))
+
+
+class _MarkBuffer:
+    """Changed policy marks of a real run, saved in batches as the run streams."""
+
+    def __init__(self, store: MarkStore) -> None:
+        self.store = store
+        self.buffer: list[Mark] = []
+        self.saved = 0
+
+    def add(self, marks: list[Mark]) -> None:
+        self.buffer.extend(marks)
+        self.flush_if_full()
+
+    def flush_if_full(self) -> None:
+        if len(self.buffer) >= _MARK_FLUSH:
+            self.flush()
+
+    def flush(self) -> int:
+        if self.buffer:
+            self.saved += self.store.save(self.buffer)
+            self.buffer = []
+        return self.saved
