@@ -28,7 +28,7 @@ from prefect.client.schemas.objects import TaskRun
 
 from syncer.config import load_config
 from syncer.engine import ObjectReport, PlanReport, RunReport, RunSession, Sync
-from syncer.errors import LeaseHeldError, RetriableError
+from syncer.errors import LeaseHeldError, RetriableError, RetriesExhausted
 from syncer.state import RecordState
 
 __all__ = ["load_secret", "sync", "sync_all"]
@@ -48,7 +48,7 @@ def retry_transient(_task: Task[..., Any], _run: TaskRun, state: State[Any]) -> 
     """Retry a task only for what may pass with time: never for bugs or bad configuration."""
     try:
         state.result()
-    except (RetriableError, LeaseHeldError):
+    except (RetriableError, RetriesExhausted, LeaseHeldError):
         return True
     except Exception:
         return False

@@ -153,6 +153,11 @@ class FatalError(SyncerError):
     """Stop the run: auth failure, quota exhausted for the day, destination in maintenance."""
 
 
+class RetriesExhausted(FatalError):
+    """A transient failure outlasted the engine's retries: this run stops, but a later run may
+    well succeed, so a scheduler (the Prefect flow's task retries) may try the run again."""
+
+
 def combine(
     problems: Iterable[Problem], cls: type[_ProblemsError] = BadInputError, summary: str = ""
 ) -> None:

@@ -9,7 +9,8 @@ Backoff is exponential with "equal jitter" (half fixed, half random), capped, so
 workers spread out but never hammer a failing destination with near-zero waits. A ``retry_after``
 from the destination (Retry-After, or the rate-limit interval) replaces the computed wait and
 pauses the shared rate limiter, so every thread waits, not only the one that saw the 429.
-When the attempts or the deadline run out, :class:`syncer.errors.FatalError` stops the run;
+When the attempts or the deadline run out, :class:`syncer.errors.RetriesExhausted` (a
+:class:`~syncer.errors.FatalError`) stops the run;
 records already acknowledged stay committed and the rest go again on the next run.
 """
 
@@ -23,7 +24,7 @@ from typing import TypeVar
 
 from tenacity import RetryCallState, RetryError, Retrying, retry_if_exception_type
 
-from syncer.errors import FatalError, RetriableError
+from syncer.errors import RetriableError, RetriesExhausted
 from syncer.ratelimit import RateLimiter
 
 __all__ = ["RetryEvent", "RetryPolicy", "call_with_retry"]
@@ -92,7 +93,7 @@ def call_with_retry(
 
     ``what`` names the request in messages ("hubspot write contacts (100 records)").
     ``on_retry`` is called before each wait (the CLI counts retries). Raises the first
-    non-retriable exception unchanged, or :class:`FatalError` when retries run out.
+    non-retriable exception unchanged, or :class:`RetriesExhausted` when retries run out.
     """
     started = policy.clock()
 
@@ -131,7 +132,7 @@ def call_with_retry(
         last = gave_up.last_attempt
         exc = last.exception()
         elapsed = policy.clock() - started
-        raise FatalError(
+        raise RetriesExhausted(
             f"{what}: gave up after {last.attempt_number} attempt(s) in {elapsed:.1f} s; "
             f"last error: {exc}. The destination keeps failing: check its status and run again "
             "later — records already acknowledged stay committed, the others are sent again."

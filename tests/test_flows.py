@@ -1,0 +1,141 @@
+"""The Prefect layer: flows run the engine's steps as tasks, publish artifacts, retry only
+transient failures. Slow: one Prefect test server per session (~15 s to start)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from syncer.engine import RunSession
+from syncer.errors import FatalError, RetriableError, RetriesExhausted
+from syncer.store.database import init_store
+from syncer.store.loaders import load_paths
+
+pytestmark = pytest.mark.slow
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session")
+def prefect_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    home = tmp_path_factory.mktemp("prefect-home")
+    mp = pytest.MonkeyPatch()
+    mp.setenv("PREFECT_HOME", str(home))
+    mp.setenv("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    mp.setenv("DO_NOT_TRACK", "1")
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=120):
+        yield
+    mp.undo()
+
+
+@pytest.fixture
+def config(tmp_path: Path) -> Path:
+    url = f"sqlite:///{tmp_path / 'store.db'}"
+    engine = init_store(url)
+    load_paths(engine, [ROOT / "examples"])
+    engine.dispose()
+    path = tmp_path / "syncer.yaml"
+    path.write_text(
+        f"store: {url}\n"
+        "destinations:\n"
+        "  crm:\n"
+        "    connector: memory\n"
+        f"    mapping: {ROOT / 'mappings' / 'hubspot.yaml'}\n",
+        encoding="utf-8",
+    )
+    return path
+
+
+def _task_runs(flow_run_id: Any) -> list[Any]:
+    from prefect import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+
+    async def read() -> list[Any]:
+        async with get_client() as client:
+            return await client.read_task_runs(
+                flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id]))
+            )
+
+    return asyncio.run(read())
+
+
+def test_the_sync_flow_runs_the_engine_and_publishes_artifacts(
+    prefect_server: None, config: Path
+) -> None:
+    from prefect import get_client
+
+    from flows.sync import sync
+
+    state = sync(config=str(config), destination="crm", return_state=True)
+    assert state.is_completed()
+    result = state.result()
+    assert result["status"] == "succeeded"
+    assert result["sent"] == 25
+    # One task per step, not per record: ensure, two objects, associations.
+    names = sorted(t.name.split("-")[0] for t in _task_runs(state.state_details.flow_run_id))
+    assert len(names) == 4
+
+    async def artifacts() -> set[str]:
+        async with get_client() as client:
+            found = await client.read_artifacts()
+        return {a.key for a in found if a.key}
+
+    keys = asyncio.run(artifacts())
+    assert {"syncer-crm-run", "syncer-crm-report"} <= keys
+
+    # A dry run after the real one: everything is recorded, nothing would be sent.
+    dry = sync(config=str(config), destination="crm", dry_run=True)
+    assert dry["dry_run"] is True
+    assert dry["unchanged"] == 25
+
+
+def test_a_transient_failure_is_retried_by_the_task_and_a_bug_is_not(
+    prefect_server: None, config: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import flows.sync as module
+
+    calls: list[str] = []
+    real = RunSession.apply_object
+
+    def flaky(self: RunSession, object_name: str, **kw: Any) -> Any:
+        calls.append(object_name)
+        if object_name == "contacts" and calls.count("contacts") == 1:
+            raise RetriesExhausted("hubspot write contacts: gave up after 8 attempts")
+        return real(self, object_name, **kw)
+
+    monkeypatch.setattr(RunSession, "apply_object", flaky)
+    monkeypatch.setattr(module, "apply_task", module.apply_task.with_options(retry_delay_seconds=0))
+    result = module.sync(config=str(config), destination="crm")
+    assert calls == ["companies", "contacts", "contacts"]
+    assert result["status"] == "succeeded"
+
+    calls.clear()
+
+    def buggy(self: RunSession, object_name: str, **kw: Any) -> Any:
+        calls.append(object_name)
+        raise ZeroDivisionError("a bug")
+
+    monkeypatch.setattr(RunSession, "apply_object", buggy)
+    state = module.sync(config=str(config), destination="crm", return_state=True)
+    assert state.is_failed()
+    assert calls == ["companies"]  # not retried
+
+
+def test_retry_condition_only_admits_transient_errors() -> None:
+    from prefect.states import Failed
+
+    from flows.sync import retry_transient
+
+    def failed(exc: BaseException) -> Any:
+        return Failed(data=exc)
+
+    assert retry_transient(None, None, failed(RetriableError("429")))  # type: ignore[arg-type]
+    assert retry_transient(None, None, failed(RetriesExhausted("gave up")))  # type: ignore[arg-type]
+    assert not retry_transient(None, None, failed(FatalError("401")))  # type: ignore[arg-type]
+    assert not retry_transient(None, None, failed(KeyError("bug")))  # type: ignore[arg-type]
