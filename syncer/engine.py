@@ -388,7 +388,7 @@ class RunSession:
         """Create the custom fields the mapping needs; every missing field reported at once."""
         problems: list[Problem] = []
         for obj in self.dest.mapping.objects:
-            result = self.connector.ensure(obj.name, [f.spec for f in obj.fields])
+            result = self.connector.ensure(obj.name, obj.destination_fields())
             for text in result.problems:
                 problems.append(Problem(f"{self.dest.name} {obj.name}: {text}"))
             if result.created:
