@@ -192,14 +192,25 @@ def run(
         raise typer.Exit(1)
 
 
+_SHORT = {
+    "create": "new",
+    "update": "upd",
+    "unchanged": "same",
+    "remove": "gone",
+    "rejected": "rej",
+    "skipped": "skip",
+}
+
+
 def print_run(report: RunReport, elapsed: float) -> None:
     """The run's report: per-object counts, what was sent, the first errors."""
     table = Table(
         title=f"run {report.run_id[:8]} of {report.destination}: {report.status}",
         box=box.SIMPLE_HEAD,
     )
-    for col in ("object", *ACTIONS, "sent", "failed", "requests", "retries"):
-        table.add_column(col, justify="left" if col == "object" else "right")
+    # Short headings: the table must fit an 80-column terminal.
+    for col in ("object", *_SHORT.values(), "sent", "failed", "req", "retry"):
+        table.add_column(col, justify="left" if col == "object" else "right", no_wrap=True)
     for obj in report.objects:
         table.add_row(
             obj.object,
