@@ -1,0 +1,158 @@
+"""``syncer explain user ID`` / ``account ID``: why a user or account has the stage it has.
+
+For a RevOps person asking "why is she CUS?": each membership with its stage in the store, its
+high-water mark from earlier runs, and the rule that decided. Reads the store and the policy
+marks; writes nothing (the marks move only when a real run saves them).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich import box
+from rich.table import Table
+from rich.text import Text
+from sqlalchemy.engine import Engine
+
+from syncer.cli.app import StoreOption, app, console
+from syncer.config import PoliciesConfig, load_config
+from syncer.db import DEFAULT_STORE_URL, STATE_URL_ENV
+from syncer.engine import Sync
+from syncer.errors import BadInputError, Problem
+from syncer.policies import PolicySettings
+from syncer.policies.hierarchy import Hierarchy
+from syncer.policies.resolve import Resolver
+from syncer.state import open_state
+from syncer.state.marks import MarkStore
+from syncer.store.database import open_store
+from syncer.store.readers import read_account, read_all_accounts, read_user
+
+explain_app = typer.Typer(
+    name="explain",
+    help="Why a user or an account has its stage: memberships, marks, the deciding rule.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+app.add_typer(explain_app, name="explain")
+
+StateOption = Annotated[
+    str | None,
+    typer.Option(
+        "--state",
+        envvar=STATE_URL_ENV,
+        help="Sync state URL (default: the store).",
+        show_default=False,
+    ),
+]
+
+
+ConfigFile = Annotated[
+    Path | None,
+    typer.Option(
+        "--config", "-c", help="Take store, state and policies from this syncer.yaml instead."
+    ),
+]
+
+
+def _resolver(
+    store_url: str, state_url: str | None, config: Path | None
+) -> tuple[Resolver, MarkStore, Engine]:
+    settings = PolicySettings(rollups=dict(PoliciesConfig().rollups))
+    if config is not None:
+        sync = Sync(load_config(config))
+        settings, store, state = sync.settings, sync.store, sync.state
+    else:
+        store = open_store(store_url)
+        state = open_state(state_url or store)
+    hierarchy = Hierarchy.from_accounts(read_all_accounts(store).values(), settings.rollups)
+    return Resolver(settings, hierarchy), MarkStore(state), store
+
+
+@explain_app.command("user")
+def explain_user(
+    user_id: Annotated[str, typer.Argument(help="The product's user id.")],
+    store: StoreOption = DEFAULT_STORE_URL,
+    state: StateOption = None,
+    config: ConfigFile = None,
+) -> None:
+    """A user's memberships, marks and the rule behind their stage and primary account."""
+    resolver, marks, engine = _resolver(store, state, config)
+    item = read_user(engine, user_id)
+    if item is None:
+        raise BadInputError(
+            Problem(f"no user {user_id!r} in the store", key=user_id, hint="check the id")
+        )
+    previous = {(m.subject, m.account_id): m for m in marks.get_user_marks(user_id)}
+    resolved, changed = resolver.resolve_user(item, previous.values())
+    u = resolved.user
+    name = " ".join(p for p in (u.first_name, u.last_name) if p) or u.email or u.user_id
+    console.print(Text.assemble((f"{name} ({u.user_id})", "bold"), f"  lead stage {u.lead_stage}"))
+    table = Table(box=box.SIMPLE_HEAD)
+    for col in ("account", "name", "stage in store", "mark (earlier runs)", "mark now", "state"):
+        table.add_column(col)
+    for m in resolved.memberships:
+        before = previous.get(("membership", m.account_id))
+        was = "—" if before is None else ("churned" if before.churned else str(before.stage))
+        state_text = "churned" if m.churned else ("primary" if m.primary else "active")
+        table.add_row(m.account_id, m.account_name or "", m.stage, was, m.mark or "—", state_text)
+    gone = [
+        mark
+        for (subject, aid), mark in previous.items()
+        if subject == "membership"
+        and not mark.churned
+        and aid not in {m.account_id for m in resolved.memberships}
+    ]
+    for mark in gone:
+        table.add_row(mark.account_id, "", "(not in store)", str(mark.stage), "—", "left: churn")
+    console.print(table)
+    console.print(Text.assemble(("stage ", "bold"), resolved.stage, "  — ", resolved.rule))
+    console.print(
+        Text.assemble(
+            ("primary ", "bold"),
+            str(resolved.primary_account_id),
+            "  — ",
+            resolved.primary_rule or "",
+        )
+    )
+    if changed:
+        console.print(
+            f"{len(changed)} mark(s) would change at the next real run (not saved by explain)",
+            style="dim",
+        )
+
+
+@explain_app.command("account")
+def explain_account(
+    account_id: Annotated[str, typer.Argument(help="The product's account id.")],
+    store: StoreOption = DEFAULT_STORE_URL,
+    state: StateOption = None,
+    config: ConfigFile = None,
+) -> None:
+    """An account's own stage, its active members, hierarchy and roll-ups."""
+    resolver, marks, engine = _resolver(store, state, config)
+    item = read_account(engine, account_id)
+    if item is None:
+        raise BadInputError(
+            Problem(f"no account {account_id!r} in the store", key=account_id, hint="check the id")
+        )
+    resolved, _ = resolver.resolve_account(item, marks.get_account_marks(account_id))
+    a = resolved.account
+    console.print(Text.assemble((f"{a.name or a.account_id} ({a.account_id})", "bold")))
+    console.print(Text.assemble(("stage ", "bold"), resolved.stage, "  — ", resolved.rule))
+    if resolved.ancestors:
+        console.print(f"ancestors: {' → '.join(resolved.ancestors)}")
+    if resolved.children:
+        console.print(f"children: {', '.join(resolved.children)}")
+    if resolved.rollups:
+        console.print(
+            "roll-ups over the subtree: "
+            + ", ".join(f"{k} {v:g}" for k, v in sorted(resolved.rollups.items()))
+        )
+    table = Table(box=box.SIMPLE_HEAD, title="active members")
+    for col in ("user", "email", "role", "stage", "mark"):
+        table.add_column(col)
+    for m in resolved.members:
+        table.add_row(m.user_id, m.email or "", m.role or "", m.stage, m.mark or "—")
+    console.print(table)

@@ -1,0 +1,107 @@
+"""The sync commands as a user types them: plan, run, status, errors, retry, explain, filter,
+emulate, demo."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from syncer.cli import app
+from syncer.cli.emulate_cmds import parse_rate
+from syncer.errors import ConfigError
+from syncer.store.database import init_store
+from syncer.store.loaders import load_paths
+
+ROOT = Path(__file__).resolve().parents[1]
+runner = CliRunner()
+
+
+@pytest.fixture
+def config(tmp_path: Path) -> Path:
+    url = f"sqlite:///{tmp_path / 'store.db'}"
+    engine = init_store(url)
+    load_paths(engine, [ROOT / "examples"])
+    engine.dispose()
+    path = tmp_path / "syncer.yaml"
+    path.write_text(
+        f"store: {url}\n"
+        "destinations:\n"
+        "  crm:\n"
+        "    connector: memory\n"
+        f"    mapping: {ROOT / 'mappings' / 'hubspot.yaml'}\n",
+        encoding="utf-8",
+    )
+    return path
+
+
+def _ok(*args: str) -> str:
+    result = runner.invoke(app, list(args), catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
+def test_plan_json_counts_and_explain_one_record(config: Path) -> None:
+    data = json.loads(_ok("plan", "-c", str(config), "-d", "crm", "--json"))
+    assert data["totals"]["create"] == 25
+    explained = json.loads(
+        _ok("plan", "-c", str(config), "-d", "crm", "--json", "--explain", "u01")
+    )
+    [sample] = [s for o in explained["objects"] for s in o["samples"]]
+    assert sample["key"] == "u01"
+    assert sample["payload"]["syncer_stage"] == "CUS"
+    text = _ok("plan", "-c", str(config), "-d", "crm", "--explain", "u01")
+    assert "hubspot.yaml:" in text  # the template behind each value
+
+
+def test_run_status_errors_retry(config: Path) -> None:
+    out = _ok("run", "-c", str(config), "-d", "crm")
+    assert "succeeded" in out
+    assert "run" in _ok("status", "-c", str(config))
+    assert "no rejected records" in _ok("errors", "-c", str(config))
+    assert "0 record(s)" in _ok("retry", "-c", str(config), "-d", "crm")
+
+
+def test_a_missing_config_or_destination_is_a_clear_error(config: Path, tmp_path: Path) -> None:
+    result = runner.invoke(app, ["plan", "-c", str(tmp_path / "nope.yaml"), "-d", "crm"])
+    assert result.exit_code != 0
+    assert isinstance(result.exception, ConfigError)
+    assert "no configuration file" in str(result.exception)
+    result = runner.invoke(app, ["plan", "-c", str(config), "-d", "salesforse"])
+    assert "no destination 'salesforse'" in str(result.exception)
+    assert "crm" in str(result.exception)
+
+
+def test_explain_user_names_the_deciding_rule(config: Path) -> None:
+    out = _ok("explain", "user", "u09", "-c", str(config))
+    assert "stage PRO" in out
+    assert "XYZ" in out
+    out = _ok("explain", "account", "ACME", "-c", str(config))
+    assert "licenses 170" in out
+
+
+def test_filter_prints_the_exact_text_for_both_matching_rules() -> None:
+    out = _ok("filter", "34", "CUS")
+    assert ";34xcus;" in out
+    assert re.search(r"\b34xcus\b", out)
+    assert ";34x" in _ok("filter", "34", "--prefix")
+
+
+def test_rate_limit_option_parses_and_rejects_nonsense() -> None:
+    assert parse_rate("100/10s") == (100, 10_000)
+    assert parse_rate("190/500ms") == (190, 500)
+    with pytest.raises(ConfigError, match="100/10s"):
+        parse_rate("fast")
+
+
+def test_demo_without_prefect_runs_twice_and_sends_nothing_the_third_time(
+    tmp_path: Path,
+) -> None:
+    out = _ok("demo", "--no-prefect", "--dir", str(tmp_path / "demo"))
+    match = re.search(r"first sync (\d+), after the change (\d+), with nothing changed (\d+)", out)
+    assert match is not None, out
+    first, second, third = map(int, match.groups())
+    assert first > second > third == 0
