@@ -411,6 +411,11 @@ def _fast(node: nodes.Node, env: SandboxedEnvironment) -> Evaluator | None:
         if isinstance(item, str) and item.startswith("_"):
             return None
         return lambda ctx: _get(inner(ctx), item) if isinstance(item, str) else inner(ctx)[item]
+    if isinstance(node, nodes.CondExpr) and node.expr2 is not None:
+        test, yes, no = (_fast(n, env) for n in (node.test, node.expr1, node.expr2))
+        if test is None or yes is None or no is None:
+            return None
+        return lambda ctx: yes(ctx) if test(ctx) else no(ctx)
     if isinstance(node, nodes.Filter):
         if node.node is None or node.kwargs or node.dyn_args or node.dyn_kwargs:
             return None

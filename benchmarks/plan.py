@@ -1,0 +1,123 @@
+"""Plan throughput: resolve → map → format → hash → diff for a synthetic store.
+
+    python benchmarks/plan.py --users 100000 [--runs 3] [--steady]
+
+Generates the store once (cached under benchmarks/.data/), then times ``Sync.plan`` for the
+default HubSpot mapping (companies and contacts) in a fresh process per run, reporting wall time,
+records/s and peak RSS; the median of ``--runs`` is printed last. ``--steady`` first records the
+plan as applied (every record in the sync state), so the runs measure the steady state where
+the plan compares hashes and finds nothing to send — the common case on a schedule.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+DATA = Path(__file__).resolve().parent / ".data"
+
+
+def _config(db: Path) -> Path:
+    path = db.with_suffix(".yaml")
+    path.write_text(
+        f"store: sqlite:///{db}\n"
+        "destinations:\n"
+        "  crm:\n"
+        "    connector: memory\n"
+        f"    mapping: {ROOT / 'mappings' / 'hubspot.yaml'}\n",
+        encoding="utf-8",
+    )
+    return path
+
+
+def measure(config: Path) -> dict[str, float]:
+    """One plan in this process: seconds, records planned, peak RSS in MB."""
+    from syncer.config import load_config
+    from syncer.engine import Sync
+
+    started = time.perf_counter()
+    with Sync(load_config(config)) as sync:
+        report = sync.plan("crm", samples=0)
+    elapsed = time.perf_counter() - started
+    records = sum(report.totals().values())
+    rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return {"seconds": elapsed, "records": records, "rss_mb": rss_mb, **report.totals()}
+
+
+def record_as_applied(config: Path) -> None:
+    """Commit the current plan to the sync state as if the destination had acknowledged it."""
+    from syncer.config import load_config
+    from syncer.engine import Sync
+    from syncer.state import Ack, RecordState
+
+    with Sync(load_config(config)) as sync:
+        dest = sync.destination("crm")
+        records = RecordState(sync.state)
+        for obj in dest.mapping.objects:
+            batch: list[Ack] = []
+            for change in sync.changes(dest, obj):
+                if change.action in ("create", "update"):
+                    batch.append(Ack(change.key, change.payload, f"r{change.key}", change.digest))
+                if len(batch) >= 5000:
+                    records.commit_acknowledged("crm", obj.name, batch, "bench")
+                    batch = []
+            records.commit_acknowledged("crm", obj.name, batch, "bench")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--users", type=int, default=100_000)
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--steady", action="store_true")
+    parser.add_argument("--measure", type=Path, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.measure:
+        print(json.dumps(measure(args.measure)))
+        return
+    from benchmarks.generate import populate
+
+    DATA.mkdir(exist_ok=True)
+    db = DATA / f"plan-{args.users}{'-steady' if args.steady else ''}.db"
+    if not db.exists():
+        t0 = time.perf_counter()
+        counts = populate(f"sqlite:///{db}", args.users)
+        print(f"generated {counts} in {time.perf_counter() - t0:.0f} s", flush=True)
+        if args.steady:
+            t0 = time.perf_counter()
+            record_as_applied(_config(db))
+            print(f"recorded the plan as applied in {time.perf_counter() - t0:.0f} s", flush=True)
+    config = _config(db)
+    results = []
+    for i in range(args.runs):
+        out = subprocess.run(
+            [sys.executable, __file__, "--measure", str(config)],
+            check=True,
+            capture_output=True,
+            text=True,
+        )
+        r = json.loads(out.stdout.strip().splitlines()[-1])
+        results.append(r)
+        print(
+            f"run {i + 1}: {r['seconds']:.1f} s, {r['records'] / r['seconds']:,.0f} records/s, "
+            f"{args.users / r['seconds']:,.0f} users/s, peak RSS {r['rss_mb']:.0f} MB "
+            f"(create {r['create']}, unchanged {r['unchanged']})",
+            flush=True,
+        )
+    med = statistics.median(r["seconds"] for r in results)
+    rss = statistics.median(r["rss_mb"] for r in results)
+    print(
+        f"median of {len(results)}: {med:.1f} s for {args.users:,} users "
+        f"({args.users / med:,.0f} users/s), peak RSS {rss:.0f} MB"
+    )
+
+
+if __name__ == "__main__":
+    main()
