@@ -45,7 +45,7 @@ from syncer.policies import PolicySettings
 from syncer.policies.hierarchy import Hierarchy
 from syncer.policies.resolve import Resolver
 from syncer.ratelimit import RateLimiter
-from syncer.retry import RetryPolicy
+from syncer.retry import RetryPolicy, call_with_retry
 from syncer.state import (
     Ack,
     FailureLog,
@@ -388,7 +388,13 @@ class RunSession:
         """Create the custom fields the mapping needs; every missing field reported at once."""
         problems: list[Problem] = []
         for obj in self.dest.mapping.objects:
-            result = self.connector.ensure(obj.name, obj.destination_fields())
+            # Idempotent, so a transient failure (a 429 during setup) just runs it again.
+            result = call_with_retry(
+                lambda obj=obj: self.connector.ensure(obj.name, obj.destination_fields()),
+                policy=self.sync.retry,
+                what=f"{self.connector.name} ensure {obj.name}",
+                limiter=self.limiter,
+            )
             for text in result.problems:
                 problems.append(Problem(f"{self.dest.name} {obj.name}: {text}"))
             if result.created:
