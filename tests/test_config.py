@@ -1,0 +1,97 @@
+"""syncer.yaml: every error at once with its line, no secret literals, paths anchored."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from pydantic import SecretStr
+
+from syncer.config import load_config, resolve_credentials
+from syncer.errors import ConfigError
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _config(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "syncer.yaml"
+    path.write_text(text, encoding="utf-8")
+    (tmp_path / "m.yaml").write_text("objects: {}\n", encoding="utf-8")
+    return path
+
+
+def test_the_example_config_loads_with_paths_relative_to_it() -> None:
+    config = load_config(ROOT / "examples" / "syncer.yaml", environ={})
+    dest = config.destination("hubspot")
+    assert dest.mapping == (ROOT / "examples" / ".." / "mappings" / "hubspot.yaml")
+    assert dest.mapping.resolve().is_file()
+    # A relative SQLite path is relative to the config file, not the working directory.
+    assert config.store is not None
+    assert Path(config.store.removeprefix("sqlite:///")).resolve() == (ROOT / "demo.db").resolve()
+    assert config.state == config.store  # the state defaults to the store
+    assert dest.schedule is not None
+    assert dest.schedule.timezone == "Europe/Berlin"
+
+
+def test_every_problem_is_reported_at_once_with_its_line(tmp_path: Path) -> None:
+    path = _config(
+        tmp_path,
+        "store: sqlite:///x.db\n"  # 1
+        "policies:\n"  # 2
+        "  primary: loudest\n"  # 3
+        "destinations:\n"  # 4
+        "  hubspot:\n"  # 5
+        "    connector: hubspot\n"  # 6
+        "    mapping: m.yaml\n"  # 7
+        "    credentials: {access_token: pat-na1-0123456789}\n"  # 8
+        "    removal: shred\n"  # 9
+        "    schedule: {cron: 'every hour', timezone: Mars/Olympus}\n",  # 10
+    )
+    with pytest.raises(ConfigError) as caught:
+        load_config(path, environ={})
+    lines = {p.line for p in caught.value.problems}
+    assert {3, 8, 9, 10} <= lines
+    text = str(caught.value)
+    assert "pat-na1-0123456789" not in text  # a secret is never echoed
+    assert "env:" in text  # ... and the message says what to write instead
+
+
+def test_environment_overrides_store_and_state(tmp_path: Path) -> None:
+    path = _config(tmp_path, "store: sqlite:///file.db\n")
+    config = load_config(
+        path, environ={"SYNCER_STORE_URL": "sqlite:///other.db", "SYNCER_STATE_URL": "sqlite:///s"}
+    )
+    assert (config.store, config.state) == ("sqlite:///other.db", "sqlite:///s")
+
+
+def test_credentials_come_from_the_environment_and_missing_ones_are_listed(
+    tmp_path: Path,
+) -> None:
+    path = _config(
+        tmp_path,
+        "destinations:\n"
+        "  hubspot:\n"
+        "    connector: hubspot\n"
+        "    mapping: m.yaml\n"
+        "    credentials: {access_token: env:HS_TOKEN, other: prefect-secret:hs-other}\n",
+    )
+    dest = load_config(path, environ={}).destination("hubspot")
+    with pytest.raises(ConfigError) as caught:
+        resolve_credentials(dest, environ={})
+    text = str(caught.value)
+    assert "HS_TOKEN is not set" in text
+    assert "Prefect Secret block 'hs-other'" in text
+    got = resolve_credentials(
+        dest, environ={"HS_TOKEN": "t0k"}, secret_loader=lambda name: f"secret-of-{name}"
+    )
+    assert got["access_token"] == SecretStr("t0k")
+    assert got["other"].get_secret_value() == "secret-of-hs-other"
+
+
+def test_an_unknown_destination_lists_the_known_ones(tmp_path: Path) -> None:
+    path = _config(
+        tmp_path,
+        "destinations:\n  hubspot: {connector: hubspot, mapping: m.yaml}\n",
+    )
+    with pytest.raises(ConfigError, match="configured: hubspot"):
+        load_config(path, environ={}).destination("hubspto")
