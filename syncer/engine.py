@@ -21,6 +21,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import cached_property
+from itertools import chain, islice
 from typing import Any
 
 from sqlalchemy.engine import Engine
@@ -66,6 +67,7 @@ log = logging.getLogger("syncer.engine")
 View = ResolvedUser | ResolvedAccount
 _MARK_FLUSH = 5000
 _LEASE_TTL = 300.0
+_BULK_CHUNK = 10_000
 
 
 @dataclass(slots=True)
@@ -479,10 +481,19 @@ class _ObjectRun:
         session, conn = self.session, self.session.connector
         retry = session.sync.retry
         try:
+            records = self.to_send()
+            threshold = conn.capabilities.bulk_threshold
+            if threshold is not None:
+                # Look ahead: more changed records than the threshold take the bulk path.
+                head = list(islice(records, threshold + 1))
+                if len(head) > threshold:
+                    self.bulk(chain(head, records))
+                    return
+                records = iter(head)
             stats = apply_records(
                 conn,
                 self.obj.name,
-                self.to_send(),
+                records,
                 on_results=self.on_results,
                 limiter=session.limiter,
                 retry=retry,
@@ -504,6 +515,20 @@ class _ObjectRun:
                 self.rep.retries += stats.retries
         finally:
             self.flush_local()
+
+    def bulk(self, records: Iterator[WriteRecord]) -> None:
+        """Hand the records to the connector's bulk path in large chunks, each retried as a
+        whole on transient errors and committed when its job's results come back."""
+        session, conn = self.session, self.session.connector
+        while chunk := list(islice(records, _BULK_CHUNK)):
+            results = call_with_retry(
+                lambda chunk=chunk: conn.write_bulk(self.obj.name, chunk),
+                policy=session.sync.retry,
+                what=f"{conn.name} bulk {self.obj.name} ({len(chunk)} records)",
+                limiter=session.limiter,
+            )
+            self.rep.requests += 1
+            self.on_results(results)
 
     def to_send(self) -> Iterator[WriteRecord]:
         session, rep = self.session, self.rep

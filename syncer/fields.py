@@ -79,7 +79,14 @@ class FieldSpec:
 
 
 def companion_names(name: str) -> tuple[str, str]:
-    """The names of a token field's companions: the true token count and the truncation flag."""
+    """The names of a token field's companions: the true token count and the truncation flag.
+
+    A Salesforce custom field name keeps its ``__c`` suffix last:
+    ``Syncer_Accounts__c`` → ``Syncer_Accounts_Count__c``, ``Syncer_Accounts_Truncated__c``.
+    """
+    if name.endswith("__c"):
+        stem = name[:-3]
+        return f"{stem}_Count__c", f"{stem}_Truncated__c"
     return f"{name}_count", f"{name}_truncated"
 
 

@@ -210,6 +210,12 @@ class Connector(ABC, Generic[ConfigT]):
         ``capabilities.associations``."""
         raise NotImplementedError(f"connector {self.name!r} does not support associations")
 
+    def write_bulk(self, object_name: str, records: Sequence[WriteRecord]) -> Sequence[WriteResult]:
+        """Upsert many records in one bulk job (keys unique), one result per record. Author hook
+        for connectors with ``capabilities.bulk_threshold``: the engine uses it instead of
+        ``write`` when a run has more changed records than that."""
+        raise NotImplementedError(f"connector {self.name!r} has no bulk path")
+
     def archive(self, object_name: str, batch: Sequence[WriteRecord]) -> Sequence[WriteResult]:
         """Archive (soft-delete) records that left the source. Author hook for connectors with
         ``"archive"`` in ``capabilities.removal_modes``."""
