@@ -92,7 +92,7 @@ class SalesforceConfig(ConnectorConfig):
     security_token: SecretStr | None = None
     domain: str = "login"  # "test" for sandboxes
     consumer_key: str | None = None
-    private_key_file: Path | None = None
+    jwt_key_file: Path | None = None
     api_version: str = "59.0"
     bulk_threshold: int = Field(default=2000, ge=1)
     bulk_batch: int = Field(default=10_000, ge=1)
@@ -110,12 +110,12 @@ class SalesforceConfig(ConnectorConfig):
             "password": self.username is not None and self.password is not None,
             "jwt": self.username is not None
             and self.consumer_key is not None
-            and self.private_key_file is not None,
+            and self.jwt_key_file is not None,
         }
         if not any(ways.values()):
             raise ValueError(
                 "give instance_url + session_id, or username + password (+ security_token), or "
-                "username + consumer_key + private_key_file (JWT bearer)"
+                "username + consumer_key + jwt_key_file (JWT bearer)"
             )
         return self
 
@@ -402,11 +402,11 @@ def _login(config: SalesforceConfig) -> Salesforce:
                 session_id=config.session_id.get_secret_value(),
                 **common,
             )
-        if config.consumer_key is not None and config.private_key_file is not None:
+        if config.consumer_key is not None and config.jwt_key_file is not None:
             return Salesforce(
                 username=config.username,
                 consumer_key=config.consumer_key,
-                privatekey_file=str(config.private_key_file),
+                privatekey_file=str(config.jwt_key_file),
                 domain=config.domain,
                 **common,
             )
