@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Column, select, tuple_
+from sqlalchemy import Column, and_, select
 from sqlalchemy.engine import Connection, Engine
 
 from syncer.db import upsert
@@ -416,12 +416,20 @@ class _Writer:
 
     def _stored_rows(self, keys: list[tuple[str, ...]]) -> dict[tuple[str, ...], dict[str, Any]]:
         table = self.spec.table
-        if len(self.key_cols) == 1:
-            where = self.key_cols[0].in_([k[0] for k in keys])
-        else:
-            where = tuple_(*self.key_cols).in_(keys)
+        # One IN list per key column (a superset of the keys; the rest are dropped below): a
+        # row-value IN list of thousands of pairs makes PostgreSQL plan and scan for seconds
+        # per batch, while per-column lists use the primary key index.
+        where = and_(
+            *(col.in_(sorted({k[i] for k in keys})) for i, col in enumerate(self.key_cols))
+        )
+        wanted = set(keys)
         rows: dict[tuple[str, ...], dict[str, Any]] = {}
         for r in self.conn.execute(select(table).where(where)):
+            if (
+                len(self.key_cols) > 1
+                and tuple(r._mapping[c.name] for c in self.key_cols) not in wanted
+            ):
+                continue
             row = dict(r._mapping)
             for column in self.spec.timestamps:
                 row[column] = utc(row[column])
