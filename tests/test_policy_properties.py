@@ -1,0 +1,129 @@
+"""Properties of the policies over arbitrary inputs (hypothesis)."""
+
+from __future__ import annotations
+
+import random
+from datetime import UTC, datetime
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from syncer.model import DEFAULT_LADDER, MEMBERSHIP_MARK, Account, Mark, Membership, User
+from syncer.policies import UserStage, resolve_user_stage
+from syncer.policies.hierarchy import Hierarchy
+
+NOW = datetime(2024, 5, 1, tzinfo=UTC)
+STAGES = (*DEFAULT_LADDER.names, DEFAULT_LADDER.churned)
+ACCOUNTS = ("A", "B", "C", "D")
+RANK = {name: i for i, name in enumerate(DEFAULT_LADDER.names)}
+
+# A snapshot of the store for one user: account → stage, for the memberships present.
+snapshots = st.dictionaries(st.sampled_from(ACCOUNTS), st.sampled_from(STAGES), max_size=4)
+
+
+def _resolve(snapshot: dict[str, str], marks: tuple[Mark, ...]) -> UserStage:
+    rows = [Membership("u1", a, stage=s) for a, s in snapshot.items()]
+    return resolve_user_stage(User("u1"), rows, marks, DEFAULT_LADDER, now=NOW)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(snapshots, min_size=1, max_size=8))
+def test_the_stage_never_falls_below_an_active_membership_mark(steps: list[dict[str, str]]) -> None:
+    marks: tuple[Mark, ...] = ()
+    for snapshot in steps:
+        result = _resolve(snapshot, marks)
+        marks = result.marks
+        active = [
+            m.stage
+            for m in marks
+            if m.subject == MEMBERSHIP_MARK and not m.churned and m.stage is not None
+        ]
+        if active:
+            assert not result.churned
+            assert RANK[result.stage] >= max(RANK[s] for s in active)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(snapshots, min_size=2, max_size=8))
+def test_the_stage_goes_down_only_when_a_membership_churned_or_left(
+    steps: list[dict[str, str]],
+) -> None:
+    marks: tuple[Mark, ...] = ()
+    previous: dict[str, str] | None = None
+    before: str | None = None
+    for snapshot in steps:
+        result = _resolve(snapshot, marks)
+        marks = result.marks
+        if previous is not None and before is not None:
+            dropped = (
+                result.stage == DEFAULT_LADDER.churned and before != DEFAULT_LADDER.churned
+            ) or (result.stage in RANK and before in RANK and RANK[result.stage] < RANK[before])
+            if dropped:
+                churned = DEFAULT_LADDER.churned
+                churned_or_left = any(a not in snapshot for a in previous) or any(
+                    s == churned and previous.get(a) != churned for a, s in snapshot.items()
+                )
+                assert churned_or_left, (previous, snapshot, before, result.stage)
+        previous, before = snapshot, result.stage
+
+
+@settings(max_examples=150, deadline=None)
+@given(snapshots, st.randoms())
+def test_the_result_does_not_depend_on_row_order(
+    snapshot: dict[str, str], rnd: random.Random
+) -> None:
+    rows = [Membership("u1", a, stage=s) for a, s in snapshot.items()]
+    shuffled = rows[:]
+    rnd.shuffle(shuffled)
+    one = resolve_user_stage(User("u1"), rows, (), DEFAULT_LADDER, now=NOW)
+    two = resolve_user_stage(User("u1"), shuffled, (), DEFAULT_LADDER, now=NOW)
+    assert (one.stage, one.memberships, set(one.marks)) == (
+        two.stage,
+        two.memberships,
+        set(two.marks),
+    )
+
+
+@st.composite
+def forests(draw: st.DrawFn) -> list[Account]:
+    n = draw(st.integers(1, 25))
+    accounts = []
+    for i in range(n):
+        parent = draw(st.one_of(st.none(), st.integers(0, i - 1))) if i else None
+        licenses = draw(st.one_of(st.none(), st.integers(0, 1000)))
+        attrs = {} if licenses is None else {"licenses": licenses}
+        accounts.append(
+            Account(
+                f"a{i}",
+                parent_account_id=None if parent is None else f"a{parent}",
+                attributes=attrs,
+            )
+        )
+    return accounts
+
+
+@settings(max_examples=150, deadline=None)
+@given(forests())
+def test_a_rollup_equals_the_sum_over_the_subtree(accounts: list[Account]) -> None:
+    tree = Hierarchy.from_accounts(accounts, {"licenses": "sum"})
+    parent = {a.account_id: a.parent_account_id for a in accounts}
+
+    def in_subtree(node: str, root: str) -> bool:
+        cur: str | None = node
+        while cur is not None:
+            if cur == root:
+                return True
+            cur = parent[cur]
+        return False
+
+    for root in parent:
+        values = [
+            a.attributes["licenses"]
+            for a in accounts
+            if "licenses" in a.attributes and in_subtree(a.account_id, root)
+        ]
+        got = tree.rollups(root).get("licenses")
+        if values:
+            assert got == sum(values)
+        else:
+            assert got is None
