@@ -62,8 +62,12 @@ def account_from_row(row: Row[Any] | Mapping[str, Any]) -> Account:
 
 
 def user_from_row(row: Row[Any] | Mapping[str, Any]) -> User:
-    """A :class:`User` from a row of the ``users`` table."""
-    m = row._mapping if isinstance(row, Row) else row
+    """A :class:`User` from a row of the ``users`` table (``select(users)`` column order)."""
+    if isinstance(row, Row):
+        # Positional: this runs once per user on the hot path of every plan.
+        uid, email, first, last, lead, attrs, created, updated = row
+        return User(uid, email, first, last, lead, _attributes(attrs), utc(created), utc(updated))
+    m = row
     return User(
         user_id=m["user_id"],
         email=m["email"],
@@ -77,8 +81,12 @@ def user_from_row(row: Row[Any] | Mapping[str, Any]) -> User:
 
 
 def membership_from_row(row: Row[Any] | Mapping[str, Any]) -> Membership:
-    """A :class:`Membership` from a row holding the ``memberships`` columns."""
-    m = row._mapping if isinstance(row, Row) else row
+    """A :class:`Membership` from a row whose first columns are the ``memberships`` columns in
+    table order (``select(memberships, ...)``)."""
+    if isinstance(row, Row):
+        uid, aid, role, stage, joined, updated = row[:6]
+        return Membership(uid, aid, role, stage, utc(joined), utc(updated))
+    m = row
     return Membership(
         user_id=m["user_id"],
         account_id=m["account_id"],
@@ -135,9 +143,9 @@ def iter_users(
             ).all()
             by_user: dict[str, list[Membership]] = {}
             for r in rows:
-                by_user.setdefault(r.user_id, []).append(membership_from_row(r))
+                by_user.setdefault(r[0], []).append(membership_from_row(r))
             for u in page:
-                yield UserWithMemberships(user_from_row(u), tuple(by_user.get(u.user_id, ())))
+                yield UserWithMemberships(user_from_row(u), tuple(by_user.get(u[0], ())))
 
 
 def _account_members_query(conn: Connection) -> Select[Any]:

@@ -1,0 +1,93 @@
+"""Resolve throughput: users streamed from the store through the stage and primary policies.
+
+    python benchmarks/resolve.py --users 1000000 [--runs 3]
+
+Reuses (or generates) the synthetic store of benchmarks/plan.py, then in a fresh process per run
+streams every user with their memberships and marks through the resolver (no mapping, no
+formatting), reporting memberships/s, users/s and peak RSS; medians last.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+DATA = Path(__file__).resolve().parent / ".data"
+
+
+def measure(url: str) -> dict[str, float]:
+    from syncer.db import create_db_engine
+    from syncer.policies import PolicySettings
+    from syncer.policies.hierarchy import Hierarchy
+    from syncer.policies.resolve import Resolver
+    from syncer.state import init_state
+    from syncer.state.marks import MarkStore
+    from syncer.store.readers import iter_users, read_all_accounts
+
+    store = create_db_engine(url)
+    state = init_state(store)
+    started = time.perf_counter()
+    hierarchy = Hierarchy.from_accounts(read_all_accounts(store).values())
+    resolver = Resolver(PolicySettings(), hierarchy)
+    users = 0
+    for _view, _changed in resolver.resolve_users(iter_users(store), MarkStore(state).iter_marks()):
+        users += 1
+    elapsed = time.perf_counter() - started
+    return {
+        "seconds": elapsed,
+        "users": users,
+        "memberships": resolver.stats.memberships,
+        "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--users", type=int, default=100_000)
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--measure", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.measure:
+        print(json.dumps(measure(args.measure)))
+        return
+    from benchmarks.generate import populate
+
+    DATA.mkdir(exist_ok=True)
+    db = DATA / f"plan-{args.users}.db"
+    if not db.exists():
+        populate(f"sqlite:///{db}", args.users)
+    results = []
+    for i in range(args.runs):
+        out = subprocess.run(
+            [sys.executable, __file__, "--measure", f"sqlite:///{db}"],
+            check=True,
+            capture_output=True,
+            text=True,
+        )
+        r = json.loads(out.stdout.strip().splitlines()[-1])
+        results.append(r)
+        print(
+            f"run {i + 1}: {r['seconds']:.1f} s, {r['memberships'] / r['seconds']:,.0f} "
+            f"memberships/s, {r['users'] / r['seconds']:,.0f} users/s, "
+            f"peak RSS {r['rss_mb']:.0f} MB",
+            flush=True,
+        )
+    med = statistics.median(r["seconds"] for r in results)
+    r0 = results[0]
+    print(
+        f"median of {len(results)}: {med:.1f} s; {r0['memberships'] / med:,.0f} memberships/s, "
+        f"{r0['users'] / med:,.0f} users/s, peak RSS "
+        f"{statistics.median(r['rss_mb'] for r in results):.0f} MB"
+    )
+
+
+if __name__ == "__main__":
+    main()
