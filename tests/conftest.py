@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from urllib.parse import quote
 
@@ -66,3 +66,42 @@ EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 @pytest.fixture
 def examples_dir() -> Path:
     return EXAMPLES
+
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def examples_config(directory: Path, destinations: str | None = None) -> Path:
+    """A SQLite store in ``directory`` loaded with examples/, and a syncer.yaml for it whose
+    ``destinations`` section defaults to one in-memory destination ``crm`` with the HubSpot
+    mapping."""
+    from syncer.store.database import init_store
+    from syncer.store.loaders import load_paths
+
+    url = f"sqlite:///{directory / 'store.db'}"
+    engine = init_store(url)
+    load_paths(engine, [ROOT / "examples"])
+    engine.dispose()
+    mapping = ROOT / "mappings" / "hubspot.yaml"
+    path = directory / "syncer.yaml"
+    path.write_text(
+        f"store: {url}\n"
+        + (
+            destinations
+            or f"destinations:\n  crm:\n    connector: memory\n    mapping: {mapping}\n"
+        ),
+        encoding="utf-8",
+    )
+    return path
+
+
+@pytest.fixture
+def memory_config(tmp_path: Path) -> Path:
+    """:func:`examples_config` with its default destination."""
+    return examples_config(tmp_path)
+
+
+@pytest.fixture
+def make_examples_config(tmp_path: Path) -> Callable[[str], Path]:
+    """:func:`examples_config` in this test's directory with the given destinations section."""
+    return lambda destinations: examples_config(tmp_path, destinations)

@@ -13,29 +13,14 @@ from typer.testing import CliRunner
 from syncer.cli import app
 from syncer.cli.emulate_cmds import parse_rate
 from syncer.errors import ConfigError
-from syncer.store.database import init_store
-from syncer.store.loaders import load_paths
 
 ROOT = Path(__file__).resolve().parents[1]
 runner = CliRunner()
 
 
 @pytest.fixture
-def config(tmp_path: Path) -> Path:
-    url = f"sqlite:///{tmp_path / 'store.db'}"
-    engine = init_store(url)
-    load_paths(engine, [ROOT / "examples"])
-    engine.dispose()
-    path = tmp_path / "syncer.yaml"
-    path.write_text(
-        f"store: {url}\n"
-        "destinations:\n"
-        "  crm:\n"
-        "    connector: memory\n"
-        f"    mapping: {ROOT / 'mappings' / 'hubspot.yaml'}\n",
-        encoding="utf-8",
-    )
-    return path
+def config(memory_config: Path) -> Path:
+    return memory_config
 
 
 def _ok(*args: str) -> str:

@@ -10,15 +10,12 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
-
-from syncer.store.database import init_store
-from syncer.store.loaders import load_paths
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -30,25 +27,18 @@ def _free_port() -> int:
 
 
 @pytest.fixture
-def config(tmp_path: Path) -> Path:
-    url = f"sqlite:///{tmp_path / 'store.db'}"
-    engine = init_store(url)
-    load_paths(engine, [ROOT / "examples"])
-    engine.dispose()
-    path = tmp_path / "syncer.yaml"
-    path.write_text(
-        f"store: {url}\n"
+def config(make_examples_config: Callable[[str], Path]) -> Path:
+    mapping = ROOT / "mappings" / "hubspot.yaml"
+    return make_examples_config(
         "destinations:\n"
         "  crm:\n"
         "    connector: memory\n"
-        f"    mapping: {ROOT / 'mappings' / 'hubspot.yaml'}\n"
+        f"    mapping: {mapping}\n"
         "    schedule: {cron: '*/15 * * * *', timezone: Europe/Berlin}\n"
         "  other:\n"
         "    connector: memory\n"
-        f"    mapping: {ROOT / 'mappings' / 'hubspot.yaml'}\n",
-        encoding="utf-8",
+        f"    mapping: {mapping}\n",
     )
-    return path
 
 
 def test_serve_builds_one_deployment_per_scheduled_destination(config: Path) -> None:

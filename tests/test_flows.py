@@ -12,8 +12,6 @@ import pytest
 
 from syncer.engine import RunSession
 from syncer.errors import FatalError, RetriableError, RetriesExhausted
-from syncer.store.database import init_store
-from syncer.store.loaders import load_paths
 
 pytestmark = pytest.mark.slow
 
@@ -35,21 +33,8 @@ def prefect_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
 
 
 @pytest.fixture
-def config(tmp_path: Path) -> Path:
-    url = f"sqlite:///{tmp_path / 'store.db'}"
-    engine = init_store(url)
-    load_paths(engine, [ROOT / "examples"])
-    engine.dispose()
-    path = tmp_path / "syncer.yaml"
-    path.write_text(
-        f"store: {url}\n"
-        "destinations:\n"
-        "  crm:\n"
-        "    connector: memory\n"
-        f"    mapping: {ROOT / 'mappings' / 'hubspot.yaml'}\n",
-        encoding="utf-8",
-    )
-    return path
+def config(memory_config: Path) -> Path:
+    return memory_config
 
 
 def _task_runs(flow_run_id: Any) -> list[Any]:
