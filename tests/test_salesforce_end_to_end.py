@@ -176,3 +176,35 @@ def test_the_bulk_path_above_the_threshold(tmp_path: Path, org: SalesforceEmulat
         org.reset_log()
         assert sync.run("salesforce").totals()["unchanged"] == 5025
         assert _writes(org) == []
+
+
+def test_a_crash_mid_run_resumes_without_duplicates(
+    tmp_path: Path, org: SalesforceEmulator
+) -> None:
+    from syncer.errors import RetriesExhausted
+
+    # Accounts go through; every Contact upsert fails until the "outage" ends.
+    org.inject("server_error", path="composite/sobjects/Contact", status=503)
+    with _sync(tmp_path, org) as sync:
+        with pytest.raises(RetriesExhausted):
+            sync.run("salesforce")
+        assert RecordState(sync.state).count("salesforce", "Account") == 11
+        assert RecordState(sync.state).count("salesforce", "Contact") == 0
+        org.clear_faults()
+        org.reset_log()
+        report = sync.run("salesforce")
+        assert report.status == "succeeded"
+        sent = sum(e.records for e in org.requests() if "composite/sobjects" in e.path)
+        assert sent == 14  # only the contacts
+    for type_name, key in (("Account", "Syncer_Account_Id__c"), ("Contact", "Syncer_User_Id__c")):
+        keys = [r.get(key) for r in org.records(type_name).values()]
+        assert len(keys) == len(set(keys))
+
+
+def test_a_locked_row_is_retried(tmp_path: Path, org: SalesforceEmulator) -> None:
+    org.inject("lock_row", times=1, path="composite/sobjects/Account")
+    with _sync(tmp_path, org) as sync:
+        report = sync.run("salesforce")
+    assert report.status == "succeeded"
+    assert sum(o.retries for o in report.objects) >= 1
+    assert len(_by_key(org, "Account", "Syncer_Account_Id__c")) == 11
