@@ -413,6 +413,16 @@ class RunSession:
         self.report.objects.append(rep)
         _ObjectRun(self, obj, rep, progress).run()
         self.report.marks_saved = self.marks.flush()
+        log.info(
+            "%s %s: %s; sent %d, refused %d, %d requests, %d retries",
+            self.dest.name,
+            obj.name,
+            ", ".join(f"{k} {v}" for k, v in rep.counts.as_dict().items() if v),
+            rep.sent,
+            rep.failed,
+            rep.requests,
+            rep.retries,
+        )
         self._runs.update_counts(self.run_id, self.report.run_counts())
         return rep
 
