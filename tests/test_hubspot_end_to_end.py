@@ -221,3 +221,41 @@ def test_a_contact_that_existed_before_syncer_is_adopted_not_duplicated(
     sync.run("hubspot")
     assert hubspot.find("contacts", "email", "ada@acme.example") == [existing]
     assert hubspot.contacts()[existing]["syncer_user_id"] == "u01"
+
+
+def test_contains_token_search_finds_exactly_the_token_holders(
+    sync: Sync, hubspot: HubSpotEmulator
+) -> None:
+    """A marketer's filter, as HubSpot's search runs it (whole words): exact, never account
+    ACME-US when asking for ACME."""
+    import hubspot.crm.objects as objects_api
+
+    from syncer.tokens import Token, contains_query
+
+    sync.run("hubspot")
+    configuration = objects_api.Configuration(host=hubspot.url)
+    configuration.access_token = TOKEN
+    search = objects_api.SearchApi(objects_api.ApiClient(configuration=configuration))
+
+    def holders(prop: str, token: Token) -> set[str]:
+        body = {
+            "filterGroups": [
+                {
+                    "filters": [
+                        {
+                            "propertyName": prop,
+                            "operator": "CONTAINS_TOKEN",
+                            "value": contains_query(token, "word"),
+                        }
+                    ]
+                }
+            ],
+            "properties": ["syncer_user_id"],
+            "limit": 100,
+        }
+        answer = search.do_search("contacts", body)
+        return {r.properties["syncer_user_id"] for r in answer.results}
+
+    assert holders("syncer_accounts", Token(("ACME", "CUS"))) == {"u01", "u02"}
+    assert holders("syncer_account_ids", Token(("ACME",))) == {"u01", "u02"}
+    assert holders("syncer_account_ids", Token(("ACME-US",))) == {"u02", "u12"}
