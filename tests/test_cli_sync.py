@@ -5,6 +5,10 @@ from __future__ import annotations
 
 import json
 import re
+import signal
+import subprocess
+import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -90,3 +94,76 @@ def test_demo_without_prefect_runs_twice_and_sends_nothing_the_third_time(
     assert match is not None, out
     first, second, third = map(int, match.groups())
     assert first > second > third == 0
+
+
+def _start_emulator(*args: str) -> tuple[subprocess.Popen[str], str]:
+    """``syncer emulate ...`` as a person starts it; returns the process and the URL it prints."""
+    process = subprocess.Popen(
+        [str(Path(sys.executable).with_name("syncer")), "emulate", *args, "--port", "0"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    assert process.stdout is not None
+    for line in process.stdout:
+        match = re.search(r"listening on (https?://127\.0\.0\.1:\d+)", line)
+        if match:
+            return process, match[1]
+    process.wait(timeout=10)
+    pytest.fail(f"syncer emulate {args[0]} exited with {process.returncode} without a URL")
+
+
+def _stop(process: subprocess.Popen[str]) -> str:
+    process.send_signal(signal.SIGINT)
+    out, _ = process.communicate(timeout=20)
+    return out
+
+
+@pytest.mark.parametrize("destination", ["hubspot", "salesforce"])
+def test_syncer_emulate_then_syncer_run_end_to_end(
+    destination: str,
+    make_examples_config: Callable[[str], Path],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    cert = tmp_path / "emulator.pem"
+    extra = ["--cert", str(cert)] if destination == "salesforce" else []
+    process, url = _start_emulator(destination, *extra)
+    try:
+        if destination == "hubspot":
+            monkeypatch.setenv("HUBSPOT_TOKEN", "demo-token")
+            credentials = "{access_token: env:HUBSPOT_TOKEN}"
+            settings = f"{{host: '{url}'}}"
+        else:
+            monkeypatch.setenv("SF_SESSION", "demo-session")
+            credentials = "{session_id: env:SF_SESSION}"
+            settings = f"{{instance_url: '{url}', verify: '{cert}', allow_create_fields: true}}"
+        config = make_examples_config(
+            f"destinations:\n  crm:\n    connector: {destination}\n"
+            f"    mapping: {ROOT / 'mappings' / f'{destination}.yaml'}\n"
+            f"    credentials: {credentials}\n    settings: {settings}\n"
+        )
+        first = _run_table(_ok("run", "-c", str(config), "-d", "crm"))
+        again = _run_table(_ok("run", "-c", str(config), "-d", "crm"))
+    finally:
+        out = _stop(process)
+    # examples/ holds 11 accounts and 14 users: all sent at first, nothing (no request) again.
+    assert sorted(row["sent"] for row in first.values()) == [11, 14]
+    assert all(row["failed"] == 0 for row in first.values())
+    assert [(row["sent"], row["req"]) for row in again.values()] == [(0, 0), (0, 0)]
+    assert "stopped after" in out
+
+
+def _run_table(output: str) -> dict[str, dict[str, int]]:
+    """The per-object rows of ``syncer run``'s table, by column name."""
+    assert "succeeded" in output, output
+    lines = output.splitlines()
+    [header] = [i for i, line in enumerate(lines) if line.split()[:2] == ["object", "new"]]
+    names = lines[header].split()[1:]
+    rows: dict[str, dict[str, int]] = {}
+    for line in lines[header + 2 :]:
+        cells = line.split()
+        if len(cells) != len(names) + 1:
+            break
+        rows[cells[0]] = dict(zip(names, map(int, cells[1:]), strict=True))
+    return rows

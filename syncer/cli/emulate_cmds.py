@@ -1,9 +1,13 @@
-"""``syncer emulate hubspot``: a local HubSpot API to point syncer at, for trying things out."""
+"""``syncer emulate hubspot`` and ``syncer emulate salesforce``: a local destination API to point
+syncer at, for trying things out."""
 
 from __future__ import annotations
 
+import functools
 import re
+import shutil
 import threading
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -55,7 +59,7 @@ def emulate_hubspot(
         rate_limit_interval_ms=interval_ms,
     )
     with emulator:
-        console.print(f"HubSpot emulator listening on {emulator.url}")
+        console.print(f"HubSpot emulator listening on {emulator.url}", soft_wrap=True)
         console.print("In syncer.yaml, for a destination with connector: hubspot —")
         console.print(f"  settings: {{host: {emulator.url}}}")
         console.print("  credentials: {access_token: env:HUBSPOT_TOKEN}")
@@ -64,3 +68,47 @@ def emulate_hubspot(
             threading.Event().wait()
         except KeyboardInterrupt:
             console.print(f"stopped after {len(emulator.requests())} requests")
+
+
+@emulate_app.command("salesforce")
+def emulate_salesforce(
+    port: Annotated[int, typer.Option(help="Port on 127.0.0.1 (0: any free one).")] = 8766,
+    session_id: Annotated[str, typer.Option(help="The session id clients must send.")] = (
+        "demo-session"
+    ),
+    daily_limit: Annotated[int, typer.Option(help="The org's daily API request budget.")] = 15_000,
+    allow_field_creation: Annotated[
+        bool, typer.Option(help="Let the Tooling API create custom fields.")
+    ] = True,
+    cert: Annotated[
+        Path | None,
+        typer.Option(help="Also write the throwaway certificate here, for a stable `verify:`."),
+    ] = None,
+) -> None:
+    """Serve Salesforce's REST subset over HTTPS (a throwaway self-signed certificate) on
+    127.0.0.1 until Ctrl-C."""
+    from syncer.testing.salesforce_emulator import SalesforceEmulator
+
+    emulator = SalesforceEmulator(port=port, session_id=session_id, daily_api_limit=daily_limit)
+    with emulator:
+        emulator.allow_field_creation = allow_field_creation
+        assert emulator.cert_path is not None  # tls is on
+        cert_path = emulator.cert_path
+        if cert is not None:
+            shutil.copyfile(cert_path, cert)
+            cert_path = cert.resolve()
+        # soft_wrap: the URL and the certificate path must stay on one line to be copied.
+        say = functools.partial(console.print, soft_wrap=True, highlight=False)
+        say(f"Salesforce emulator listening on {emulator.url}")
+        say(f"certificate: {cert_path}")
+        say("In syncer.yaml, for a destination with connector: salesforce —")
+        say(
+            f"  settings: {{instance_url: {emulator.url}, verify: {cert_path}, "
+            "allow_create_fields: true}"
+        )
+        say("  credentials: {session_id: env:SF_SESSION}")
+        say(f"and export SF_SESSION={session_id}.  Ctrl-C stops it.")
+        try:
+            threading.Event().wait()
+        except KeyboardInterrupt:
+            say(f"stopped after {len(emulator.requests())} requests")

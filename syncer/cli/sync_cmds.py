@@ -207,6 +207,8 @@ def print_run(report: RunReport, elapsed: float) -> None:
     table = Table(
         title=f"run {report.run_id[:8]} of {report.destination}: {report.status}",
         box=box.SIMPLE_HEAD,
+        show_edge=False,
+        pad_edge=False,
     )
     # Short headings: the table must fit an 80-column terminal.
     for col in ("object", *_SHORT.values(), "sent", "failed", "req", "retry"):
