@@ -119,31 +119,44 @@ class Source:
                     yield _table_row(spec, self.label, line, obj.items(), from_csv=False)
 
     def _lines(self) -> Iterator[str]:
-        """The file's lines decoded strictly as UTF-8 (a leading BOM dropped)."""
+        """The file's lines decoded strictly as UTF-8 (a leading BOM dropped).
+
+        Raises :class:`_NotUtf8`; the readers turn it into a :class:`SourceError` that also
+        names the column (or JSON key) holding the bad byte when they can tell.
+        """
         offset = 0
         with self.path.open("rb") as f:
             for number, raw in enumerate(f, 1):
                 try:
                     text = raw.decode("utf-8")
                 except UnicodeDecodeError as exc:
-                    bad = raw[exc.start]
-                    raise SourceError(
-                        Problem(
-                            f"not valid UTF-8: byte 0x{bad:02x} at byte offset "
-                            f"{offset + exc.start}; nothing in this file was loaded",
-                            file=self.label,
-                            line=number,
-                            hint=UTF8_HINT,
-                        )
-                    ) from None
+                    raise _NotUtf8(number, offset + exc.start, raw, raw[exc.start]) from None
                 if number == 1 and text.startswith("\ufeff"):
                     text = text[1:]
                 offset += len(raw)
                 self.bytes_read = offset
                 yield text
 
+    def _not_utf8(self, bad: _NotUtf8, field: str | None) -> SourceError:
+        return SourceError(
+            Problem(
+                f"not valid UTF-8: byte 0x{bad.byte:02x} at byte offset {bad.offset}; "
+                "nothing in this file was loaded",
+                file=self.label,
+                line=bad.line,
+                field=field,
+                hint=UTF8_HINT,
+            )
+        )
+
     def _json_objects(self) -> Iterator[tuple[int, dict[str, Any] | None, Problem | None]]:
         """(line, object, None) or (line, None, problem) for every non-blank line."""
+        try:
+            yield from self._json_lines()
+        except _NotUtf8 as bad:
+            raise self._not_utf8(bad, _json_field(bad.raw)) from None
+
+    def _json_lines(self) -> Iterator[tuple[int, dict[str, Any] | None, Problem | None]]:
         for number, text in enumerate(self._lines(), 1):
             if not text.strip():
                 continue
@@ -176,9 +189,17 @@ class Source:
             yield number, obj, None
 
     def _csv_rows(self, spec: TableSpec) -> Iterator[ParsedRow]:
+        header: list[str] = []
+        try:
+            yield from self._csv_records(spec, header)
+        except _NotUtf8 as bad:
+            raise self._not_utf8(bad, _csv_field(header, bad.raw)) from None
+
+    def _csv_records(self, spec: TableSpec, header: list[str]) -> Iterator[ParsedRow]:
+        """The data rows; fills ``header`` (the caller's list) once the header row is read."""
         reader = csv.reader(self._lines(), strict=True)
         try:
-            header = [name.strip() for name in next(reader)]
+            header.extend(name.strip() for name in next(reader))
         except StopIteration:
             raise SourceError(
                 Problem(
@@ -254,10 +275,65 @@ class Source:
                     "; ".join(problems) + f"; the header is: {','.join(header)}",
                     file=self.label,
                     line=1,
+                    field=",".join(missing) or None,
                     hint=f"the first row must name the {spec.name} columns, at least "
                     f"{', '.join(spec.required)}",
                 )
             )
+
+
+class _NotUtf8(Exception):
+    """A line that is not UTF-8: where, and the raw bytes to find the column in."""
+
+    def __init__(self, line: int, offset: int, raw: bytes, byte: int) -> None:
+        super().__init__(f"line {line}: byte 0x{byte:02x} at offset {offset} is not UTF-8")
+        self.line = line
+        self.offset = offset
+        self.raw = raw
+        self.byte = byte
+
+
+def _undecodable(text: str) -> bool:
+    # surrogateescape turns each undecodable byte into one of U+DC80..U+DCFF.
+    return any("\udc80" <= ch <= "\udcff" for ch in text)
+
+
+def _csv_field(header: list[str], raw: bytes) -> str | None:
+    """The header column whose cell holds the undecodable byte, when the line says so alone."""
+    if not header:
+        return None  # the bad byte is in the header itself
+    try:
+        cells = next(csv.reader([raw.decode("utf-8", "surrogateescape")], strict=True))
+    except (csv.Error, StopIteration):
+        return None
+    if len(cells) != len(header):
+        return None  # a continuation line of a quoted multi-line cell: cannot tell
+    for name, cell in zip(header, cells, strict=True):
+        if _undecodable(cell):
+            return name
+    return None
+
+
+def _json_field(raw: bytes) -> str | None:
+    """The (dotted) key whose value holds the undecodable byte, if the line is valid JSON."""
+    try:
+        obj = json.loads(raw.decode("utf-8", "surrogateescape"))
+    except ValueError:
+        return None
+    stack: list[tuple[str, Any]] = [("", obj)]
+    while stack:
+        path, value = stack.pop()
+        if isinstance(value, dict):
+            for key, item in reversed(list(value.items())):
+                name = f"{path}.{key}" if path else str(key)
+                if _undecodable(str(key)):
+                    return name
+                stack.append((name, item))
+        elif isinstance(value, list):
+            stack.extend((path, item) for item in reversed(value))
+        elif isinstance(value, str) and _undecodable(value):
+            return path or None
+    return None
 
 
 def _reject_constant(name: str) -> Any:
