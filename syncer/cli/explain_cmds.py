@@ -7,6 +7,8 @@ marks; writes nothing (the marks move only when a real run saves them).
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Annotated
 
@@ -56,18 +58,26 @@ ConfigFile = Annotated[
 ]
 
 
+@contextmanager
 def _resolver(
     store_url: str, state_url: str | None, config: Path | None
-) -> tuple[Resolver, MarkStore, Engine]:
-    settings = PolicySettings(rollups=dict(PoliciesConfig().rollups))
-    if config is not None:
-        sync = Sync(load_config(config))
-        settings, store, state = sync.settings, sync.store, sync.state
-    else:
-        store = open_store(store_url)
-        state = open_state(state_url or store)
-    hierarchy = Hierarchy.from_accounts(read_all_accounts(store).values(), settings.rollups)
-    return Resolver(settings, hierarchy), MarkStore(state), store
+) -> Iterator[tuple[Resolver, MarkStore, Engine]]:
+    """The resolver, the marks and the store engine; every engine is disposed on exit."""
+    with ExitStack() as cleanup:
+        settings = PolicySettings(rollups=dict(PoliciesConfig().rollups))
+        if config is not None:
+            sync = cleanup.enter_context(Sync(load_config(config)))
+            settings, store, state = sync.settings, sync.store, sync.state
+        else:
+            store = open_store(store_url)
+            cleanup.callback(store.dispose)
+            if state_url is None:
+                state = open_state(store)
+            else:
+                state = open_state(state_url)
+                cleanup.callback(state.dispose)
+        hierarchy = Hierarchy.from_accounts(read_all_accounts(store).values(), settings.rollups)
+        yield Resolver(settings, hierarchy), MarkStore(state), store
 
 
 @explain_app.command("user")
@@ -78,14 +88,14 @@ def explain_user(
     config: ConfigFile = None,
 ) -> None:
     """A user's memberships, marks and the rule behind their stage and primary account."""
-    resolver, marks, engine = _resolver(store, state, config)
-    item = read_user(engine, user_id)
-    if item is None:
-        raise BadInputError(
-            Problem(f"no user {user_id!r} in the store", key=user_id, hint="check the id")
-        )
-    previous = {(m.subject, m.account_id): m for m in marks.get_user_marks(user_id)}
-    resolved, changed = resolver.resolve_user(item, previous.values())
+    with _resolver(store, state, config) as (resolver, marks, engine):
+        item = read_user(engine, user_id)
+        if item is None:
+            raise BadInputError(
+                Problem(f"no user {user_id!r} in the store", key=user_id, hint="check the id")
+            )
+        previous = {(m.subject, m.account_id): m for m in marks.get_user_marks(user_id)}
+        resolved, changed = resolver.resolve_user(item, previous.values())
     u = resolved.user
     name = " ".join(p for p in (u.first_name, u.last_name) if p) or u.email or u.user_id
     console.print(Text.assemble((f"{name} ({u.user_id})", "bold"), f"  lead stage {u.lead_stage}"))
@@ -131,13 +141,15 @@ def explain_account(
     config: ConfigFile = None,
 ) -> None:
     """An account's own stage, its active members, hierarchy and roll-ups."""
-    resolver, marks, engine = _resolver(store, state, config)
-    item = read_account(engine, account_id)
-    if item is None:
-        raise BadInputError(
-            Problem(f"no account {account_id!r} in the store", key=account_id, hint="check the id")
-        )
-    resolved, _ = resolver.resolve_account(item, marks.get_account_marks(account_id))
+    with _resolver(store, state, config) as (resolver, marks, engine):
+        item = read_account(engine, account_id)
+        if item is None:
+            raise BadInputError(
+                Problem(
+                    f"no account {account_id!r} in the store", key=account_id, hint="check the id"
+                )
+            )
+        resolved, _ = resolver.resolve_account(item, marks.get_account_marks(account_id))
     a = resolved.account
     console.print(Text.assemble((f"{a.name or a.account_id} ({a.account_id})", "bold")))
     console.print(Text.assemble(("stage ", "bold"), resolved.stage, "  — ", resolved.rule))

@@ -20,9 +20,12 @@ from rich.progress import (
 )
 from rich.table import Table
 from rich.text import Text
+from sqlalchemy.exc import OperationalError
 
 from syncer.cli.app import StoreOption, app, console
-from syncer.db import DEFAULT_STORE_URL
+from syncer.db import DEFAULT_STORE_URL, STATE_URL_ENV
+from syncer.errors import ConfigError
+from syncer.state import init_state
 from syncer.store.database import display_url, init_store, open_store
 from syncer.store.loaders import LoadReport, load_paths
 from syncer.store.readers import store_stats
@@ -44,11 +47,38 @@ class LoadKind(StrEnum):
 
 
 @app.command()
-def init(store: StoreOption = DEFAULT_STORE_URL) -> None:
-    """Create the canonical store's tables (safe to run again: it changes nothing)."""
+def init(
+    store: StoreOption = DEFAULT_STORE_URL,
+    state: Annotated[
+        str | None,
+        typer.Option(
+            "--state",
+            envvar=STATE_URL_ENV,
+            help="Sync state URL, if it is not the store's database.",
+            show_default=False,
+        ),
+    ] = None,
+) -> None:
+    """Create the store's tables and the sync state's (safe to run again: it changes nothing).
+
+    The sync state (marks, records, runs) lives in the store's database unless ``--state`` names
+    another; ``syncer explain`` and ``syncer status`` read it, so it exists from the start.
+    """
     engine = init_store(store)
-    engine.dispose()
+    try:
+        if state is None:
+            init_state(engine)
+        else:
+            init_state(state).dispose()
+    except OperationalError as exc:
+        raise ConfigError(
+            f"cannot create the sync state at {display_url(state or store)}: {exc.orig}"
+        ) from None
+    finally:
+        engine.dispose()
     console.print(Text(f"store ready at {display_url(store)}"), highlight=False)
+    if state is not None:
+        console.print(Text(f"sync state ready at {display_url(state)}"), highlight=False)
 
 
 @app.command()
