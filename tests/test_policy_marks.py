@@ -1,0 +1,130 @@
+"""The stage policy across runs with its marks kept in the sync-state database (SQLite and
+PostgreSQL): each run reads the marks back from the database, never from memory."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime
+
+import pytest
+
+from syncer.model import (
+    ACCOUNT_MARK,
+    DEFAULT_LADDER,
+    MEMBERSHIP_MARK,
+    Account,
+    Mark,
+    Membership,
+    User,
+    UserWithMemberships,
+)
+from syncer.policies import (
+    Hierarchy,
+    PolicySettings,
+    Resolver,
+    resolve_account_stage,
+    resolve_user_stage,
+)
+from syncer.state import init_state
+from syncer.state.marks import MarkStore
+
+NOW = datetime(2024, 5, 1, tzinfo=UTC)
+
+
+@pytest.fixture
+def marks(db_url: str) -> Iterator[MarkStore]:
+    engine = init_state(db_url)
+    try:
+        yield MarkStore(engine)
+    finally:
+        engine.dispose()
+
+
+def _run(marks: MarkStore, *rows: tuple[str, str], user: str = "u1") -> str:
+    """One run for one user: marks from the database in, changed marks back to it."""
+    memberships = [Membership(user, a, stage=s) for a, s in rows]
+    result = resolve_user_stage(
+        User(user), memberships, marks.get_user_marks(user), DEFAULT_LADDER, now=NOW
+    )
+    marks.save(result.changed)
+    return result.stage
+
+
+def _stored(marks: MarkStore, user: str, account: str) -> Mark:
+    (found,) = [
+        m
+        for m in marks.get_user_marks(user)
+        if m.subject == MEMBERSHIP_MARK and m.account_id == account
+    ]
+    return found
+
+
+def test_worked_example_through_runs_with_marks_in_the_database(marks: MarkStore) -> None:
+    assert _run(marks, ("A", "CUS"), ("B", "MQL")) == "CUS"
+    assert _run(marks, ("A", "CUS"), ("B", "PRO")) == "PRO"
+    assert _run(marks, ("A", "CUS"), ("B", "churned")) == "CUS"
+    assert _stored(marks, "u1", "B") == Mark(MEMBERSHIP_MARK, "u1", "B", None, True, NOW)
+    assert _run(marks, ("A", "MQL"), ("B", "churned")) == "CUS"
+    assert _stored(marks, "u1", "A").stage == "CUS"  # the mark did not follow the correction
+    assert _run(marks, ("A", "churned"), ("B", "churned")) == "churned"
+
+
+def test_a_membership_gone_from_the_store_stays_churned_on_later_runs(marks: MarkStore) -> None:
+    assert _run(marks, ("A", "CUS"), ("B", "PRO")) == "PRO"
+    assert _run(marks, ("A", "CUS")) == "CUS"  # B left the store: churned
+    assert _stored(marks, "u1", "B").churned
+    assert _run(marks) == "churned"  # A left too
+    assert _run(marks) == "churned"  # and a later run remembers it from the tombstones
+
+
+def test_a_reactivated_membership_starts_a_new_mark_after_a_restart(marks: MarkStore) -> None:
+    _run(marks, ("A", "PRO"))
+    _run(marks, ("A", "churned"))
+    assert _run(marks, ("A", "MAL")) == "MAL"
+    assert _stored(marks, "u1", "A") == Mark(MEMBERSHIP_MARK, "u1", "A", "MAL", False, NOW)
+
+
+def test_an_account_stage_mark_persists_across_runs(marks: MarkStore) -> None:
+    def run(stage: str) -> str:
+        (previous,) = [m for m in marks.get_account_marks("X") if m.subject == ACCOUNT_MARK] or [
+            None
+        ]
+        result = resolve_account_stage(Account("X", stage=stage), previous, DEFAULT_LADDER, now=NOW)
+        if result.changed:
+            marks.save([result.mark])
+        return result.stage
+
+    assert [run(s) for s in ("MQL", "PRO", "CUS", "churned", "MAL")] == [
+        "MQL",
+        "PRO",
+        "PRO",
+        "churned",
+        "MAL",
+    ]
+
+
+def test_the_streaming_resolver_churns_the_marks_of_a_user_gone_from_the_store(
+    marks: MarkStore,
+) -> None:
+    resolver = Resolver(PolicySettings(), Hierarchy.from_accounts([Account("A")]), now=NOW)
+
+    def run(*user_ids: str) -> dict[str, str]:
+        users = [UserWithMemberships(User(u), (Membership(u, "A", stage="CUS"),)) for u in user_ids]
+        vanished: list[Mark] = []
+        out: dict[str, str] = {}
+        changed: list[Mark] = []
+        for resolved, mine in resolver.resolve_users(
+            users, marks.iter_marks(), on_vanished=vanished.extend
+        ):
+            out[resolved.key] = resolved.stage
+            changed.extend(mine)
+        marks.save([*changed, *vanished])
+        return out
+
+    assert run("u1", "u2", "u3") == {"u1": "CUS", "u2": "CUS", "u3": "CUS"}
+    assert run("u1", "u3") == {"u1": "CUS", "u3": "CUS"}
+    gone = [m for m in marks.get_user_marks("u2") if m.subject == MEMBERSHIP_MARK]
+    assert [(m.account_id, m.stage, m.churned) for m in gone] == [("A", None, True)]
+    # Deleted and re-created later: starts afresh, not from the old CUS mark.
+    assert run("u1", "u2", "u3", stage="MAL") == {"u1": "CUS", "u2": "MAL", "u3": "CUS"}
+    assert _stored(marks, "u2", "A").stage == "MAL"
