@@ -108,8 +108,8 @@ def test_the_streaming_resolver_churns_the_marks_of_a_user_gone_from_the_store(
 ) -> None:
     resolver = Resolver(PolicySettings(), Hierarchy.from_accounts([Account("A")]), now=NOW)
 
-    def run(*user_ids: str) -> dict[str, str]:
-        users = [UserWithMemberships(User(u), (Membership(u, "A", stage="CUS"),)) for u in user_ids]
+    def run(*user_ids: str, stage: str = "CUS") -> dict[str, str]:
+        users = [UserWithMemberships(User(u), (Membership(u, "A", stage=stage),)) for u in user_ids]
         vanished: list[Mark] = []
         out: dict[str, str] = {}
         changed: list[Mark] = []
