@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -18,6 +19,8 @@ from syncer.cli.app import app, console
 from syncer.config import load_config
 from syncer.engine import ObjectReport, PlanReport, RunReport, Sync
 from syncer.errors import ConfigError, Problem
+from syncer.fields import FieldType, companion_names
+from syncer.mapping import MappingFile
 from syncer.plan import ACTIONS, Change
 from syncer.state import FailureLog, RunLog
 
@@ -67,24 +70,43 @@ def plan(
     with open_sync(config) as sync:
         report = sync.plan(destination, samples=samples, keys=[explain] if explain else None)
         mapping = sync.destination(destination).mapping
+    rules = field_rules(mapping)
     if as_json:
-        console.print_json(json.dumps(plan_json(report)))
+        console.print_json(json.dumps(plan_json(report, rules)))
         return
     _print_counts(report)
-    templates = {
-        (o.name, f.spec.name): f"{mapping.path.name}:{f.line} {f.template}"
-        for o in mapping.objects
-        for f in o.fields
-    }
     for obj in report.objects:
         for change in obj.samples:
-            _print_change(change, templates, full=explain is not None)
+            _print_change(change, rules, full=explain is not None)
     if explain and not any(o.samples for o in report.objects):
         console.print(f"no record with key {explain!r} in the source or the sync state")
 
 
-def plan_json(report: PlanReport) -> dict[str, Any]:
-    """The plan as JSON-ready data (``syncer plan --json``)."""
+def field_rules(mapping: MappingFile) -> dict[tuple[str, str], str]:
+    """(object, field) → what fills that field: ``file:line template`` for a mapped field, and
+    a sentence for the product id and the token companions."""
+    rules: dict[tuple[str, str], str] = {}
+    for obj in mapping.objects:
+        id_name = "user_id" if obj.source == "users" else "account_id"
+        rules[(obj.name, obj.key_field)] = f"the product's {id_name} (the object's key)"
+        for f in obj.fields:
+            rules[(obj.name, f.spec.name)] = f"{mapping.path.name}:{f.line} {f.template}"
+            if f.spec.type is FieldType.TOKENS and f.spec.companions:
+                count, truncated = companion_names(f.spec.name)
+                rules[(obj.name, count)] = f"how many tokens {f.spec.name} has, dropped ones too"
+                limit = f"{f.spec.max_length} characters" if f.spec.max_length else "its limit"
+                rules[(obj.name, truncated)] = (
+                    f"true when tokens of {f.spec.name} were dropped to fit {limit}"
+                )
+    return rules
+
+
+def plan_json(
+    report: PlanReport, rules: Mapping[tuple[str, str], str] | None = None
+) -> dict[str, Any]:
+    """The plan as JSON-ready data (``syncer plan --json``); with ``rules`` (see
+    :func:`field_rules`) each object lists what fills each of its fields."""
+    known = rules or {}
     return {
         "destination": report.destination,
         "totals": report.totals(),
@@ -93,6 +115,7 @@ def plan_json(report: PlanReport) -> dict[str, Any]:
                 "object": o.object,
                 "counts": o.counts.as_dict(),
                 "samples": [_change_json(c) for c in o.samples],
+                "rules": {f: rule for (obj, f), rule in known.items() if obj == o.object},
             }
             for o in report.objects
         ],
@@ -121,16 +144,17 @@ def _print_counts(report: PlanReport) -> None:
     console.print(table)
 
 
-def _print_change(change: Change, templates: dict[tuple[str, str], str], *, full: bool) -> None:
+def _print_change(change: Change, rules: Mapping[tuple[str, str], str], *, full: bool) -> None:
     title = f"{change.object} {change.key}: {change.action}"
     if change.reason:
         title += f" — {change.reason}"
+    fields = list(change.payload if full else change.changes)
     table = Table(title=title, box=box.SIMPLE, title_justify="left", show_edge=False)
-    table.add_column("field")
-    table.add_column("before")
-    table.add_column("after")
-    table.add_column("from", style="dim")
-    fields = change.payload if full else change.changes
+    # Field names are never cut: two companions differ only at their end.
+    table.add_column("field", no_wrap=True, min_width=max(map(len, fields), default=5))
+    table.add_column("before", overflow="fold")
+    table.add_column("→ after", overflow="fold")
+    table.add_column("from", style="dim", overflow="fold")
     before = change.before or {}
     for name in fields:
         old, new = before.get(name), change.payload.get(name)
@@ -139,7 +163,7 @@ def _print_change(change: Change, templates: dict[tuple[str, str], str], *, full
             name,
             Text(_show(old)),
             Text(_show(new) + mark),
-            Text(templates.get((change.object, name), "companion / key")),
+            Text(rules.get((change.object, name), "not in the mapping")),
         )
     console.print(table)
 
