@@ -79,13 +79,20 @@ class StageLadder:
             raise ValueError(f"stage names must be unique ignoring case: {list(self.names)}")
         if self.churned.lower() in lowered:
             raise ValueError(f"the churn marker {self.churned!r} cannot also be a stage")
-        lookup: dict[str, str] = {n.lower(): n for n in self.names}
-        lookup[self.churned.lower()] = self.churned
+        names: dict[str, str] = {n.lower(): n for n in self.names}
+        names[self.churned.lower()] = self.churned
+        lookup = dict(names)
         for alias, target in self.aliases.items():
-            canonical = lookup.get(target.lower())
+            canonical = names.get(target.lower())
             if canonical is None:
                 raise ValueError(f"stage alias {alias!r} points at unknown stage {target!r}")
-            lookup.setdefault(alias.lower(), canonical)
+            taken = names.get(alias.lower())
+            if taken is not None and taken != canonical:
+                # Would be silently shadowed by the stage name: say so instead.
+                raise ValueError(
+                    f"stage alias {alias!r} -> {canonical!r} clashes with the stage {taken!r}"
+                )
+            lookup[alias.lower()] = canonical  # a later alias of the same spelling wins
         object.__setattr__(self, "_lookup", lookup)
         rank = {n: i for i, n in enumerate(self.names)}
         rank[self.churned] = -1

@@ -306,3 +306,13 @@ def test_account_stage_rule_shows_the_high_water_mark() -> None:
 def test_unknown_account_stage_is_an_error_naming_the_account() -> None:
     with pytest.raises(UnknownStageError, match=r"account 'X': unknown stage 'VIP'"):
         resolve_account_stage(Account("X", stage="VIP"), None, DEFAULT_LADDER)
+
+
+def test_an_alias_that_clashes_with_a_stage_name_is_rejected() -> None:
+    with pytest.raises(ValueError, match="alias 'Pro' -> 'CUS' clashes with the stage 'PRO'"):
+        StageLadder(aliases={"Pro": "CUS"})
+
+
+def test_a_later_alias_overrides_an_earlier_spelling() -> None:
+    ladder = StageLadder(aliases={"customer": "CUS", "Customer": "PRO"})
+    assert ladder.normalize("CUSTOMER") == "PRO"
