@@ -6,14 +6,17 @@ import dataclasses
 import json
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import delete, update
 
 from syncer.config import load_config
+from syncer.connectors.hubspot import HubSpotConnector
 from syncer.db import create_db_engine
 from syncer.engine import Sync
-from syncer.errors import RetriesExhausted
+from syncer.errors import ConfigError, RetriesExhausted
+from syncer.fields import FieldSpec, FieldType
 from syncer.retry import RetryPolicy
 from syncer.state import RecordState
 from syncer.store.database import init_store
@@ -259,3 +262,80 @@ def test_contains_token_search_finds_exactly_the_token_holders(
     assert holders("syncer_accounts", Token(("ACME", "CUS"))) == {"u01", "u02"}
     assert holders("syncer_account_ids", Token(("ACME",))) == {"u01", "u02"}
     assert holders("syncer_account_ids", Token(("ACME-US",))) == {"u02", "u12"}
+
+
+def test_ensure_reports_a_property_of_the_wrong_type(sync: Sync, hubspot: HubSpotEmulator) -> None:
+    hubspot.add_property("contacts", "syncer_account_count", type="string", field_type="text")
+    with pytest.raises(ConfigError) as caught:
+        sync.run("hubspot")
+    assert "property 'syncer_account_count' exists with type 'string', syncer writes 'number'" in (
+        str(caught.value)
+    )
+    assert hubspot.requests(path_contains="/batch/upsert") == []
+
+
+def test_ensure_checks_a_property_made_meanwhile_when_creating_it_answers_409(
+    sync: Sync, hubspot: HubSpotEmulator
+) -> None:
+    connector = sync.connect(sync.destination("hubspot"))
+    assert isinstance(connector, HubSpotConnector)
+    listed = connector._props.get_all_with_http_info
+
+    def list_then_race(*args: Any, **kwargs: Any) -> Any:
+        answer = listed(*args, **kwargs)
+        # Another run (or a person) creates two of them right after syncer listed them.
+        hubspot.add_property("contacts", "syncer_notes", type="string", field_type="text")
+        hubspot.add_property("contacts", "syncer_score", type="string", field_type="text")
+        return answer
+
+    connector._props.get_all_with_http_info = list_then_race
+    report = connector.ensure(
+        "contacts", [FieldSpec("syncer_notes"), FieldSpec("syncer_score", FieldType.NUMBER)]
+    )
+    assert "syncer_notes" in report.existing
+    assert report.problems == [
+        "property 'syncer_score' exists with type 'string', syncer writes 'number': change the "
+        "mapping's type or rename the field"
+    ]
+    assert not {"syncer_notes", "syncer_score"} & set(report.created)
+    assert "syncer_user_id" in report.created
+    connector.close()
+
+
+def test_lifecyclestage_moves_backwards_on_churn(
+    sync: Sync, hubspot: HubSpotEmulator, tmp_path: Path
+) -> None:
+    """HubSpot ignores a lifecycle stage moving backwards unless it is cleared first (the
+    emulator does the same); syncer clears it, so the contact follows the stage policy."""
+    mapping = (ROOT / "mappings" / "hubspot.yaml").read_text(encoding="utf-8")
+    lifecycle = (
+        "      lifecyclestage: {type: enum, options: [lead, customer],\n"
+        "                       value: \"'customer' if stage in ('CUS', 'PRO') else 'lead'\"}\n"
+    )
+    mapping = mapping.replace(
+        "      syncer_stage: stage\n", "      syncer_stage: stage\n" + lifecycle
+    )
+    (tmp_path / "lifecycle.yaml").write_text(mapping, encoding="utf-8")
+    config = tmp_path / "syncer.yaml"
+    config.write_text(
+        config.read_text(encoding="utf-8").replace(
+            str(ROOT / "mappings" / "hubspot.yaml"), str(tmp_path / "lifecycle.yaml")
+        ),
+        encoding="utf-8",
+    )
+    with Sync(load_config(config), environ={"HS_TOKEN": TOKEN}, retry=RetryPolicy.no_wait()) as s:
+        s.run("hubspot")
+        linus = _by_key(hubspot, "contacts", "syncer_user_id")["u05"]
+        assert (linus["syncer_stage"], linus["lifecyclestage"]) == ("CUS", "customer")
+        engine = create_db_engine(str(s.config.store))
+        with engine.begin() as conn:  # Linus's only active account churns
+            conn.execute(
+                update(memberships)
+                .where(memberships.c.user_id == "u05", memberships.c.account_id == "GLOBEX")
+                .values(stage="churned")
+            )
+        engine.dispose()
+        report = s.run("hubspot")
+    assert report.status == "succeeded"
+    linus = _by_key(hubspot, "contacts", "syncer_user_id")["u05"]
+    assert (linus["syncer_stage"], linus["lifecyclestage"]) == ("churned", "lead")

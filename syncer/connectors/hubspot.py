@@ -149,42 +149,49 @@ class HubSpotConnector(Connector[HubSpotConfig]):
         for name, spec in wanted.items():
             kind, field_type = _PROPERTY_TYPES[spec.type]
             have = existing.get(name)
-            if have is not None:
-                if have.get("type") != kind and not (name == "email" and spec.type == "email"):
-                    report.problems.append(
-                        f"property {name!r} exists with type {have.get('type')!r}, syncer writes "
-                        f"{kind!r}: change the mapping's type or rename the field"
-                    )
-                elif name == key_field and not have.get("hasUniqueValue"):
-                    report.problems.append(
-                        f"property {name!r} exists but is not unique; syncer upserts by it — "
-                        "delete it in HubSpot so syncer can create it with unique values"
-                    )
-                else:
-                    report.existing.append(name)
-                continue
-            body: dict[str, Any] = {
-                "name": name,
-                "label": name.replace("_", " "),
-                "type": kind,
-                "fieldType": field_type,
-                "groupName": self.config.property_group,
-                "hasUniqueValue": name == key_field,
-            }
-            if spec.type is FieldType.BOOL:
-                body["options"] = [
-                    {"label": "true", "value": "true", "displayOrder": 0},
-                    {"label": "false", "value": "false", "displayOrder": 1},
-                ]
-            elif spec.type is FieldType.ENUM:
-                body["options"] = [
-                    {"label": o, "value": o, "displayOrder": i} for i, o in enumerate(spec.options)
-                ]
-            self._call(
-                "POST property", self._props.create_with_http_info, object_name, body, ok=(409,)
-            )
-            report.created.append(name)
+            if have is None:
+                created = self._call(
+                    "POST property",
+                    self._props.create_with_http_info,
+                    object_name,
+                    self._property_body(name, spec, kind, field_type, unique=name == key_field),
+                    ok=(409,),
+                )
+                if created:
+                    report.created.append(name)
+                    continue
+                # 409: made since we listed them (another run, a person): check what it is.
+                have = self._call(
+                    f"GET property {name}",
+                    self._props.get_by_name_with_http_info,
+                    object_name,
+                    name,
+                )
+            problem = _property_problem(name, have, spec, kind, key_field)
+            (report.problems if problem else report.existing).append(problem or name)
         return report
+
+    def _property_body(
+        self, name: str, spec: FieldSpec, kind: str, field_type: str, *, unique: bool
+    ) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "name": name,
+            "label": name.replace("_", " "),
+            "type": kind,
+            "fieldType": field_type,
+            "groupName": self.config.property_group,
+            "hasUniqueValue": unique,
+        }
+        if spec.type is FieldType.BOOL:
+            body["options"] = [
+                {"label": "true", "value": "true", "displayOrder": 0},
+                {"label": "false", "value": "false", "displayOrder": 1},
+            ]
+        elif spec.type is FieldType.ENUM:
+            body["options"] = [
+                {"label": o, "value": o, "displayOrder": i} for i, o in enumerate(spec.options)
+            ]
+        return body
 
     def associate(self, changes: Sequence[AssociationChange]) -> Sequence[AssociationResult]:
         """Create (primary: types 1 and 279) or archive contact → company associations."""
@@ -367,6 +374,23 @@ def _api(package: Any, name: str, host: str, token: str) -> Any:
     configuration.access_token = token
     configuration.retries = False
     return getattr(package, name)(api_client=package.ApiClient(configuration=configuration))
+
+
+def _property_problem(
+    name: str, have: Mapping[str, Any], spec: FieldSpec, kind: str, key_field: str
+) -> str | None:
+    """What is wrong with an existing property for syncer's use of it, if anything."""
+    if have.get("type") != kind and not (name == "email" and spec.type is FieldType.EMAIL):
+        return (
+            f"property {name!r} exists with type {have.get('type')!r}, syncer writes {kind!r}: "
+            "change the mapping's type or rename the field"
+        )
+    if name == key_field and not have.get("hasUniqueValue"):
+        return (
+            f"property {name!r} exists but is not unique; syncer upserts by it — delete it in "
+            "HubSpot so syncer can create it with unique values"
+        )
+    return None
 
 
 def _types(kind: str) -> tuple[int, ...]:
