@@ -4,7 +4,9 @@ Everything wrong with the file is reported at once, each problem with its file a
 anything is read or written. Secrets never appear in the file: a destination's ``credentials``
 name where each secret lives (``env:HUBSPOT_TOKEN`` or ``prefect-secret:hubspot-token``) and are
 resolved only when a run starts (:func:`resolve_credentials`). syncer itself never imports Prefect:
-the flows layer passes a ``secret_loader`` that reads Secret blocks.
+the flows layer passes a ``secret_loader`` that reads Secret blocks. A literal anywhere else is
+an error too (never echoed): a credential that is not a reference, a setting named like a secret
+or holding what looks like a token, a database URL with a password.
 
 Relative paths in the file (mapping files, SQLite databases) are relative to the file itself, so
 a config works the same from any working directory (a Prefect worker's included).
@@ -52,6 +54,15 @@ _SECRET_WORDS = frozenset(
     {"token", "password", "passwd", "secret", "key", "apikey", "credential", "credentials"}
 )
 _CRON_FIELD = re.compile(r"^[0-9A-Za-z*/,?#LW-]+$")
+# Values that are secrets whatever the key they sit under: a HubSpot private app token, a
+# Salesforce session id or OAuth access token, a JWT, an HTTP bearer header.
+_SECRET_VALUE = re.compile(
+    r"^(?:pat-[a-z]{2}[0-9]+-[0-9a-f-]{8,}"
+    r"|00D[0-9A-Za-z]{12,15}![0-9A-Za-z._]{16,}"
+    r"|eyJ[0-9A-Za-z_-]{8,}\.[0-9A-Za-z_-]+\.[0-9A-Za-z_-]*"
+    r"|bearer\s+\S{8,})$",
+    re.IGNORECASE,
+)
 
 
 def _database_url(url: str | None) -> str | None:
@@ -90,6 +101,7 @@ class StagesConfig(_Strict):
 
 
 Aggregate = Literal["sum", "min", "max", "count"]
+_DEFAULT_ROLLUPS: dict[str, Aggregate] = {"licenses": "sum", "contract_value": "sum"}
 
 
 class PoliciesConfig(_Strict):
@@ -97,9 +109,7 @@ class PoliciesConfig(_Strict):
 
     primary: Literal["sticky", "first", "last", "highest_stage"] = "sticky"
     #: Numeric account attribute → how it rolls up to every ancestor.
-    rollups: dict[str, Aggregate] = Field(
-        default_factory=lambda: {"licenses": "sum", "contract_value": "sum"}
-    )
+    rollups: dict[str, Aggregate] = Field(default_factory=lambda: dict(_DEFAULT_ROLLUPS))
     #: A record the destination rejected this many times is set aside (dead-letter list).
     max_attempts: int = Field(default=5, ge=1)
 
@@ -293,6 +303,19 @@ def _raw_problems(doc: YamlDoc, base: Path) -> list[Problem]:
     """What the schema cannot see: secrets under settings, mapping files that do not exist."""
     problems: list[Problem] = []
     data = doc.data if isinstance(doc.data, dict) else {}
+    for key, env_var in (("store", STORE_URL_ENV), ("state", STATE_URL_ENV)):
+        if _url_has_password(data.get(key)):
+            problems.append(
+                Problem(
+                    f"{key}: the database URL holds a password; secrets never go in the file",
+                    file=doc.file,
+                    line=doc.line_of((key,)),
+                    hint=(
+                        f"Drop the password from the URL and give it to the driver (PGPASSWORD "
+                        f"or ~/.pgpass for PostgreSQL), or set the whole URL in {env_var}."
+                    ),
+                )
+            )
     destinations = data.get("destinations")
     if not isinstance(destinations, dict):
         return problems
@@ -300,7 +323,22 @@ def _raw_problems(doc: YamlDoc, base: Path) -> list[Problem]:
         if not isinstance(dest, dict):
             continue
         settings = dest.get("settings")
-        for key in settings if isinstance(settings, dict) else ():
+        for key, value in settings.items() if isinstance(settings, dict) else ():
+            if isinstance(key, str) and not _looks_secret(key) and _is_secret_value(value):
+                # Never echo the value: it is a real secret.
+                problems.append(
+                    Problem(
+                        f"destinations.{name}.settings.{key} holds what looks like an access "
+                        "token or session id; secrets never go in the file",
+                        file=doc.file,
+                        line=doc.line_of(("destinations", name, "settings", key)),
+                        hint=(
+                            f"Put it in an environment variable and reference it under "
+                            f"credentials as '{ENV_PREFIX}VARIABLE' (or "
+                            f"'{PREFECT_PREFIX}block-name' for a Prefect Secret block)."
+                        ),
+                    )
+                )
             if isinstance(key, str) and _looks_secret(key):
                 problems.append(
                     Problem(
@@ -341,6 +379,19 @@ def _anchor_sqlite(url: str, base: Path) -> str:
     ):
         return parsed.set(database=str(base / database)).render_as_string(hide_password=False)
     return url
+
+
+def _is_secret_value(value: object) -> bool:
+    return isinstance(value, str) and bool(_SECRET_VALUE.match(value.strip()))
+
+
+def _url_has_password(url: object) -> bool:
+    if not isinstance(url, str):
+        return False
+    try:
+        return bool(make_url(url).password)
+    except ArgumentError:
+        return False  # the schema reports a malformed URL
 
 
 def _looks_secret(key: str) -> bool:

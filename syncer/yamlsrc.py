@@ -129,18 +129,20 @@ class _Builder:
                         )
                     )
                     continue
+                # A float key (``1.5: x``) is located by its text: a Loc holds str and int only.
+                part: str | int = key if isinstance(key, str | int) else str(key)
                 if key in out:
                     self.problems.append(
                         Problem(
-                            f"duplicate key {key!r} (first at line {self.lines[(*path, key)]})",
+                            f"duplicate key {key!r} (first at line {self.lines[(*path, part)]})",
                             file=self.file,
                             line=key_node.start_mark.line + 1,
                             hint="Remove one of them.",
                         )
                     )
                     continue
-                self.lines[(*path, key)] = key_node.start_mark.line + 1
-                out[key] = self.build(value_node, (*path, key))
+                self.lines[(*path, part)] = key_node.start_mark.line + 1
+                out[key] = self.build(value_node, (*path, part))
             return out
         if isinstance(node, yaml.SequenceNode):
             return [self.build(item, (*path, i)) for i, item in enumerate(node.value)]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -95,3 +96,61 @@ def test_an_unknown_destination_lists_the_known_ones(tmp_path: Path) -> None:
     )
     with pytest.raises(ConfigError, match="configured: hubspot"):
         load_config(path, environ={}).destination("hubspto")
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "pat-na1-0a1b2c3d-4e5f-6789-abcd-ef0123456789",
+        "00D5e000000AbCd!AQ0AQKx3pVn.9mFz7_eXaMpLeSeSsIoNiD",
+        "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJzeW5jZXIifQ.c2lnbmF0dXJl",
+        "Bearer 0123456789abcdef",
+    ],
+)
+def test_a_token_under_any_settings_key_is_an_error_and_never_echoed(
+    tmp_path: Path, value: str
+) -> None:
+    path = _config(
+        tmp_path,
+        "destinations:\n"  # 1
+        "  hubspot:\n"  # 2
+        "    connector: hubspot\n"  # 3
+        "    mapping: m.yaml\n"  # 4
+        "    settings:\n"  # 5
+        "      host: http://127.0.0.1:8765\n"  # 6
+        f"      auth: {json.dumps(value)}\n",  # 7
+    )
+    with pytest.raises(ConfigError) as caught:
+        load_config(path, environ={})
+    [problem] = caught.value.problems
+    assert (problem.file, problem.line) == (str(path), 7)
+    assert "settings.auth" in problem.message
+    assert value not in str(caught.value)
+    assert "env:" in str(caught.value)
+
+
+def test_ordinary_settings_are_not_mistaken_for_tokens(tmp_path: Path) -> None:
+    path = _config(
+        tmp_path,
+        "destinations:\n"
+        "  hubspot:\n"
+        "    connector: hubspot\n"
+        "    mapping: m.yaml\n"
+        "    settings: {host: 'https://api.hubapi.com', portal: pattern-na1, region: eu1}\n",
+    )
+    assert load_config(path, environ={}).destination("hubspot").settings["portal"] == "pattern-na1"
+
+
+def test_a_password_in_a_database_url_is_an_error_and_never_echoed(tmp_path: Path) -> None:
+    path = _config(
+        tmp_path,
+        "store: postgresql+psycopg://syncer:hunter2@db:5432/prod\n"  # 1
+        "state: postgresql+psycopg://syncer@db:5432/state\n"  # 2: no password, fine
+        "destinations:\n"  # 3
+        "  hubspot: {connector: hubspot, mapping: m.yaml, removal: shred}\n",  # 4
+    )
+    with pytest.raises(ConfigError) as caught:
+        load_config(path, environ={})
+    assert [p.line for p in caught.value.problems] == [1, 4]  # all at once, in line order
+    assert "hunter2" not in str(caught.value)
+    assert "SYNCER_STORE_URL" in str(caught.value)
