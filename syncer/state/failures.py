@@ -207,9 +207,13 @@ class FailureLog:
         *,
         object_name: str | None = None,
     ) -> int:
-        """Operator's retry: put set-aside records (all of ``destination``'s, or ``keys``) back
-        in line with their attempts reset. Returns how many rows changed."""
-        base = update(_T).where(_T.c.destination == destination)
+        """Operator's retry: put set-aside records (all of ``destination``'s, or those among
+        ``keys``) back in line with their attempts reset. Returns how many were set aside.
+
+        A record that is listed but not set aside keeps its attempts: it is retried on the next
+        run anyway, and counting it would overstate what the operator brought back.
+        """
+        base = update(_T).where(_T.c.destination == destination, _T.c.set_aside.is_(True))
         if object_name is not None:
             base = base.where(_T.c.object == object_name)
         base = base.values(set_aside=False, attempts=0)
