@@ -131,3 +131,34 @@ def test_the_fast_path_and_jinja_agree(expr: str) -> None:
     else:
         expected = env.compile_expression(expr, undefined_to_none=False)(**ctx)
     assert fast(ctx) == expected
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="mapping.py checks names statically but attributes only by evaluating one sample "
+    "view: a typo in a branch the sample does not take (the else of `x if primary else y`, a "
+    "{% if churned %} block, an attribute reached through an empty selectattr) loads fine and "
+    "then rejects every record that takes that branch at run time",
+)
+@pytest.mark.parametrize(
+    "value",
+    [
+        "primary.account_name if primary else user.frist_name",
+        "{% if churned %}{{ user.frist_name }}{% endif %}",
+        "all_memberships | selectattr('churned') | map(attribute='acount_name') | join(',')",
+    ],
+)
+def test_a_typo_in_a_branch_the_sample_does_not_take_is_reported_at_load(
+    tmp_path: Path, value: str
+) -> None:
+    path = _mapping(
+        tmp_path,
+        "objects:\n"
+        "  contacts:\n"
+        "    source: users\n"
+        "    key: syncer_user_id\n"
+        "    fields:\n"
+        f'      x: "{value}"\n',
+    )
+    with pytest.raises(ConfigError, match=r"frist_name|acount_name"):
+        load_mapping(path, OBJECTS, LADDER)
