@@ -3,14 +3,21 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from syncer.config import load_config
+from syncer.engine import Sync
 from syncer.plan import Change, Planned, plan_changes
+from syncer.state import Ack, RecordState
 from syncer.state.hashing import payload_hash
 from syncer.state.records import StoredRecord
+from syncer.store.database import init_store
+from syncer.store.loaders import load_paths
 
 
 def _stored(key: str, payload: dict[str, str | None], *, removed: bool = False) -> StoredRecord:
@@ -124,3 +131,45 @@ def test_every_key_of_source_or_state_gets_exactly_one_change(
             assert change.action == "create"
         else:
             assert change.action in ("update", "unchanged")
+
+
+# --- the examples/ dataset, planned for HubSpot, on SQLite and PostgreSQL ------------------------
+
+ROOT = Path(__file__).resolve().parents[1]
+GOLDEN = ROOT / "tests" / "golden" / "hubspot_plan.json"
+
+
+@pytest.fixture
+def examples_sync(db_url: str, tmp_path: Path) -> Iterator[Sync]:
+    engine = init_store(db_url)
+    load_paths(engine, [ROOT / "examples"])
+    engine.dispose()
+    config = tmp_path / "syncer.yaml"
+    config.write_text(
+        f"store: {json.dumps(db_url)}\n"
+        "destinations:\n"
+        f"  crm: {{connector: memory, mapping: {ROOT / 'mappings' / 'hubspot.yaml'}}}\n",
+        encoding="utf-8",
+    )
+    with Sync(load_config(config)) as sync:
+        yield sync
+
+
+def test_the_examples_plan_as_the_golden_file_then_zero_changes_once_recorded(
+    examples_sync: Sync,
+) -> None:
+    golden = json.loads(GOLDEN.read_text(encoding="utf-8"))
+    dest = examples_sync.destination("crm")
+    records = RecordState(examples_sync.state)
+    for obj in dest.mapping.objects:
+        changes = list(examples_sync.changes(dest, obj))
+        assert {c.key: dict(c.payload) for c in changes} == golden[obj.name]
+        assert {c.action for c in changes} == {"create"}
+        # Record the plan as the destination's acknowledgement, then plan again.
+        acks = [Ack(c.key, c.payload, f"remote-{c.key}", c.digest) for c in changes]
+        records.commit_acknowledged("crm", obj.name, acks, "run-1")
+    again = examples_sync.plan("crm")
+    totals = again.totals()
+    assert totals["unchanged"] == sum(len(v) for v in golden.values())
+    assert totals["unchanged"] == sum(totals.values())
+    assert all(not o.samples for o in again.objects)
