@@ -2,53 +2,88 @@
 
 The engine (:mod:`syncer.engine`) does the work and owns batching, retries, rate limits and
 state; these flows only schedule it. One task per step of a run — ``ensure``, one ``apply`` per
-destination object (a shard of many batches), ``associate`` — never one per record, so a run of a
-million records is a handful of task runs.
+destination object (a shard of all that object's batches), ``associate`` — never one per record
+or per batch, so a run is ``2 + objects`` task runs (plus retries) whether it sends ten records
+or a million.
 
 Task retries are for the engine's retriable errors only (a destination still refusing after the
-engine's own backoff, another run holding the lease); a bug or a configuration error fails at
-once. A retried ``apply`` task re-plans against the sync state, so it sends only what the failed
-attempt did not get acknowledged.
+engine's own backoff); a bug, a configuration error or a lost lease fails at once. A retried
+``apply`` task re-plans against the sync state, so it sends only what the failed attempt did not
+get acknowledged.
 """
 
 from __future__ import annotations
 
 import logging
-import os
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from typing import Any, cast
+from uuid import UUID
 
-# Engine logs ("syncer.*") appear in the flow run's logs. Set before Prefect reads its settings.
-os.environ.setdefault("PREFECT_LOGGING_EXTRA_LOGGERS", "syncer")
-
-from prefect import Flow, State, Task, flow, get_run_logger, task
+from prefect import Flow, State, Task, flow, get_client, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
+from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
 from prefect.client.schemas.objects import TaskRun
+from prefect.logging.handlers import APILogHandler
 
 from syncer.config import load_config
 from syncer.engine import ObjectReport, PlanReport, RunReport, RunSession, Sync
-from syncer.errors import LeaseHeldError, RetriableError, RetriesExhausted
+from syncer.errors import LeaseLostError, RetriableError, RetriesExhausted
 from syncer.state import RecordState
+from syncer.tokens import parse_tokens
 
-__all__ = ["load_secret", "sync", "sync_all"]
+__all__ = ["load_secret", "read_report", "sync", "sync_all"]
 
 log = logging.getLogger("syncer.flows")
+
+
+@contextmanager
+def engine_logs_in_run_logs() -> Iterator[None]:
+    """Send the engine's ``syncer.*`` log records to the current flow run's logs.
+
+    ``PREFECT_LOGGING_EXTRA_LOGGERS`` cannot do it from here: a worker's flow-run process imports
+    Prefect (and configures logging) before it loads this module, and the extra loggers keep the
+    root's WARNING level, which drops the engine's INFO summaries. So the handler is attached for
+    the flow run only, at the run logger's level, and taken off again: outside a run, syncer's
+    logs stay ordinary Python logging.
+    """
+    logger = logging.getLogger("syncer")
+    level = logging.getLogger("prefect.flow_runs").getEffectiveLevel()
+    added: APILogHandler | None = None
+    if not any(isinstance(h, APILogHandler) for h in logger.handlers):
+        added = APILogHandler()
+        logger.addHandler(added)
+    old_level = logger.level
+    if logger.getEffectiveLevel() > level:
+        logger.setLevel(level)
+    try:
+        yield
+    finally:
+        logger.setLevel(old_level)
+        if added is not None:
+            logger.removeHandler(added)
 
 
 def load_secret(name: str) -> str:
     """A credential from a Prefect Secret block (``prefect-secret:NAME`` in syncer.yaml)."""
     from prefect.blocks.system import Secret
 
-    value: Any = Secret.load(name).get()
-    return str(value)
+    # ``load`` is async-dispatched: in a synchronous caller it returns the block itself.
+    block = cast("Secret[Any]", Secret.load(name))
+    return str(block.get())
 
 
 def retry_transient(_task: Task[..., Any], _run: TaskRun, state: State[Any]) -> bool:
-    """Retry a task only for what may pass with time: never for bugs or bad configuration."""
+    """Retry a task only for what may pass with time: never for bugs or bad configuration.
+
+    A lost lease is not retried either: another run owns the destination now, and this run's
+    session can never get its lease back."""
     try:
         state.result()
-    except (RetriableError, RetriesExhausted, LeaseHeldError):
+    except LeaseLostError:
+        return False
+    except (RetriableError, RetriesExhausted):
         return True
     except Exception:
         return False
@@ -73,18 +108,10 @@ def ensure_task(session: RunSession) -> None:
 
 @task(name="apply", task_run_name="apply {object_name}", **_TASK_OPTIONS)
 def apply_task(session: RunSession, object_name: str) -> dict[str, int]:
-    logger = get_run_logger()
-    # A retry starts a fresh attempt: drop the failed attempt's partial report first.
+    # A retry starts a fresh attempt: drop the failed attempt's partial report first. The engine
+    # logs the object's summary (surfaced in the run logs).
     session.report.objects = [o for o in session.report.objects if o.object != object_name]
     rep = session.apply_object(object_name)
-    logger.info(
-        "%s: %s; sent %d, failed %d in %d requests",
-        object_name,
-        rep.counts.as_dict(),
-        rep.sent,
-        rep.failed,
-        rep.requests,
-    )
     return {"sent": rep.sent, "failed": rep.failed}
 
 
@@ -108,7 +135,7 @@ def sync(
     """Sync one destination of ``config``; ``dry_run`` plans only, ``full_refresh`` forgets the
     sync state first so every record is sent again (upserts make that safe)."""
     logger = get_run_logger()
-    with Sync(load_config(config), secret_loader=load_secret) as engine:
+    with engine_logs_in_run_logs(), Sync(load_config(config), secret_loader=load_secret) as engine:
         if dry_run:
             plan = plan_task(engine, destination)
             publish_plan(plan)
@@ -129,7 +156,10 @@ def sync(
 
 @flow(name="syncer-sync-all", log_prints=False)
 def sync_all(
-    config: str = "syncer.yaml", destinations: list[str] | None = None, dry_run: bool = False
+    config: str = "syncer.yaml",
+    destinations: list[str] | None = None,
+    full_refresh: bool = False,
+    dry_run: bool = False,
 ) -> list[dict[str, Any]]:
     """Sync several destinations of ``config`` in order (all of them by default), each as a
     child flow run; one failing does not stop the others, and the parent then fails."""
@@ -137,7 +167,13 @@ def sync_all(
     results: list[dict[str, Any]] = []
     failed: list[str] = []
     for name in names:
-        state = sync(config=config, destination=name, dry_run=dry_run, return_state=True)
+        state = sync(
+            config=config,
+            destination=name,
+            full_refresh=full_refresh,
+            dry_run=dry_run,
+            return_state=True,
+        )
         if state.is_completed():
             results.append(state.result())
         else:
@@ -151,20 +187,56 @@ def sync_all(
 # --- artifacts ------------------------------------------------------------------------------------
 
 
-def _key(destination: str, kind: str) -> str:
+def artifact_key(destination: str, kind: str) -> str:
+    """The stable key of a destination's artifact: ``syncer-<destination>-<kind>``."""
     # Artifact keys allow lowercase letters, digits and dashes only.
     safe = "".join(c if c.isalnum() else "-" for c in destination.lower())
     return f"syncer-{safe}-{kind}"
 
 
-def _rows(objects: list[ObjectReport], extra: bool) -> list[dict[str, Any]]:
-    rows = []
-    for o in objects:
-        row: dict[str, Any] = {"object": o.object, **o.counts.as_dict()}
-        if extra:
-            row.update(sent=o.sent, rejected_by_destination=o.failed, requests=o.requests)
-        rows.append(row)
+def _figures(objects: list[ObjectReport], *, ran: bool) -> dict[str, int]:
+    """The headline figures of one object (or, summed, of a run)."""
+    counts = [o.counts for o in objects]
+    out = {
+        "planned": sum(c.create + c.update + c.unchanged + c.remove + c.rejected + c.skipped
+                       for c in counts),
+        "unchanged": sum(c.unchanged for c in counts),
+        "to send": sum(c.to_send for c in counts),
+        "skipped": sum(c.skipped for c in counts),
+    }  # fmt: skip
+    if ran:
+        # ``failed`` holds the formatter's rejections and the destination's refusals.
+        out["sent"] = sum(o.sent for o in objects)
+        out["rejected by syncer"] = sum(c.rejected for c in counts)
+        out["rejected by destination"] = sum(o.failed - o.counts.rejected for o in objects)
+        out["set aside"] = sum(o.set_aside for o in objects)
+        out["requests"] = sum(o.requests for o in objects)
+        out["retries"] = sum(o.retries for o in objects)
+    else:
+        out["rejected"] = sum(c.rejected for c in counts)
+    return out
+
+
+def _rows(objects: list[ObjectReport], *, ran: bool) -> list[dict[str, Any]]:
+    rows: list[dict[str, Any]] = [
+        {"object": o.object, **o.counts.as_dict(), **_figures([o], ran=ran)} for o in objects
+    ]
     return rows
+
+
+def _cell(value: object) -> str:
+    """A value for a markdown table cell; a token list also shown decoded."""
+    if value is None:
+        return "—"
+    text = str(value)
+    readable = ""
+    if len(text) > 2 and text.startswith(";") and text.endswith(";"):
+        try:
+            readable = " · ".join(":".join(parts) for parts in parse_tokens(text))
+        except ValueError:
+            readable = ""
+    text = text.replace("|", "\\|")
+    return f"`{text}` ({readable})" if readable else f"`{text}`"
 
 
 def _samples_md(objects: list[ObjectReport]) -> list[str]:
@@ -175,7 +247,7 @@ def _samples_md(objects: list[ObjectReport]) -> list[str]:
             lines.append("| field | before | after |\n|---|---|---|")
             before: Mapping[str, Any] = change.before or {}
             for name, value in change.changes.items():
-                lines.append(f"| `{name}` | `{before.get(name)}` | `{value}` |")
+                lines.append(f"| `{name}` | {_cell(before.get(name))} | {_cell(value)} |")
             lines.append("")
     return lines
 
@@ -183,25 +255,18 @@ def _samples_md(objects: list[ObjectReport]) -> list[str]:
 def publish_plan(report: PlanReport) -> None:
     """A table artifact of the plan's counts and a markdown one with samples."""
     create_table_artifact(
-        key=_key(report.destination, "plan"),
-        table=_rows(report.objects, extra=False),
+        key=artifact_key(report.destination, "plan"),
+        table=_rows(report.objects, ran=False),
         description=f"syncer plan for {report.destination}",
     )
     create_markdown_artifact(
-        key=_key(report.destination, "plan-samples"),
+        key=artifact_key(report.destination, "plan-samples"),
         markdown="\n".join([f"# Plan for {report.destination}", "", *_samples_md(report.objects)]),
     )
 
 
-def publish_run(report: RunReport) -> None:
-    """A table artifact of the run's counts and a markdown report: status, counts, top errors,
-    stage changes and a few flattened samples."""
-    create_table_artifact(
-        key=_key(report.destination, "run"),
-        table=_rows(report.objects, extra=True),
-        description=f"syncer run {report.run_id} of {report.destination}: {report.status}",
-    )
-    counts = report.run_counts()
+def render_run(report: RunReport) -> str:
+    """The markdown report of a run: status, counts, top errors, stage changes, samples."""
     lines = [
         f"# syncer run of {report.destination}: {report.status}",
         "",
@@ -209,9 +274,14 @@ def publish_run(report: RunReport) -> None:
         "",
         "| figure | value |",
         "|---|---|",
-        *(f"| {k} | {v} |" for k, v in counts.items()),
-        "",
+        *(f"| {k} | {v} |" for k, v in _figures(report.objects, ran=True).items()),
     ]
+    if report.links is not None:
+        lines += [
+            f"| associations created | {report.links.created} |",
+            f"| associations removed | {report.links.removed} |",
+        ]
+    lines.append("")
     errors = [(o.object, k, r) for o in report.objects for k, r in o.errors]
     if errors:
         lines += ["## Top errors", "", "| object | key | reason |", "|---|---|---|"]
@@ -222,21 +292,50 @@ def publish_run(report: RunReport) -> None:
         for o in report.objects
         for c in o.samples
         for f in c.changes
-        if f.endswith("stage") or f.endswith("Stage__c")
+        if f.lower().endswith("stage") or f.endswith("Stage__c")
     ]
     if stage_moves:
         lines += [
-            "## Stage changes (sample)",
+            "## Stage changes (among the sampled records)",
             "",
             "| object | key | from | to |",
             "|---|---|---|---|",
         ]
-        lines += [f"| {o} | `{k}` | {a} | {b} |" for o, k, a, b in stage_moves[:20]]
+        lines += [f"| {o} | `{k}` | {a or '—'} | {b or '—'} |" for o, k, a, b in stage_moves[:20]]
         lines.append("")
     if report.message:
-        lines += ["## Error", "", f"```\n{report.message}\n```"]
-    lines += ["## Samples", "", *_samples_md(report.objects)]
-    create_markdown_artifact(key=_key(report.destination, "report"), markdown="\n".join(lines))
+        lines += ["## Error", "", f"```\n{report.message}\n```", ""]
+    samples = _samples_md(report.objects)
+    if samples:
+        lines += ["## Samples (fields sent, before and after)", "", *samples]
+    return "\n".join(lines)
+
+
+def publish_run(report: RunReport) -> None:
+    """A table artifact of the run's counts per object and the markdown report."""
+    create_table_artifact(
+        key=artifact_key(report.destination, "run"),
+        table=_rows(report.objects, ran=True),
+        description=f"syncer run {report.run_id} of {report.destination}: {report.status}",
+    )
+    create_markdown_artifact(
+        key=artifact_key(report.destination, "report"),
+        markdown=render_run(report),
+        description=f"syncer run {report.run_id} of {report.destination}: {report.status}",
+    )
+
+
+def read_report(flow_run_id: UUID, destination: str) -> str | None:
+    """The markdown report a flow run published for ``destination`` (None if it has none)."""
+    key = artifact_key(destination, "report")
+    with get_client(sync_client=True) as client:
+        found = client.read_artifacts(
+            artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run_id]))
+        )
+    for artifact in found:
+        if artifact.key == key and isinstance(artifact.data, str):
+            return artifact.data
+    return None
 
 
 def flows() -> list[Flow[..., Any]]:

@@ -11,7 +11,8 @@ from typing import Any
 import pytest
 
 from syncer.engine import RunSession
-from syncer.errors import FatalError, RetriableError, RetriesExhausted
+from syncer.errors import FatalError, LeaseLostError, RetriableError, RetriesExhausted
+from syncer.testing.memory import MemoryConnector
 
 pytestmark = pytest.mark.slow
 
@@ -50,6 +51,22 @@ def _task_runs(flow_run_id: Any) -> list[Any]:
     return asyncio.run(read())
 
 
+def _run_logs(flow_run_id: Any) -> list[Any]:
+    from prefect import get_client
+    from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
+    from prefect.logging.handlers import APILogHandler
+
+    APILogHandler().flush()  # logs go to the API in the background, in batches
+
+    async def read() -> list[Any]:
+        async with get_client() as client:
+            return await client.read_logs(
+                log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[flow_run_id]))
+            )
+
+    return asyncio.run(read())
+
+
 def test_the_sync_flow_runs_the_engine_and_publishes_artifacts(
     prefect_server: None, config: Path
 ) -> None:
@@ -73,6 +90,21 @@ def test_the_sync_flow_runs_the_engine_and_publishes_artifacts(
 
     keys = asyncio.run(artifacts())
     assert {"syncer-crm-run", "syncer-crm-report"} <= keys
+
+    from flows.sync import read_report
+
+    run_id = state.state_details.flow_run_id
+    report = read_report(run_id, "crm")
+    assert report is not None
+    assert "| planned | 25 |" in report
+    assert "| sent | 25 |" in report
+    assert "| rejected by destination | 0 |" in report
+    # Flattened samples are shown decoded next to the stored token list.
+    assert "(u01:cus · u02:cus)" in report
+
+    # The engine's own summaries are in the run's logs, not only the flow's.
+    engine_logs = [r.message for r in _run_logs(run_id) if r.name == "syncer.engine"]
+    assert any(m.startswith("crm contacts: create 14; sent 14") for m in engine_logs), engine_logs
 
     # A dry run after the real one: everything is recorded, nothing would be sent.
     dry = sync(config=str(config), destination="crm", dry_run=True)
@@ -112,6 +144,46 @@ def test_a_transient_failure_is_retried_by_the_task_and_a_bug_is_not(
     assert calls == ["companies"]  # not retried
 
 
+def test_task_runs_do_not_grow_with_batches(
+    prefect_server: None, config: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import syncer.engine
+
+    # Batches of two: 25 records take 13 write requests, still in one task per object.
+    monkeypatch.setattr(
+        syncer.engine, "get_connector", lambda _name: MemoryConnector.configured(max_batch=2)
+    )
+    from flows.sync import sync
+
+    state = sync(config=str(config), destination="crm", return_state=True)
+    assert state.result()["requests"] == 13
+    assert len(_task_runs(state.state_details.flow_run_id)) == 4
+
+
+def test_credentials_come_from_a_prefect_secret_block(
+    prefect_server: None, make_examples_config: Any
+) -> None:
+    from prefect.blocks.system import Secret
+
+    from flows.sync import sync
+
+    mapping = ROOT / "mappings" / "hubspot.yaml"
+    config = make_examples_config(
+        "destinations:\n"
+        "  crm:\n"
+        "    connector: memory\n"
+        f"    mapping: {mapping}\n"
+        "    credentials: {api_token: prefect-secret:crm-token}\n"
+    )
+    missing = sync(config=str(config), destination="crm", return_state=True)
+    assert missing.is_failed()
+    with pytest.raises(Exception, match="cannot read Prefect Secret block 'crm-token'"):
+        missing.result()
+
+    Secret(value="s3cr3t").save("crm-token", overwrite=True)
+    assert sync(config=str(config), destination="crm")["sent"] == 25
+
+
 def test_retry_condition_only_admits_transient_errors() -> None:
     from prefect.states import Failed
 
@@ -124,3 +196,6 @@ def test_retry_condition_only_admits_transient_errors() -> None:
     assert retry_transient(None, None, failed(RetriesExhausted("gave up")))  # type: ignore[arg-type]
     assert not retry_transient(None, None, failed(FatalError("401")))  # type: ignore[arg-type]
     assert not retry_transient(None, None, failed(KeyError("bug")))  # type: ignore[arg-type]
+    # Another run owns the destination now: retrying this run's session cannot help.
+    lost = LeaseLostError("crm", "run-1", "run-2", None)
+    assert not retry_transient(None, None, failed(lost))  # type: ignore[arg-type]
