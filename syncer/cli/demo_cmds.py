@@ -4,7 +4,8 @@ It builds an SQLite store from ``examples/``, starts the HubSpot emulator on loo
 through the Prefect flow (or the engine directly with ``--no-prefect``), shows the CRM records
 with their flattened fields, then changes the store — one membership rises to PRO, another
 churns — and syncs again to show the stage policy at work and that only the changed records
-were sent.
+were sent (with the run's report as the flow published it), then once more to show that
+nothing is sent when nothing changed. It sets the Prefect settings an offline machine needs.
 """
 
 from __future__ import annotations
@@ -18,13 +19,24 @@ from typing import Annotated, Any
 
 import typer
 from rich import box
+from rich.markdown import Markdown
+from rich.panel import Panel
 from rich.table import Table
 from sqlalchemy import update
 
 from syncer.cli.app import app, console
 from syncer.errors import ConfigError, Problem
+from syncer.plan import ACTIONS
+from syncer.tokens import parse_tokens
 
 _TOKEN_ENV = "SYNCER_DEMO_HUBSPOT_TOKEN"
+# What a Prefect run on an offline machine needs (shared/reference/prefect.md): no analytics
+# (there is no network to send them to), and time for the ephemeral server to start and migrate.
+_PREFECT_OFFLINE = {
+    "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+    "DO_NOT_TRACK": "1",
+    "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "120",
+}
 _SHOWN = {
     "contacts": (
         "syncer_user_id",
@@ -107,9 +119,12 @@ def demo(
         console.print(f"[bold]2.[/] HubSpot emulator at {hubspot.url}; config {config}")
         sync = _runner(prefect)
 
-        console.print("[bold]3.[/] first sync")
+        console.print(
+            "[bold]3.[/] first sync"
+            + (" (an ephemeral Prefect server starts first: ~20 s)" if prefect else "")
+        )
         writes_before = len(hubspot.write_requests())
-        sync(config)
+        sync(config, False)
         _show_crm(hubspot)
         first = len(hubspot.write_requests()) - writes_before
 
@@ -119,7 +134,7 @@ def demo(
         )
         _change_store(workdir / "demo.db")
         writes_before = len(hubspot.write_requests())
-        sync(config)
+        sync(config, True)
         second = len(hubspot.write_requests()) - writes_before
         _show_crm(hubspot, users=("u01", "u09"))
         console.print(
@@ -127,8 +142,9 @@ def demo(
             "PRO membership churned: a user never drops below the best stage of an active "
             "account."
         )
+        console.print("[bold]5.[/] sync again with nothing changed")
         writes_before = len(hubspot.write_requests())
-        sync(config)
+        sync(config, False)
         third = len(hubspot.write_requests()) - writes_before
     console.print(
         f"write requests: first sync {first}, after the change {second}, "
@@ -136,31 +152,49 @@ def demo(
     )
 
 
-def _runner(prefect: bool) -> Callable[[Path], None]:
+def _runner(prefect: bool) -> Callable[[Path, bool], None]:
+    """How the demo syncs: ``run(config, full_report)`` prints the run's report."""
     from syncer.cli.sync_cmds import open_sync, print_run
 
     if not prefect:
 
-        def run_engine(config: Path) -> None:
+        def run_engine(config: Path, _full_report: bool) -> None:
             t0 = time.monotonic()
             with open_sync(config) as sync:
                 print_run(sync.run("hubspot"), time.monotonic() - t0)
 
         return run_engine
 
-    # The CLI sits on top of the flows layer; syncer's engine never imports Prefect.
-    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-    os.environ.setdefault("DO_NOT_TRACK", "1")
-    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
+    # The CLI sits on top of the flows layer; syncer's engine never imports Prefect. A fresh
+    # machine has no network and no Prefect settings: say what a local run needs before Prefect
+    # is imported (an explicit setting of the user's still wins).
+    for name, value in _PREFECT_OFFLINE.items():
+        os.environ.setdefault(name, value)
+    from flows.sync import read_report
     from flows.sync import sync as sync_flow
 
-    def run_flow(config: Path) -> None:
+    def run_flow(config: Path, full_report: bool) -> None:
         t0 = time.monotonic()
-        result: dict[str, Any] = sync_flow(config=str(config), destination="hubspot")
-        counts = ", ".join(f"{k} {v}" for k, v in result.items() if k != "destination")
-        console.print(f"flow run finished in {time.monotonic() - t0:.1f} s: {counts}")
+        state = sync_flow(config=str(config), destination="hubspot", return_state=True)
+        result: dict[str, Any] = state.result()
+        _print_counts(result, time.monotonic() - t0)
+        run_id = state.state_details.flow_run_id
+        if full_report and run_id is not None:
+            report = read_report(run_id, "hubspot")
+            if report is not None:
+                console.print(Panel(Markdown(report), title="the run's report (Prefect artifact)"))
 
     return run_flow
+
+
+def _print_counts(result: dict[str, Any], elapsed: float) -> None:
+    planned = sum(result.get(a, 0) for a in ACTIONS)
+    to_send = sum(result.get(a, 0) for a in ("create", "update", "remove"))
+    console.print(
+        f"flow run {result['status']} in {elapsed:.1f} s: planned {planned}, "
+        f"unchanged {result['unchanged']}, to send {to_send}, [bold]sent {result['sent']}[/], "
+        f"rejected {result['failed']}, {result['requests']} write requests"
+    )
 
 
 def _change_store(db: Path) -> None:
@@ -182,6 +216,8 @@ def _change_store(db: Path) -> None:
 
 
 def _show_crm(hubspot: Any, users: tuple[str, ...] | None = None) -> None:
+    """The emulator's records with their flattened fields, token lists decoded for reading."""
+    example: tuple[str, str] | None = None
     for object_type, columns in _SHOWN.items():
         if users is not None and object_type != "contacts":
             continue
@@ -192,5 +228,28 @@ def _show_crm(hubspot: Any, users: tuple[str, ...] | None = None) -> None:
         for props in rows:
             if users is not None and props.get("syncer_user_id") not in users:
                 continue
-            table.add_row(*(props.get(c) or "" for c in columns))
+            cells = []
+            for col in columns:
+                raw = props.get(col) or ""
+                shown = _readable(raw)
+                if shown != raw and example is None:
+                    example = (col, raw)
+                cells.append(shown)
+            table.add_row(*cells)
         console.print(table)
+    if example is not None:
+        col, raw = example
+        console.print(
+            f"[dim]Token lists are shown decoded. HubSpot holds them as words a *contains* "
+            f"filter matches exactly, e.g. {col} = {raw}[/]"
+        )
+
+
+def _readable(value: str) -> str:
+    """A token list (``;zxyzzxpro;acmexcus;``) as its tokens (``xyz:pro acme:cus``)."""
+    if len(value) < 3 or not (value.startswith(";") and value.endswith(";")):
+        return value
+    try:
+        return " ".join(":".join(parts) for parts in parse_tokens(value))
+    except ValueError:
+        return value
