@@ -3,6 +3,7 @@ loopback) through the real simple-salesforce client."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,7 +20,7 @@ from syncer.retry import RetryPolicy
 from syncer.state import RecordState
 from syncer.store.database import init_store
 from syncer.store.loaders import load_paths
-from syncer.store.schema import memberships, users
+from syncer.store.schema import accounts, memberships, users
 from syncer.testing.salesforce_emulator import SalesforceEmulator
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -208,3 +209,196 @@ def test_a_locked_row_is_retried(tmp_path: Path, org: SalesforceEmulator) -> Non
     assert report.status == "succeeded"
     assert sum(o.retries for o in report.objects) >= 1
     assert len(_by_key(org, "Account", "Syncer_Account_Id__c")) == 11
+
+
+def _change_store(sync: Sync, **values: Any) -> None:
+    engine = create_db_engine(str(sync.config.store))
+    with engine.begin() as conn:
+        conn.execute(update(users).values(**values))
+    engine.dispose()
+
+
+def test_a_record_deleted_in_salesforce_is_created_again_with_its_whole_payload(
+    tmp_path: Path, org: SalesforceEmulator
+) -> None:
+    org.org.deleted_blocks_upsert = False  # deleted and emptied from the recycle bin
+    with _sync(tmp_path, org) as sync:
+        sync.run("salesforce")
+        ada = _by_key(org, "Contact", "Syncer_User_Id__c")["u01"]
+        org.delete("Contact", ada["Id"])
+        _change_store(sync, first_name="Changed")  # the upsert carries FirstName only
+        report = sync.run("salesforce")
+        assert report.status == "succeeded", report.objects
+        again = _by_key(org, "Contact", "Syncer_User_Id__c")["u01"]
+        assert again["Id"] != ada["Id"]
+        assert (again["FirstName"], again["LastName"], again["Email"]) == (
+            "Changed",
+            ada["LastName"],
+            ada["Email"],
+        )
+        assert again["Syncer_Accounts__c"] == ada["Syncer_Accounts__c"]
+        record = RecordState(sync.state).get_many("salesforce", "Contact", {"u01"})["u01"]
+        assert record.remote_id == again["Id"]
+
+
+def test_a_record_in_the_recycle_bin_is_rejected_with_what_to_do(
+    tmp_path: Path, org: SalesforceEmulator
+) -> None:
+    with _sync(tmp_path, org) as sync:
+        sync.run("salesforce")
+        ada = _by_key(org, "Contact", "Syncer_User_Id__c")["u01"]
+        org.delete("Contact", ada["Id"])
+        _change_store(sync, first_name="Changed")
+        report = sync.run("salesforce")
+    contacts = next(o for o in report.objects if o.object == "Contact")
+    assert (contacts.sent, contacts.failed) == (13, 1)
+    [(key, reason)] = contacts.errors
+    assert key == "u01"
+    assert "ENTITY_IS_DELETED" in reason
+    assert "recycle bin: undelete it" in reason
+
+
+def test_a_duplicate_external_id_rejects_that_record_alone(
+    tmp_path: Path, org: SalesforceEmulator
+) -> None:
+    with _sync(tmp_path, org) as sync:
+        sync.run("salesforce")
+        org.insert("Account", Name="Acme (copy)", Syncer_Account_Id__c="ACME")
+        engine = create_db_engine(str(sync.config.store))
+        with engine.begin() as conn:
+            conn.execute(update(accounts).values(domain="new.example"))
+        engine.dispose()
+        report = sync.run("salesforce")
+    account = next(o for o in report.objects if o.object == "Account")
+    assert (account.sent, account.failed) == (10, 1)
+    [(key, reason)] = account.errors
+    assert key == "ACME"
+    assert "DUPLICATE_EXTERNAL_ID" in reason
+
+
+def test_request_limit_exceeded_mid_run_stops_and_the_next_run_resumes(
+    tmp_path: Path, org: SalesforceEmulator
+) -> None:
+    def another_integration_spends_the_rest(obj: str, _stats: Any) -> None:
+        if obj == "Account":
+            org.api_usage = org.daily_api_limit
+
+    with _sync(tmp_path, org, daily_limit_share=1.0) as sync:
+        with pytest.raises(FatalError, match="REQUEST_LIMIT_EXCEEDED"):
+            sync.run("salesforce", progress=another_integration_spends_the_rest)
+        assert RecordState(sync.state).count("salesforce", "Account") == 11
+        assert RecordState(sync.state).count("salesforce", "Contact") == 0
+        org.api_usage = 0  # the next day
+        org.reset_log()
+        assert sync.run("salesforce").status == "succeeded"
+        assert sum(e.records for e in org.requests() if "composite/sobjects" in e.path) == 14
+
+
+@pytest.mark.parametrize("max_batch", [3, 4])
+def test_a_crash_after_batch_k_resumes_with_the_rest_and_no_duplicates(
+    tmp_path: Path, org: SalesforceEmulator, max_batch: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from syncer.connectors.salesforce import SalesforceConnector
+
+    caps = dataclasses.replace(SalesforceConnector.capabilities, max_batch=max_batch)
+    monkeypatch.setattr(SalesforceConnector, "capabilities", caps)
+    batches = 0
+
+    def crash_after_two_contact_batches(obj: str, _stats: Any) -> None:
+        nonlocal batches
+        if obj == "Contact":
+            batches += 1
+            if batches == 2:  # called once per committed batch
+                raise KeyboardInterrupt  # the process dies right after batch 2 was committed
+
+    with _sync(tmp_path, org) as sync:
+        with pytest.raises(KeyboardInterrupt):
+            sync.run("salesforce", progress=crash_after_two_contact_batches)
+        recorded = RecordState(sync.state).count("salesforce", "Contact")
+        assert recorded == 2 * max_batch
+        org.reset_log()
+        assert sync.run("salesforce").status == "succeeded"
+        sent = sum(e.records for e in org.requests() if "composite/sobjects/Contact" in e.path)
+        assert sent == 14 - recorded
+    keys = [r.get("Syncer_User_Id__c") for r in org.records("Contact").values()]
+    assert sorted(keys) == sorted(set(keys))
+    assert len(keys) == 14
+
+
+def test_the_bulk_path_maps_failed_results_back_to_their_records(
+    tmp_path: Path, org: SalesforceEmulator
+) -> None:
+    engine = init_store(f"sqlite:///{tmp_path / 'store.db'}")
+    load_paths(engine, [ROOT / "examples"])
+    with engine.begin() as conn:
+        conn.execute(
+            users.insert(),
+            [{"user_id": f"b{i:04d}", "email": f"b{i}@bulk.example"} for i in range(30)],
+        )
+    engine.dispose()
+    # Two Contacts already hold b0017's external id: Salesforce refuses that row of the job.
+    org.add_field(
+        "Contact.Syncer_User_Id__c", type="Text", length=255, label="User Id", externalId=True,
+        unique=True,
+    )  # fmt: skip
+    for _ in range(2):
+        org.insert("Contact", LastName="Copy", Syncer_User_Id__c="b0017")
+    with _sync(tmp_path, org, bulk_threshold=20) as sync:
+        report = sync.run("salesforce")
+    contacts = next(o for o in report.objects if o.object == "Contact")
+    assert any("/jobs/ingest" in e.path for e in org.requests())
+    [(key, reason)] = contacts.errors
+    assert key == "b0017"
+    assert "DUPLICATE_EXTERNAL_ID" in reason
+    assert len(_by_key(org, "Contact", "Syncer_User_Id__c")) == 14 + 30
+
+
+def test_an_existing_field_of_the_wrong_type_or_length_is_reported(
+    tmp_path: Path, org: SalesforceEmulator
+) -> None:
+    org.add_field("Contact.Syncer_Accounts__c", type="Text", length=100, label="Accounts")
+    org.add_field("Contact.Syncer_Account_Count__c", type="Text", length=10, label="Count")
+    with _sync(tmp_path, org) as sync, pytest.raises(ConfigError) as caught:
+        sync.run("salesforce")
+    text = str(caught.value)
+    assert "Contact.Syncer_Accounts__c holds 100 characters, syncer formats up to 255" in text
+    assert "Contact.Syncer_Account_Count__c is of type 'string', syncer writes number" in text
+
+
+def test_a_long_text_companion_holds_the_full_list(tmp_path: Path, org: SalesforceEmulator) -> None:
+    mapping = (ROOT / "mappings" / "salesforce.yaml").read_text(encoding="utf-8")
+    assert "# Syncer_Accounts_Full__c:" in mapping  # shipped commented out: optional
+    mapping = mapping.replace("# Syncer_Accounts_Full__c:", "Syncer_Accounts_Full__c:")
+    (tmp_path / "full.yaml").write_text(mapping, encoding="utf-8")
+    sync = _sync(tmp_path, org)
+    config = tmp_path / "syncer.yaml"
+    config.write_text(
+        config.read_text(encoding="utf-8").replace(
+            str(ROOT / "mappings" / "salesforce.yaml"), str(tmp_path / "full.yaml")
+        ),
+        encoding="utf-8",
+    )
+    engine = create_db_engine(str(sync.config.store))
+    with engine.begin() as conn:
+        conn.execute(
+            accounts.insert(),
+            [{"account_id": f"ACCOUNT-{i:03d}", "name": f"Account {i}"} for i in range(40)],
+        )
+        conn.execute(
+            memberships.insert(),
+            [
+                {"user_id": "u01", "account_id": f"ACCOUNT-{i:03d}", "stage": "MQL"}
+                for i in range(40)
+            ],
+        )
+    engine.dispose()
+    with Sync(load_config(config), environ={"SF_SESSION": org.session_id}) as full:
+        assert full.run("salesforce").status == "succeeded"
+    field = org.org.object("Contact").get_field("Syncer_Accounts_Full__c")
+    assert field is not None
+    assert (field.type, field.length) == ("textarea", 131_072)
+    ada = _by_key(org, "Contact", "Syncer_User_Id__c")["u01"]
+    assert len(ada["Syncer_Accounts__c"]) <= 255
+    assert ada["Syncer_Accounts_Truncated__c"] is True
+    assert ada["Syncer_Accounts_Full__c"].count(";") == 42 + 1  # every token, ; on both sides
+    assert ada["Syncer_Accounts_Full__c"].startswith(ada["Syncer_Accounts__c"][:-1])

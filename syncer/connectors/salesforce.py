@@ -10,9 +10,11 @@
   poll → successful/failed results, matched back by external id).
 * Per-record errors: ``DUPLICATE_EXTERNAL_ID``, ``STRING_TOO_LONG``, ``INVALID_EMAIL_ADDRESS``
   and other validation errors reject that record with Salesforce's message;
-  ``UNABLE_TO_LOCK_ROW`` makes the batch retriable (upserts are idempotent);
-  ``ENTITY_IS_DELETED`` (the record was deleted in Salesforce) is sent once more, which
-  re-creates it under the same external id.
+  ``UNABLE_TO_LOCK_ROW`` makes the batch retriable (upserts are idempotent). A record syncer
+  wrote before that Salesforce no longer holds (``ENTITY_IS_DELETED``, ``REQUIRED_FIELD_MISSING``
+  for a record syncer knows, or an upsert that *created* it from the changed fields alone) has
+  its remote id dropped and its whole payload sent once more; if it is still in the recycle bin
+  the rejection says to undelete it or empty it from the bin.
 * **Daily API budget**: every answer's ``Sforce-Limit-Info`` is reported to the engine; once the
   org has used ``daily_limit_share`` of its allocation the run stops before the next request
   (syncer must not starve the org's other integrations), as does 403 ``REQUEST_LIMIT_EXCEEDED``.
@@ -58,6 +60,27 @@ from syncer.fields import FieldSpec, FieldType
 __all__ = ["SalesforceConfig", "SalesforceConnector"]
 
 _TEXT = FieldSpec("text", max_length=255)
+_LONG_TEXT_MAX = 131_072
+# Optional Long Text Area companions of the token fields: the full list for display (reports,
+# list views and SOQL cannot filter Long Text, so the Text(255) field stays the one to filter).
+_FULL = FieldSpec("full", FieldType.TOKENS, max_length=_LONG_TEXT_MAX, companions=False)
+# The describe ``type`` values that hold what each syncer field type writes.
+_DESCRIBE_TYPES: dict[FieldType, frozenset[str]] = {
+    FieldType.STRING: frozenset({"string"}),
+    FieldType.TOKENS: frozenset({"string"}),
+    FieldType.ENUM: frozenset({"string", "picklist"}),
+    FieldType.EMAIL: frozenset({"email"}),
+    FieldType.NUMBER: frozenset({"double", "int", "currency", "percent"}),
+    FieldType.BOOL: frozenset({"boolean"}),
+    FieldType.DATE: frozenset({"date"}),
+    FieldType.DATETIME: frozenset({"datetime"}),
+}
+
+
+def _full_companions(*names: str) -> dict[str, FieldSpec]:
+    return {name: dataclasses.replace(_FULL, name=name) for name in names}
+
+
 _RETRIABLE_CODES = frozenset({"UNABLE_TO_LOCK_ROW", "SERVER_UNAVAILABLE"})
 _OVERRIDES = (
     StatusRule(
@@ -135,7 +158,14 @@ class SalesforceConnector(Connector[SalesforceConfig]):
         "Account": ObjectSpec(
             "Account",
             "Syncer_Account_Id__c",
-            fields={"Name": FieldSpec("Name", max_length=255)},
+            fields={
+                "Name": FieldSpec("Name", max_length=255),
+                **_full_companions(
+                    "Syncer_Users_Full__c",
+                    "Syncer_User_Emails_Full__c",
+                    "Syncer_Member_Stages_Full__c",
+                ),
+            },
             default_field=_TEXT,
         ),
         "Contact": ObjectSpec(
@@ -145,6 +175,7 @@ class SalesforceConnector(Connector[SalesforceConfig]):
                 "Email": FieldSpec("Email", FieldType.EMAIL, max_length=80),
                 "FirstName": FieldSpec("FirstName", max_length=40),
                 "LastName": FieldSpec("LastName", max_length=80),
+                **_full_companions("Syncer_Accounts_Full__c", "Syncer_Account_Ids_Full__c"),
             },
             default_field=_TEXT,
             after=("Account",),
@@ -184,21 +215,34 @@ class SalesforceConnector(Connector[SalesforceConfig]):
         for record, item in zip(batch, answer or [], strict=True):
             errors = item.get("errors") or []
             codes = {e.get("statusCode") for e in errors}
+            # A record syncer wrote before that Salesforce no longer holds (deleted, or emptied
+            # from the recycle bin) was (re)created from the changed fields only, or refused for
+            # lacking the others: drop its remote id and send the whole payload once more.
+            gone = record.remote_id is not None and "full_retry" not in record.hints
             if item.get("success"):
-                results.append(WriteResult(record.key, item.get("id"), created=item.get("created")))
+                if gone and item.get("created") and record.changes != record.payload:
+                    again.append(_whole(record))
+                else:
+                    results.append(
+                        WriteResult(record.key, item.get("id"), created=item.get("created"))
+                    )
             elif codes & _RETRIABLE_CODES:
                 raise RetriableError(
                     f"salesforce upsert {object_name}: {_message(errors)} (record {record.key})"
                 )
-            elif "ENTITY_IS_DELETED" in codes and "deleted_retry" not in record.hints:
-                again.append(
-                    WriteRecord(record.key, record.payload, record.payload, None,
-                                {**record.hints, "deleted_retry": True})
-                )  # fmt: skip
+            elif gone and codes & {"ENTITY_IS_DELETED", "REQUIRED_FIELD_MISSING"}:
+                again.append(_whole(record))
             else:
                 fields = [f for e in errors for f in e.get("fields") or []]
+                reason = _message(errors)
+                if "ENTITY_IS_DELETED" in codes:
+                    reason += (
+                        f" — the {object_name} with {spec.key_field} {record.key} is in "
+                        "Salesforce's recycle bin: undelete it, or empty it from the bin so "
+                        "that syncer creates it again"
+                    )
                 results.append(
-                    WriteResult(record.key, rejected=_message(errors), field=(fields or [None])[0])
+                    WriteResult(record.key, rejected=reason, field=(fields or [None])[0])
                 )
         if again:
             results += self.write(object_name, again)
@@ -279,13 +323,13 @@ class SalesforceConnector(Connector[SalesforceConfig]):
         wanted.setdefault(spec.key_field, FieldSpec(spec.key_field))
         for name, field in wanted.items():
             if name in have:
-                problem = _check_field(name, have[name], spec.key_field)
+                problem = _check_field(object_name, field, have[name], spec.key_field)
                 (report.problems if problem else report.existing).append(problem or name)
                 continue
             if not name.endswith("__c"):
                 report.problems.append(f"standard field {object_name}.{name} does not exist")
                 continue
-            metadata = {**_FIELD_TYPES[field.type], "label": name[:-3].replace("_", " ")}
+            metadata = {**_metadata(field), "label": name[:-3].replace("_", " ")}
             if name == spec.key_field:
                 metadata.update(externalId=True, unique=True, caseSensitive=True)
             if not self.config.allow_create_fields:
@@ -423,11 +467,48 @@ def _login(config: SalesforceConfig) -> Salesforce:
         raise ConfigError(f"salesforce login failed: {exc}") from None
 
 
+def _whole(record: WriteRecord) -> WriteRecord:
+    """``record`` with every field and without its stale remote id, sent once more."""
+    hints = {**record.hints, "full_retry": True}
+    return WriteRecord(record.key, record.payload, record.payload, None, hints)
+
+
 def _message(errors: Sequence[Mapping[str, Any]]) -> str:
     return "; ".join(f"{e.get('statusCode')}: {e.get('message')}" for e in errors) or "failed"
 
 
-def _check_field(name: str, field: Mapping[str, Any], key_field: str) -> str | None:
+def _long(field: FieldSpec) -> bool:
+    return field.type in (FieldType.STRING, FieldType.TOKENS) and (field.max_length or 0) > 255
+
+
+def _metadata(field: FieldSpec) -> dict[str, Any]:
+    """Tooling API metadata of the custom field that holds ``field``."""
+    if _long(field):
+        length = min(field.max_length or _LONG_TEXT_MAX, _LONG_TEXT_MAX)
+        return {"type": "LongTextArea", "length": length, "visibleLines": 5}
+    return dict(_FIELD_TYPES[field.type])
+
+
+def _check_field(
+    object_name: str, spec: FieldSpec, field: Mapping[str, Any], key_field: str
+) -> str | None:
+    """What is wrong with an existing field for what syncer writes into it, if anything."""
+    name = spec.name
     if name == key_field and not (field.get("externalId") and field.get("unique")):
         return f"field {name} exists but is not External ID + Unique; syncer upserts by it"
+    if not name.endswith("__c"):
+        return None  # standard fields: Salesforce's own types (Website is a Url)
+    kind = field.get("type")
+    wanted = frozenset({"textarea"}) if _long(spec) else _DESCRIBE_TYPES[spec.type]
+    if kind not in wanted:
+        return (
+            f"field {object_name}.{name} is of type {kind!r}, syncer writes {spec.type} values "
+            f"({' or '.join(sorted(wanted))}): change the field's type or the mapping's"
+        )
+    length = int(field.get("length") or 0)
+    if kind in ("string", "textarea") and spec.max_length and length < spec.max_length:
+        return (
+            f"field {object_name}.{name} holds {length} characters, syncer formats up to "
+            f"{spec.max_length}: make it longer or set max_length: {length} in the mapping"
+        )
     return None
