@@ -88,16 +88,26 @@ class StagesConfig(_Strict):
 
     names: tuple[str, ...] = DEFAULT_STAGES
     churned: str = DEFAULT_CHURNED
-    aliases: dict[str, str] = Field(default_factory=lambda: dict(DEFAULT_ALIASES))
+    #: Other spellings of stage names. Unset: the default aliases, kept only where they point at
+    #: a stage of this ladder and do not spell one of its names (a custom ladder does not
+    #: inherit ``mal: MAL`` without a MAL).
+    aliases: dict[str, str] | None = None
 
     @model_validator(mode="after")
     def _valid_ladder(self) -> StagesConfig:
         self.ladder()  # StageLadder's own checks (unique names, aliases that resolve)
         return self
 
+    def effective_aliases(self) -> dict[str, str]:
+        """The aliases in force: the configured ones, or the defaults that fit this ladder."""
+        if self.aliases is not None:
+            return dict(self.aliases)
+        taken = {n.lower() for n in (*self.names, self.churned)}
+        return {a: s for a, s in DEFAULT_ALIASES.items() if s in self.names and a not in taken}
+
     def ladder(self) -> StageLadder:
         """The :class:`StageLadder` this section describes."""
-        return StageLadder(names=self.names, churned=self.churned, aliases=self.aliases)
+        return StageLadder(names=self.names, churned=self.churned, aliases=self.effective_aliases())
 
 
 Aggregate = Literal["sum", "min", "max", "count"]

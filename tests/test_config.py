@@ -154,3 +154,25 @@ def test_a_password_in_a_database_url_is_an_error_and_never_echoed(tmp_path: Pat
     assert [p.line for p in caught.value.problems] == [1, 4]  # all at once, in line order
     assert "hunter2" not in str(caught.value)
     assert "SYNCER_STORE_URL" in str(caught.value)
+
+
+def test_a_custom_ladder_keeps_only_the_default_aliases_that_fit_it(tmp_path: Path) -> None:
+    path = tmp_path / "syncer.yaml"
+    path.write_text("stages: {names: [trial, paying, lead]}\ndestinations: {}\n", encoding="utf-8")
+    ladder = load_config(path).stages.ladder()
+    assert ladder.names == ("trial", "paying", "lead")
+    assert ladder.normalize("lead") == "lead"  # a name of this ladder, not the default alias
+    with pytest.raises(ValueError, match="MAL"):
+        ladder.normalize("MAL")
+
+
+def test_explicit_aliases_replace_the_defaults(tmp_path: Path) -> None:
+    path = tmp_path / "syncer.yaml"
+    path.write_text(
+        "stages: {names: [trial, paying], aliases: {customer: paying}}\ndestinations: {}\n",
+        encoding="utf-8",
+    )
+    ladder = load_config(path).stages.ladder()
+    assert ladder.normalize("Customer") == "paying"
+    with pytest.raises(ValueError, match="lead"):
+        ladder.normalize("lead")
