@@ -31,19 +31,27 @@ The context variables and filters are listed in ``docs/mappings.md``.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
+from operator import attrgetter
 from pathlib import Path
 from typing import Any, Literal
 
-from jinja2 import StrictUndefined, TemplateError, nodes
+from jinja2 import StrictUndefined, TemplateError, UndefinedError, nodes
 from jinja2.sandbox import SandboxedEnvironment
 from pydantic import BaseModel, ConfigDict, Field
 
 from syncer.connectors.base import ObjectSpec
 from syncer.errors import ConfigError, Problem, RecordRejected
-from syncer.fields import FieldSpec, FieldType, companion_names, format_field, validate_spec
+from syncer.fields import (
+    FieldSpec,
+    FieldType,
+    companion_names,
+    format_field,
+    normalize_email,
+    validate_spec,
+)
 from syncer.model import (
     Account,
     ResolvedAccount,
@@ -51,9 +59,10 @@ from syncer.model import (
     ResolvedMembership,
     ResolvedUser,
     StageLadder,
+    UnknownStage,
     User,
 )
-from syncer.tokens import Token
+from syncer.tokens import InvalidValue, Token
 from syncer.yamlsrc import YamlDoc, load_yaml, validate
 
 __all__ = [
@@ -279,7 +288,7 @@ def _rank(ladder: StageLadder, stage: str | None) -> int:
         return -1
     try:
         return ladder.rank(stage)
-    except Exception:  # the churn marker or an alias the ladder does not rank: lowest
+    except (UnknownStage, KeyError):  # a name the ladder does not know ranks lowest
         return -1
 
 
@@ -299,26 +308,51 @@ def _get(obj: Any, name: str) -> Any:
 
 
 def _filters(ladder: StageLadder) -> dict[str, Callable[..., Any]]:
+    # Token priorities by stage name, looked up once per token on the hot path of every plan
+    # (the ladder's own lookup normalises aliases through an exception on a miss).
+    priority_of: dict[str | None, int] = {name: ladder.rank(name) + 1 for name in ladder.names}
+
+    def priority(stage: Any) -> int:
+        found = priority_of.get(stage) if type(stage) is str or stage is None else None
+        return found if found is not None else _rank(ladder, stage) + 1
+
     def tokens(items: Iterable[Any], *attrs: str) -> list[Token]:
         """Objects → tokens of their ``attrs`` (e.g. account_id and stage), ranked by stage;
         plain values (no ``attrs``) → one token each."""
-        out = []
         if not attrs:  # plain values (stage names, ids): one token each
-            return [Token((_part(v),), _rank(ladder, v) + 1) for v in items]
+            return [Token((_part(v),), priority(v)) for v in items]
+        for a in attrs:
+            if not isinstance(a, str) or a.startswith("_"):
+                raise ValueError(f"tokens(): {a!r} is not an attribute a mapping may read")
+        # attrgetter would follow dots; a dotted name keeps Jinja's plain lookup rules.
+        get = None if any("." in a for a in attrs) else attrgetter(*attrs)
+        single = len(attrs) == 1
+        out = []
         for item in items:
-            parts = tuple(_part(_get(item, a)) for a in attrs)
-            stage = getattr(item, "stage", None)
-            out.append(Token(parts, _rank(ladder, stage) + 1))
+            try:
+                if get is None:
+                    raise AttributeError
+                values = (get(item),) if single else get(item)
+            except AttributeError:  # a mapping (or a missing attribute): Jinja's lookup rules
+                values = tuple(_get(item, a) for a in attrs)
+            out.append(Token(tuple(map(_part, values)), priority(getattr(item, "stage", None))))
         return out
 
     def emails(items: Iterable[Any]) -> list[Token]:
-        """Members (or users) → tokens of their emails, ranked by stage; blanks skipped."""
+        """Members (or users) → tokens of their addresses (trimmed, lowercased), ranked by
+        stage. Blank and invalid addresses are left out: one member's bad address must not
+        refuse the whole account, and an invalid one would match no *contains* filter."""
         out = []
         for item in items:
             email = getattr(item, "email", None)
-            if email and email.strip():
-                stage = getattr(item, "stage", None)
-                out.append(Token((email.strip().lower(),), _rank(ladder, stage) + 1))
+            if type(email) is not str:
+                continue
+            try:
+                address = normalize_email(email)
+            except InvalidValue:
+                continue
+            if address is not None:
+                out.append(Token((address,), priority(getattr(item, "stage", None))))
         return out
 
     def at_least(stage: str | None, floor: str) -> bool:
@@ -342,6 +376,8 @@ def _filters(ladder: StageLadder) -> dict[str, Callable[..., Any]]:
 
 
 def _part(value: Any) -> str:
+    if type(value) is str:
+        return value
     if value is None:
         return ""
     if isinstance(value, str | int) and not isinstance(value, bool):
@@ -540,6 +576,7 @@ def _object(
         )
     allowed = set(USER_NAMES if obj.source == "users" else ACCOUNT_NAMES)
     sample = _sample_context(obj.source, ladder)
+    edges = _edge_contexts(obj.source, ladder)
     fields: list[FieldMapping] = []
     for fname, fdoc in obj.fields.items():
         fd = FieldDoc(value=fdoc) if isinstance(fdoc, str) else fdoc
@@ -562,6 +599,7 @@ def _object(
             env=env,
             allowed=allowed,
             sample=sample,
+            edges=edges,
             file=file,
             line=line,
             where=where,
@@ -592,6 +630,7 @@ def _object(
             env=env,
             allowed=allowed,
             sample=sample,
+            edges=edges,
             file=file,
             line=line,
             where=f"{name}.hints.{hname}",
@@ -620,6 +659,7 @@ def _compile_checked(
     env: SandboxedEnvironment,
     allowed: set[str],
     sample: Mapping[str, Any],
+    edges: Sequence[Mapping[str, Any]],
     file: str,
     line: int,
     where: str,
@@ -651,7 +691,32 @@ def _compile_checked(
             Problem(f"{where}: {text!r} fails on sample data: {exc}", file=file, line=line)
         )
         return None
+    # The full sample takes one side of every branch; the edge views (churned, no primary, no
+    # members) take the other. There only a misspelt attribute is a load error: a lookup on a
+    # missing value (`primary.x` without a guard) depends on the data and rejects that record.
+    for edge in edges:
+        try:
+            evaluate(edge)
+        except Exception as exc:
+            if _misspelt_attribute(exc):
+                problems.append(
+                    Problem(
+                        f"{where}: {text!r} fails on a {edge['_edge']} view: {exc}",
+                        file=file,
+                        line=line,
+                        hint="check the attribute's spelling against docs/mappings.md",
+                    )
+                )
+                return None
     return evaluate
+
+
+def _misspelt_attribute(exc: BaseException) -> bool:
+    """True when ``exc`` says an existing object lacks an attribute (not a lookup on None)."""
+    if not isinstance(exc, AttributeError | UndefinedError):
+        return False
+    text = str(exc)
+    return "has no attribute" in text and not text.startswith(("'None' ", "NoneType "))
 
 
 def _sample_context(source: Source, ladder: StageLadder) -> dict[str, Any]:
@@ -677,3 +742,19 @@ def _sample_context(source: Source, ladder: StageLadder) -> dict[str, Any]:
     )
     view = ResolvedAccount(account, (member,), top, {"licenses": 5.0}, ("parent-1",), (), "sample")
     return context_for(view, ladder)
+
+
+def _edge_contexts(source: Source, ladder: StageLadder) -> list[dict[str, Any]]:
+    """Views that take the other side of the usual branches: a churned user with no primary
+    account (one churned membership), an account with no members, parent or attributes.
+    ``_edge`` names the view in error messages; no expression can read it (names are checked)."""
+    at = datetime(2024, 1, 2, 3, 4, 5, tzinfo=UTC)
+    gone = ladder.churned
+    if source == "users":
+        m = ResolvedMembership("acct-2", "Gone Co", None, None, gone, None, True, at, False)
+        user = User("user-2", None, None, None, None, {}, None, None)
+        view: View = ResolvedUser(user, (m,), gone, None, True, "sample")
+        return [{**context_for(view, ladder), "_edge": "churned user without a primary account"}]
+    account = Account("acct-2")
+    view = ResolvedAccount(account, (), gone, {}, (), (), "sample")
+    return [{**context_for(view, ladder), "_edge": "memberless account"}]

@@ -9,7 +9,7 @@ import pytest
 
 from syncer.errors import ConfigError
 from syncer.mapping import compile_value, context_for, load_mapping, make_environment
-from syncer.model import ResolvedMembership, ResolvedUser, StageLadder, User
+from syncer.model import ResolvedMember, ResolvedMembership, ResolvedUser, StageLadder, User
 from syncer.testing.memory import MemoryConnector
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -133,13 +133,6 @@ def test_the_fast_path_and_jinja_agree(expr: str) -> None:
     assert fast(ctx) == expected
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="mapping.py checks names statically but attributes only by evaluating one sample "
-    "view: a typo in a branch the sample does not take (the else of `x if primary else y`, a "
-    "{% if churned %} block, an attribute reached through an empty selectattr) loads fine and "
-    "then rejects every record that takes that branch at run time",
-)
 @pytest.mark.parametrize(
     "value",
     [
@@ -162,3 +155,46 @@ def test_a_typo_in_a_branch_the_sample_does_not_take_is_reported_at_load(
     )
     with pytest.raises(ConfigError, match=r"frist_name|acount_name"):
         load_mapping(path, OBJECTS, LADDER)
+
+
+def test_a_lookup_guarded_by_its_branch_still_loads(tmp_path: Path) -> None:
+    # The edge views leave `primary` empty: only a misspelt attribute is a load error there.
+    path = _mapping(
+        tmp_path,
+        "objects:\n"
+        "  contacts:\n"
+        "    source: users\n"
+        "    key: syncer_user_id\n"
+        "    fields:\n"
+        '      x: "primary.account_name if primary else user.first_name"\n'
+        '      y: "{% if churned %}{{ user.last_name }}{% endif %}"\n',
+    )
+    obj = load_mapping(path, OBJECTS, LADDER).object("contacts")
+    assert [f.spec.name for f in obj.fields] == ["x", "y"]
+
+
+def test_private_attributes_are_not_reachable_through_the_tokens_filter(tmp_path: Path) -> None:
+    path = _mapping(
+        tmp_path,
+        "objects:\n"
+        "  contacts:\n"
+        "    source: users\n"
+        "    key: syncer_user_id\n"
+        "    fields:\n"
+        "      x: {type: tokens, value: \"memberships | tokens('__class__')\"}\n",
+    )
+    with pytest.raises(ConfigError, match="not an attribute a mapping may read"):
+        load_mapping(path, OBJECTS, LADDER)
+
+
+def test_the_emails_filter_leaves_out_blank_and_invalid_addresses() -> None:
+    env = make_environment(LADDER)
+    at = datetime(2024, 5, 1, tzinfo=UTC)
+    members = [
+        ResolvedMember("u1", " Ann@Acme.IO ", None, None, None, "CUS", "CUS", at),
+        ResolvedMember("u2", " not an email ", None, None, None, "PRO", "PRO", at),
+        ResolvedMember("u3", "   ", None, None, None, "MQL", "MQL", at),
+        ResolvedMember("u4", None, None, None, None, "MQL", "MQL", at),
+    ]
+    tokens = compile_value("members | emails", env)({"members": members})
+    assert [t.parts for t in tokens] == [("ann@acme.io",)]
