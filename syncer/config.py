@@ -188,6 +188,8 @@ class DestinationConfig(_Strict):
     settings: dict[str, Any] = Field(default_factory=dict)
     #: What happens to a destination record whose source record disappeared.
     removal: Literal["none", "clear", "archive"] = "none"
+    #: Batches in flight at once; unset: the connector's own choice (HubSpot 4, Salesforce 1).
+    concurrency: int | None = Field(default=None, ge=1, le=32)
     schedule: ScheduleConfig | None = None
 
     _name: str = PrivateAttr(default="")

@@ -507,6 +507,7 @@ class _ObjectRun:
                 on_results=self.on_results,
                 limiter=session.limiter,
                 retry=retry,
+                concurrency=session.dest.config.concurrency or conn.capabilities.concurrency,
                 progress=self.report_progress,
             )
             self.rep.requests, self.rep.retries = stats.requests, stats.retries

@@ -7,12 +7,14 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
 from sqlalchemy import delete, update
 
 from syncer.config import load_config
+from syncer.connectors.base import WriteRecord, WriteResult
 from syncer.db import create_db_engine
 from syncer.engine import Sync
 from syncer.retry import RetryPolicy
@@ -34,7 +36,7 @@ def store_url(db_url: str) -> str:
     return db_url
 
 
-def _sync(tmp_path: Path, store_url: str, removal: str = "clear") -> Sync:
+def _sync(tmp_path: Path, store_url: str, removal: str = "clear", extra: str = "") -> Sync:
     config = tmp_path / "syncer.yaml"
     config.write_text(
         f"store: {json.dumps(store_url)}\n"
@@ -42,7 +44,7 @@ def _sync(tmp_path: Path, store_url: str, removal: str = "clear") -> Sync:
         "  crm:\n"
         "    connector: memory\n"
         f"    mapping: {ROOT / 'mappings' / 'hubspot.yaml'}\n"
-        f"    removal: {removal}\n",
+        f"    removal: {removal}\n{extra}",
         encoding="utf-8",
     )
     return Sync(load_config(config), retry=RetryPolicy.no_wait())
@@ -249,3 +251,34 @@ def test_a_user_gone_from_the_store_is_cleared_in_the_destination(
         # Removed once: the next plan has nothing more to do for it.
         assert sync.plan("crm").totals()["remove"] == 0
     engine.dispose()
+
+
+@pytest.mark.parametrize(("configured", "expected"), [(None, 1), (3, 3)])
+def test_batches_in_flight_follow_the_destination_setting_or_the_connector(
+    tmp_path: Path, store_url: str, configured: int | None, expected: int
+) -> None:
+    import threading
+
+    class Tracking(MemoryConnector.configured(max_batch=2)):  # type: ignore[misc]
+        in_flight = peak = 0
+        guard = threading.Lock()
+
+        def write(self, object_name: str, batch: Sequence[WriteRecord]) -> Sequence[WriteResult]:
+            cls = type(self)
+            with cls.guard:
+                cls.in_flight += 1
+                cls.peak = max(cls.peak, cls.in_flight)
+            try:
+                return super().write(object_name, batch)
+            finally:
+                with cls.guard:
+                    cls.in_flight -= 1
+
+    extra = "" if configured is None else f"    concurrency: {configured}\n"
+    dest = MemoryStore()
+    with _sync(tmp_path, store_url, extra=extra) as sync:
+        report = sync.run("crm", connector=Tracking(MemoryConfig(latency=0.02), store=dest))
+    assert report.run_counts()["sent"] == 25
+    assert dest.count("companies") == 11
+    assert dest.count("contacts") == 14
+    assert Tracking.peak == expected

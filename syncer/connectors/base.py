@@ -64,6 +64,10 @@ class Capabilities:
     removal_modes: frozenset[str] = frozenset({"none", "clear"})
     # Writes of more changed records than this in one run may take a bulk path (Salesforce).
     bulk_threshold: int | None = None
+    # Batches the engine may have in flight at once (each still passes the rate limiter): with
+    # real API latencies one request at a time stays far below a destination's rate limit.
+    # The connector's ``write`` must then be safe to call from several threads.
+    concurrency: int = 1
 
 
 @dataclass(frozen=True, slots=True)

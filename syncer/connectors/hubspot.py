@@ -89,6 +89,7 @@ class HubSpotConnector(Connector[HubSpotConfig]):
         associations=True,
         association_batch=100,
         removal_modes=frozenset({"none", "clear", "archive"}),
+        concurrency=4,  # urllib3's pool is thread-safe; writes share no mutable state
     )
     objects: ClassVar[dict[str, ObjectSpec]] = {
         "companies": ObjectSpec("companies", "syncer_account_id", default_field=_TEXT),
