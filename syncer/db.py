@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Column, ColumnElement, Table, event
@@ -80,6 +81,57 @@ def key_order(col: Column[Any] | ColumnElement[Any], bind: Engine | Connection) 
     if is_postgres(bind):
         return col.collate("C")
     return col
+
+
+@dataclass(frozen=True, slots=True)
+class KeyRange:
+    """A contiguous slice of a key space in code-point order: ``start <= key < stop``, either
+    end open when ``None``. Shards of a plan are key ranges that together cover every key."""
+
+    start: str | None = None
+    stop: str | None = None
+
+    def conditions(
+        self, col: Column[Any] | ColumnElement[Any], bind: Engine | Connection
+    ) -> list[ColumnElement[bool]]:
+        """WHERE conditions keeping ``col`` inside this range (none for the whole space)."""
+        ordered = key_order(col, bind)
+        out: list[ColumnElement[bool]] = []
+        if self.start is not None:
+            out.append(ordered >= self.start)
+        if self.stop is not None:
+            out.append(ordered < self.stop)
+        return out
+
+    def __contains__(self, key: object) -> bool:
+        return (
+            isinstance(key, str)
+            and (self.start is None or key >= self.start)
+            and (self.stop is None or key < self.stop)
+        )
+
+
+ALL_KEYS = KeyRange()
+
+
+def split_key_space(engine: Engine, col: Column[Any], parts: int) -> list[KeyRange]:
+    """``parts`` key ranges of about equal row counts covering all of ``col``'s key space
+    (fewer when the table has fewer distinct keys): the first starts open, the last ends open."""
+    from sqlalchemy import func, select
+
+    if parts < 1:
+        raise ValueError(f"parts must be at least 1, not {parts}")
+    with engine.connect() as conn:
+        total = conn.execute(select(func.count()).select_from(col.table)).scalar_one()
+        cuts: list[str] = []
+        for i in range(1, parts):
+            cut = conn.execute(
+                select(col).order_by(key_order(col, conn)).offset(total * i // parts).limit(1)
+            ).scalar()
+            if cut is not None and (not cuts or cut > cuts[-1]):
+                cuts.append(cut)
+    bounds: list[str | None] = [None, *cuts, None]
+    return [KeyRange(bounds[i], bounds[i + 1]) for i in range(len(bounds) - 1)]
 
 
 def upsert(

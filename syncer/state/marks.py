@@ -20,7 +20,7 @@ from typing import Any
 from sqlalchemy import inspect, select
 from sqlalchemy.engine import Connection, Engine
 
-from syncer.db import key_order, upsert
+from syncer.db import ALL_KEYS, KeyRange, key_order, upsert
 from syncer.model import ACCOUNT_MARK, LEAD_MARK, MEMBERSHIP_MARK, PRIMARY_MARK, Mark
 from syncer.state.schema import metadata, policy_marks
 
@@ -76,15 +76,18 @@ class MarkStore:
             for row in result:
                 yield _mark(row)
 
-    def iter_marks(self, subjects: Iterable[str] = USER_SUBJECTS) -> Iterator[Mark]:
-        """Marks of ``subjects`` in ``(user_id, account_id, subject)`` code-point order."""
+    def iter_marks(
+        self, subjects: Iterable[str] = USER_SUBJECTS, *, keys: KeyRange = ALL_KEYS
+    ) -> Iterator[Mark]:
+        """Marks of ``subjects`` (of users in ``keys``) in ``(user_id, account_id, subject)``
+        code-point order."""
         wanted = list(subjects)
         c = policy_marks.c
 
         def build(conn: Connection) -> Any:
             return (
                 select(*_COLUMNS)
-                .where(c.subject.in_(wanted))
+                .where(c.subject.in_(wanted), *keys.conditions(c.user_id, conn))
                 .order_by(
                     key_order(c.user_id, conn),
                     key_order(c.account_id, conn),
@@ -94,8 +97,11 @@ class MarkStore:
 
         return self._stream(build)
 
-    def iter_account_marks(self, *, include_memberships: bool = True) -> Iterator[Mark]:
-        """Account marks (and membership marks) in ``(account_id, user_id, subject)`` order.
+    def iter_account_marks(
+        self, *, include_memberships: bool = True, keys: KeyRange = ALL_KEYS
+    ) -> Iterator[Mark]:
+        """Account marks (and membership marks), of accounts in ``keys``, in ``(account_id,
+        user_id, subject)`` order.
 
         The account's own mark (``user_id`` ``""``) comes first in each account, then its
         members' membership marks, which give the account view each member's high-water mark.
@@ -106,7 +112,7 @@ class MarkStore:
         def build(conn: Connection) -> Any:
             return (
                 select(*_COLUMNS)
-                .where(c.subject.in_(subjects))
+                .where(c.subject.in_(subjects), *keys.conditions(c.account_id, conn))
                 .order_by(
                     key_order(c.account_id, conn),
                     key_order(c.user_id, conn),

@@ -17,7 +17,7 @@ from typing import Any
 from sqlalchemy import Text, bindparam, cast, delete, func, select, update
 from sqlalchemy.engine import Engine
 
-from syncer.db import key_order
+from syncer.db import ALL_KEYS, KeyRange, key_order
 from syncer.state.database import as_utc, chunked, dialect_insert, to_db, utcnow
 from syncer.state.hashing import payload_hash
 from syncer.state.schema import sync_records
@@ -78,14 +78,21 @@ class RecordState:
 
     # --- reading -----------------------------------------------------------------------------
 
-    def iter_records(self, destination: str, object_name: str) -> Iterator[StoredRecord]:
-        """Every record of ``destination``/``object_name`` (removed ones too), in key code-point
-        order, streamed in keyset pages: no transaction or connection is held between pages, so
-        the engine may commit acknowledgements while a plan iterates."""
+    def iter_records(
+        self, destination: str, object_name: str, *, keys: KeyRange = ALL_KEYS
+    ) -> Iterator[StoredRecord]:
+        """Every record of ``destination``/``object_name`` (removed ones too) whose key is in
+        ``keys``, in key code-point order, streamed in keyset pages: no transaction or
+        connection is held between pages, so the engine may commit acknowledgements while a
+        plan iterates."""
         key = key_order(_T.c.key, self.engine)
         base = (
             _select_records()
-            .where(_T.c.destination == destination, _T.c.object == object_name)
+            .where(
+                _T.c.destination == destination,
+                _T.c.object == object_name,
+                *keys.conditions(_T.c.key, self.engine),
+            )
             .order_by(key)
             .limit(self.page_size)
         )

@@ -18,7 +18,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, Select, and_, exists, func, select
 from sqlalchemy.engine import Connection, Engine, Row
 
-from syncer.db import key_order
+from syncer.db import ALL_KEYS, KeyRange, key_order
 from syncer.model import (
     Account,
     AccountWithMembers,
@@ -102,12 +102,17 @@ def _k(col: ColumnElement[Any], conn: Connection) -> Any:
 
 
 def _pages(
-    conn: Connection, key: ColumnElement[Any], query: Select[Any], chunk_size: int
+    conn: Connection,
+    key: ColumnElement[Any],
+    query: Select[Any],
+    chunk_size: int,
+    keys: KeyRange = ALL_KEYS,
 ) -> Iterator[Sequence[Row[Any]]]:
-    """Keyset pages of ``query`` ordered by ``key``, each at most ``chunk_size`` rows."""
+    """Keyset pages of ``query`` ordered by ``key`` within ``keys``, each at most
+    ``chunk_size`` rows."""
     if chunk_size < 1:
         raise ValueError(f"chunk_size must be at least 1, not {chunk_size}")
-    ordered = query.order_by(_k(key, conn)).limit(chunk_size)
+    ordered = query.where(*keys.conditions(key, conn)).order_by(_k(key, conn)).limit(chunk_size)
     last: str | None = None
     while True:
         page_query = ordered if last is None else ordered.where(_k(key, conn) > last)
@@ -126,9 +131,10 @@ def _user_memberships_query(conn: Connection) -> Select[Any]:
 
 
 def iter_users(
-    engine: Engine, *, chunk_size: int = DEFAULT_CHUNK_SIZE
+    engine: Engine, *, chunk_size: int = DEFAULT_CHUNK_SIZE, keys: KeyRange = ALL_KEYS
 ) -> Iterator[UserWithMemberships]:
-    """Every user in ``user_id`` order, each with all of its memberships (by ``account_id``).
+    """Every user (whose ``user_id`` is in ``keys``) in ``user_id`` order, each with all of its
+    memberships (by ``account_id``).
 
     Reads ``chunk_size`` users per query plus one query for their memberships; the connection
     (and so, on SQLite, one read snapshot) is held while the iterator is alive.
@@ -136,7 +142,7 @@ def iter_users(
     uid, mu = users.c.user_id, memberships.c.user_id
     with engine.connect() as conn:
         member_query = _user_memberships_query(conn)
-        for page in _pages(conn, uid, select(users), chunk_size):
+        for page in _pages(conn, uid, select(users), chunk_size, keys):
             first, last = page[0].user_id, page[-1].user_id
             rows = conn.execute(
                 member_query.where(_k(mu, conn) >= first, _k(mu, conn) <= last)
@@ -162,13 +168,14 @@ def _member_row(r: Row[Any]) -> MemberRow:
 
 
 def iter_accounts(
-    engine: Engine, *, chunk_size: int = DEFAULT_CHUNK_SIZE
+    engine: Engine, *, chunk_size: int = DEFAULT_CHUNK_SIZE, keys: KeyRange = ALL_KEYS
 ) -> Iterator[AccountWithMembers]:
-    """Every account in ``account_id`` order with all of its members (by ``user_id``)."""
+    """Every account (whose ``account_id`` is in ``keys``) in ``account_id`` order with all of
+    its members (by ``user_id``)."""
     aid, ma = accounts.c.account_id, memberships.c.account_id
     with engine.connect() as conn:
         member_query = _account_members_query(conn)
-        for page in _pages(conn, aid, select(accounts), chunk_size):
+        for page in _pages(conn, aid, select(accounts), chunk_size, keys):
             first, last = page[0].account_id, page[-1].account_id
             rows = conn.execute(
                 member_query.where(_k(ma, conn) >= first, _k(ma, conn) <= last)
