@@ -38,7 +38,10 @@ def utc(value: datetime | None) -> datetime | None:
     if value is None:
         return None
     if value.tzinfo is None:
-        return value.replace(tzinfo=UTC)
+        # The constructor is a third of the cost of ``value.replace(tzinfo=UTC)`` (whose
+        # keyword parsing dominates), and this runs for every timestamp a plan reads.
+        v = value
+        return datetime(v.year, v.month, v.day, v.hour, v.minute, v.second, v.microsecond, UTC)
     return value.astimezone(UTC)
 
 
