@@ -83,6 +83,9 @@ def test_examples_land_and_a_rerun_writes_nothing(tmp_path: Path, org: Salesforc
         assert contacts["u07"].get("AccountId") is None  # no account at all
         assert contacts["u01"]["Syncer_Stage__c"] == "CUS"
         assert contacts["u01"]["Syncer_Accounts__c"] == ";acmexcus;zxyzzxmql;"
+        assert contacts["u01"]["Syncer_Account_Names__c"] == ";acmezscorp;zxyzzzssoftware;"
+        assert contacts["u01"]["Syncer_Primary_Account_Name__c"] == "Acme Corp"
+        assert contacts["u07"].get("Syncer_Primary_Account_Name__c") is None
         assert accounts["ACME"]["Syncer_Rollup_Licenses__c"] in (170, "170", 170.0)
         org.reset_log()
         again = sync.run("salesforce")
@@ -251,7 +254,7 @@ def test_a_record_in_the_recycle_bin_is_rejected_with_what_to_do(
         _change_store(sync, first_name="Changed")
         report = sync.run("salesforce")
     contacts = next(o for o in report.objects if o.object == "Contact")
-    assert (contacts.sent, contacts.failed) == (13, 1)
+    assert (contacts.sent, contacts.refused) == (13, 1)
     [(key, reason)] = contacts.errors
     assert key == "u01"
     assert "ENTITY_IS_DELETED" in reason
@@ -270,7 +273,7 @@ def test_a_duplicate_external_id_rejects_that_record_alone(
         engine.dispose()
         report = sync.run("salesforce")
     account = next(o for o in report.objects if o.object == "Account")
-    assert (account.sent, account.failed) == (10, 1)
+    assert (account.sent, account.refused) == (10, 1)
     [(key, reason)] = account.errors
     assert key == "ACME"
     assert "DUPLICATE_EXTERNAL_ID" in reason
@@ -346,7 +349,11 @@ def test_the_bulk_path_maps_failed_results_back_to_their_records(
     with _sync(tmp_path, org, bulk_threshold=20) as sync:
         report = sync.run("salesforce")
     contacts = next(o for o in report.objects if o.object == "Contact")
-    assert any("/jobs/ingest" in e.path for e in org.requests())
+    bulk_calls = [e for e in org.requests() if "/jobs/ingest" in e.path]
+    # Every HTTP call of the job counts (create, upload, close, polls, two result reads).
+    assert len(bulk_calls) >= 6
+    assert contacts.requests == len(bulk_calls)
+    assert (contacts.sent, contacts.refused) == (43, 1)
     [(key, reason)] = contacts.errors
     assert key == "b0017"
     assert "DUPLICATE_EXTERNAL_ID" in reason
@@ -361,6 +368,10 @@ def test_an_existing_field_of_the_wrong_type_or_length_is_reported(
     with _sync(tmp_path, org) as sync, pytest.raises(ConfigError) as caught:
         sync.run("salesforce")
     text = str(caught.value)
+    # The heading says what is wrong: these fields exist, they are not missing.
+    assert "missing fields:" not in text
+    assert "is missing" not in text
+    assert "field problem(s) to fix before syncing" in text
     assert "Contact.Syncer_Accounts__c holds 100 characters, syncer formats up to 255" in text
     assert "Contact.Syncer_Account_Count__c is of type 'string', syncer writes number" in text
 
