@@ -90,10 +90,18 @@ def retry_transient(_task: Task[..., Any], _run: TaskRun, state: State[Any]) -> 
     return False
 
 
+_RETRY_DELAYS = [10, 60, 300]
+_RETRY_JITTER = 0.2
+#: The run's lease on its destination, in seconds. Nothing renews it while Prefect waits before a
+#: task retry, so it outlasts the longest wait (300 s + 20 % jitter = 360 s) with room for the
+#: engine's own backoff inside a batch (at most 60 s a wait); each task renews it when it starts.
+#: A worker that dies holds the destination for at most this long.
+LEASE_SECONDS = 600.0
+
 _TASK_OPTIONS: dict[str, Any] = {
-    "retries": 3,
-    "retry_delay_seconds": [10, 60, 300],
-    "retry_jitter_factor": 0.2,
+    "retries": len(_RETRY_DELAYS),
+    "retry_delay_seconds": _RETRY_DELAYS,
+    "retry_jitter_factor": _RETRY_JITTER,
     "retry_condition_fn": retry_transient,
     # Sessions and reports are live objects: nothing to cache or persist.
     "cache_policy": NO_CACHE,
@@ -112,7 +120,7 @@ def apply_task(session: RunSession, object_name: str) -> dict[str, int]:
     # logs the object's summary (surfaced in the run logs).
     session.report.objects = [o for o in session.report.objects if o.object != object_name]
     rep = session.apply_object(object_name)
-    return {"sent": rep.sent, "failed": rep.failed}
+    return {"sent": rep.sent, "rejected": rep.counts.rejected, "refused": rep.refused}
 
 
 @task(name="associate", **_TASK_OPTIONS)
@@ -143,7 +151,7 @@ def sync(
         if full_refresh:
             forgotten = RecordState(engine.state).reset(destination)
             logger.info("full refresh: forgot %d recorded records of %s", forgotten, destination)
-        with engine.start_run(destination) as session:
+        with engine.start_run(destination, lease_ttl=LEASE_SECONDS) as session:
             ensure_task(session)
             for obj in session.dest.mapping.objects:
                 apply_task(session, obj.name)
@@ -205,10 +213,9 @@ def _figures(objects: list[ObjectReport], *, ran: bool) -> dict[str, int]:
         "skipped": sum(c.skipped for c in counts),
     }  # fmt: skip
     if ran:
-        # ``failed`` holds the formatter's rejections and the destination's refusals.
         out["sent"] = sum(o.sent for o in objects)
         out["rejected by syncer"] = sum(c.rejected for c in counts)
-        out["rejected by destination"] = sum(o.failed - o.counts.rejected for o in objects)
+        out["refused by the destination"] = sum(o.refused for o in objects)
         out["set aside"] = sum(o.set_aside for o in objects)
         out["requests"] = sum(o.requests for o in objects)
         out["retries"] = sum(o.retries for o in objects)
@@ -288,20 +295,20 @@ def render_run(report: RunReport) -> str:
         lines += [f"| {o} | `{k}` | {r} |" for o, k, r in errors[:10]]
         lines.append("")
     stage_moves = [
-        (o.object, c.key, (c.before or {}).get(f), c.changes[f])
+        (o.object, before, after, n)
         for o in report.objects
-        for c in o.samples
-        for f in c.changes
-        if f.lower().endswith("stage") or f.endswith("Stage__c")
+        for (before, after), n in sorted(
+            o.stage_moves.items(), key=lambda item: (-item[1], str(item[0]))
+        )
     ]
     if stage_moves:
         lines += [
-            "## Stage changes (among the sampled records)",
+            "## Stage changes (every record sent)",
             "",
-            "| object | key | from | to |",
+            "| object | from | to | records |",
             "|---|---|---|---|",
         ]
-        lines += [f"| {o} | `{k}` | {a or '—'} | {b or '—'} |" for o, k, a, b in stage_moves[:20]]
+        lines += [f"| {o} | {a or '—'} | {b or '—'} | {n} |" for o, a, b, n in stage_moves]
         lines.append("")
     if report.message:
         lines += ["## Error", "", f"```\n{report.message}\n```", ""]

@@ -17,10 +17,11 @@ recorded is sent again, harmlessly).
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from functools import cached_property
+from functools import cached_property, partial
 from itertools import chain, islice
 from typing import Any
 
@@ -46,7 +47,7 @@ from syncer.policies import PolicySettings
 from syncer.policies.hierarchy import Hierarchy
 from syncer.policies.resolve import Resolver
 from syncer.ratelimit import RateLimiter
-from syncer.retry import RetryPolicy, call_with_retry
+from syncer.retry import RetryEvent, RetryPolicy, call_with_retry
 from syncer.state import (
     Ack,
     FailureLog,
@@ -60,29 +61,73 @@ from syncer.state import (
 from syncer.state.marks import MarkStore
 from syncer.store.readers import iter_accounts, iter_users, read_all_accounts
 
-__all__ = ["Destination", "ObjectReport", "PlanReport", "RunReport", "RunSession", "Sync"]
+__all__ = [
+    "LEASE_TTL",
+    "Destination",
+    "ObjectReport",
+    "PlanReport",
+    "RunReport",
+    "RunSession",
+    "StageMove",
+    "Sync",
+    "stage_field",
+]
 
 log = logging.getLogger("syncer.engine")
 
 View = ResolvedUser | ResolvedAccount
 _MARK_FLUSH = 5000
-_LEASE_TTL = 300.0
+#: How long a run's lease on its destination lasts without renewal, in seconds. The engine renews
+#: it as it goes and at the start of every step (``ensure``, ``apply_object``, ``associate``); a
+#: caller that pauses between steps for longer (a scheduler's task retry delay) passes a longer
+#: ``lease_ttl`` to :meth:`Sync.start_run`. A run whose process died blocks its destination for
+#: at most this long.
+LEASE_TTL = 300.0
 _BULK_CHUNK = 10_000
+#: The name of the field in a mapping that holds the record's stage when no field is filled by
+#: the expression ``stage`` alone (see :func:`stage_field`).
+STAGE_FIELD_NAMES = ("syncer_stage", "Syncer_Stage__c")
+
+#: A record's stage before and after a write (None: the destination held none, e.g. a create).
+StageMove = tuple[str | None, str | None]
+
+
+def stage_field(obj: ObjectMapping) -> str | None:
+    """The destination field of ``obj`` that holds the record's resolved stage, if any.
+
+    That is the first field whose template is exactly the expression ``stage`` (``syncer_stage:
+    stage`` in a mapping); failing that, a field named as in :data:`STAGE_FIELD_NAMES`. Run
+    reports tally stage moves on this field (:attr:`ObjectReport.stage_moves`).
+    """
+    for f in obj.fields:
+        if f.template.strip() == "stage":
+            return f.spec.name
+    names = {f.spec.name for f in obj.fields}
+    return next((n for n in STAGE_FIELD_NAMES if n in names), None)
 
 
 @dataclass(slots=True)
 class ObjectReport:
-    """What one object's plan (and, in a run, its apply) came to."""
+    """What one object's plan (and, in a run, its apply) came to.
+
+    Records not delivered are counted apart by who stopped them: ``counts.rejected`` are the
+    records syncer itself would not send (formatting refused them: an invalid email, a value over
+    its field's budget), ``refused`` the records the destination refused.
+    """
 
     object: str
     counts: PlanCounts = field(default_factory=PlanCounts)
     samples: list[Change] = field(default_factory=list)
     sent: int = 0  # records the destination acknowledged
-    failed: int = 0  # records the destination refused
-    set_aside: int = 0  # of those, refused too often: on the dead-letter list now
-    requests: int = 0
+    refused: int = 0  # records the destination refused (syncer's own rejections: counts.rejected)
+    set_aside: int = 0  # rejected or refused too often: on the dead-letter list now
+    requests: int = 0  # calls to the destination, retries included
     retries: int = 0
     errors: list[tuple[str, str]] = field(default_factory=list)  # (key, reason), first few
+    #: Stage moves among the created and updated records the destination acknowledged, every one
+    #: of them (not only the samples): (before, after) → how many records, on the object's
+    #: :func:`stage_field`. Records whose stage did not change are not counted.
+    stage_moves: Counter[StageMove] = field(default_factory=Counter)
 
 
 @dataclass(slots=True)
@@ -108,9 +153,12 @@ class RunReport(PlanReport):
     marks_saved: int = 0
 
     def run_counts(self) -> dict[str, int]:
+        """The run's figures as ``sync_runs.counts`` stores them: the plan's actions (so
+        ``rejected`` is what syncer itself would not send), then ``sent`` and ``refused`` (by the
+        destination), ``requests``, ``retries`` and, with associations, what they came to."""
         counts = self.totals()
         counts["sent"] = sum(o.sent for o in self.objects)
-        counts["failed"] = sum(o.failed for o in self.objects)
+        counts["refused"] = sum(o.refused for o in self.objects)
         counts["requests"] = sum(o.requests for o in self.objects)
         counts["retries"] = sum(o.retries for o in self.objects)
         if self.links is not None:
@@ -311,12 +359,15 @@ class Sync:
         *,
         progress: Progress | None = None,
         lease_wait: float = 0.0,
+        lease_ttl: float = LEASE_TTL,
         connector: Connector[Any] | None = None,
     ) -> RunReport:
         """Sync destination ``name``: see the module docstring. Returns the run's report; the
         same figures are in ``sync_runs``. Errors propagate after the run is recorded as
         ``failed`` (acknowledged batches stay recorded)."""
-        with self.start_run(name, lease_wait=lease_wait, connector=connector) as session:
+        with self.start_run(
+            name, lease_wait=lease_wait, lease_ttl=lease_ttl, connector=connector
+        ) as session:
             session.ensure()
             for obj in session.dest.mapping.objects:
                 session.apply_object(obj.name, progress=progress)
@@ -324,18 +375,27 @@ class Sync:
         return session.report
 
     def start_run(
-        self, name: str, *, lease_wait: float = 0.0, connector: Connector[Any] | None = None
+        self,
+        name: str,
+        *,
+        lease_wait: float = 0.0,
+        lease_ttl: float = LEASE_TTL,
+        connector: Connector[Any] | None = None,
     ) -> RunSession:
         """Begin a run of ``name``: the run row, the destination's lease, the connector.
 
         Use it as a context manager and call its steps in order (``ensure``, ``apply_object``
         for each object of the mapping, ``associate``); leaving the block records how the run
-        ended and releases the lease. The Prefect flow drives the steps as separate tasks."""
+        ended and releases the lease. The Prefect flow drives the steps as separate tasks.
+
+        ``lease_ttl`` (seconds) must outlast the longest pause between or within steps: each
+        step renews the lease when it starts and as it goes, but nothing renews it while a
+        caller waits (see :data:`LEASE_TTL`)."""
         dest = self.destination(name)
         runs = RunLog(self.state)
         run_id = runs.start_run(name, dry_run=False)
         try:
-            lease = acquire(self.state, name, run_id, _LEASE_TTL, wait_seconds=lease_wait)
+            lease = acquire(self.state, name, run_id, lease_ttl, wait_seconds=lease_wait)
         except SyncerError as exc:
             runs.finish_run(run_id, "failed", {}, str(exc))
             raise
@@ -387,12 +447,14 @@ class RunSession:
         return self.report.run_id
 
     def ensure(self) -> None:
-        """Create the custom fields the mapping needs; every missing field reported at once."""
+        """Create the custom fields the mapping needs; every field problem (missing, or of the
+        wrong type or length) reported at once."""
+        self.lease.renew()
         problems: list[Problem] = []
         for obj in self.dest.mapping.objects:
             # Idempotent, so a transient failure (a 429 during setup) just runs it again.
             result = call_with_retry(
-                lambda obj=obj: self.connector.ensure(obj.name, obj.destination_fields()),
+                partial(self.connector.ensure, obj.name, obj.destination_fields()),
                 policy=self.sync.retry,
                 what=f"{self.connector.name} ensure {obj.name}",
                 limiter=self.limiter,
@@ -402,24 +464,34 @@ class RunSession:
             if result.created:
                 log.info("%s %s: created fields %s", self.dest.name, obj.name, result.created)
         if problems:
-            raise ConfigError(problems, summary=f"destination {self.dest.name!r} is missing fields")
+            # Not only missing fields: an existing one may be of the wrong type or too short.
+            summary = (
+                f"destination {self.dest.name!r}: {len(problems)} field problem(s) to fix "
+                "before syncing (missing fields, or fields of the wrong type or length)"
+            )
+            raise ConfigError(problems, summary=summary)
 
     def apply_object(self, object_name: str, *, progress: Progress | None = None) -> ObjectReport:
         """Plan and apply one object of the mapping; its policy marks are saved as it goes."""
         obj = next((o for o in self.dest.mapping.objects if o.name == object_name), None)
         if obj is None:
             raise ConfigError(f"the mapping of {self.dest.name!r} has no object {object_name!r}")
+        # A scheduler may have waited before this step (a task retry): renew before writing, so
+        # a lease another run took meanwhile stops the step before its first batch.
+        self.lease.renew()
         rep = ObjectReport(obj.name)
         self.report.objects.append(rep)
         _ObjectRun(self, obj, rep, progress).run()
         self.report.marks_saved = self.marks.flush()
         log.info(
-            "%s %s: %s; sent %d, refused %d, %d requests, %d retries",
+            "%s %s: %s; sent %d, rejected by syncer %d, refused by the destination %d, "
+            "%d requests, %d retries",
             self.dest.name,
             obj.name,
             ", ".join(f"{k} {v}" for k, v in rep.counts.as_dict().items() if v),
             rep.sent,
-            rep.failed,
+            rep.counts.rejected,
+            rep.refused,
             rep.requests,
             rep.retries,
         )
@@ -430,6 +502,7 @@ class RunSession:
         """Bring associations in line (connectors that have them, mappings that ask)."""
         if not any(o.associations for o in self.dest.mapping.objects):
             return None
+        self.lease.renew()
         self.report.links = sync_associations(
             self.dest.name,
             self.dest.mapping,
@@ -452,10 +525,10 @@ class RunSession:
             report.status = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
             report.message = str(exc) or type(exc).__name__
         else:
-            failed = sum(o.failed for o in report.objects) + (
+            undelivered = sum(o.counts.rejected + o.refused for o in report.objects) + (
                 report.links.failed if report.links else 0
             )
-            report.status = "partial" if failed else "succeeded"
+            report.status = "partial" if undelivered else "succeeded"
         report.elapsed = (datetime.now(UTC) - self._started).total_seconds()
         try:
             self.marks.flush()
@@ -482,6 +555,7 @@ class _ObjectRun:
         self.failures = FailureLog(state)
         self.max_attempts = session.sync.config.policies.max_attempts
         self.dest = session.dest.name
+        self.stage_field = stage_field(obj)
         self.pending: dict[str, Change] = {}
         self.archives: list[Change] = []
         self.gone: list[str] = []
@@ -529,17 +603,28 @@ class _ObjectRun:
 
     def bulk(self, records: Iterator[WriteRecord]) -> None:
         """Hand the records to the connector's bulk path in large chunks, each retried as a
-        whole on transient errors and committed when its job's results come back."""
+        whole on transient errors and committed when its job's results come back.
+
+        Requests are the HTTP calls each job took, as the connector reports them; an attempt
+        that failed counts one request (the call that failed: the connector cannot report the
+        others of an attempt it abandoned) and one retry."""
         session, conn = self.session, self.session.connector
         while chunk := list(islice(records, _BULK_CHUNK)):
-            results = call_with_retry(
-                lambda chunk=chunk: conn.write_bulk(self.obj.name, chunk),
+            outcome = call_with_retry(
+                partial(conn.write_bulk, self.obj.name, chunk),
                 policy=session.sync.retry,
                 what=f"{conn.name} bulk {self.obj.name} ({len(chunk)} records)",
                 limiter=session.limiter,
+                on_retry=self.on_bulk_retry,
             )
-            self.rep.requests += 1
-            self.on_results(results)
+            self.rep.requests += outcome.requests
+            self.on_results(outcome.results)
+
+    def on_bulk_retry(self, _event: RetryEvent) -> None:
+        self.rep.requests += 1
+        self.rep.retries += 1
+        # A bulk job's backoff can be long: keep the lease while waiting for the next attempt.
+        self.session.lease.renew_if_due()
 
     def to_send(self) -> Iterator[WriteRecord]:
         session, rep = self.session, self.rep
@@ -548,7 +633,6 @@ class _ObjectRun:
         for change in changes:
             rep.counts.add(change.action)
             if change.action == "rejected":
-                rep.failed += 1
                 _note_error(rep, change.key, change.reason or "rejected")
                 self.rejected.append(Rejection(change.key, change.reason or "", change.field, None))
             elif change.action == "remove" and (
@@ -589,6 +673,7 @@ class _ObjectRun:
         for result in results:
             change = self.pending.pop(result.key)
             if result.ok:
+                self.tally_stage(change)
                 acks.append(
                     Ack(
                         result.key,
@@ -612,8 +697,18 @@ class _ObjectRun:
                 )
             )
         rep.sent += len(acks)
-        rep.failed += len(refused)
+        rep.refused += len(refused)
         self.session.lease.renew_if_due()
+
+    def tally_stage(self, change: Change) -> None:
+        """Count an acknowledged create or update whose stage moved."""
+        name = self.stage_field
+        if name is None or change.action not in ("create", "update"):
+            return
+        before = change.before.get(name) if change.before is not None else None
+        after = change.payload.get(name)
+        if before != after:
+            self.rep.stage_moves[(before, after)] += 1
 
     def report_progress(self, stats: ApplyStats) -> None:
         self.rep.requests, self.rep.retries = stats.requests, stats.retries

@@ -149,7 +149,7 @@ def test_syncer_emulate_then_syncer_run_end_to_end(
         out = _stop(process)
     # examples/ holds 11 accounts and 14 users: all sent at first, nothing (no request) again.
     assert sorted(row["sent"] for row in first.values()) == [11, 14]
-    assert all(row["failed"] == 0 for row in first.values())
+    assert all(row["rej"] == row["refused"] == 0 for row in first.values())
     assert [(row["sent"], row["req"]) for row in again.values()] == [(0, 0), (0, 0)]
     assert "stopped after" in out
 

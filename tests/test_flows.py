@@ -98,7 +98,8 @@ def test_the_sync_flow_runs_the_engine_and_publishes_artifacts(
     assert report is not None
     assert "| planned | 25 |" in report
     assert "| sent | 25 |" in report
-    assert "| rejected by destination | 0 |" in report
+    assert "| rejected by syncer | 0 |" in report
+    assert "| refused by the destination | 0 |" in report
     # Flattened samples are shown decoded next to the stored token list.
     assert "(u01:cus · u02:cus)" in report
 
@@ -158,6 +159,25 @@ def test_task_runs_do_not_grow_with_batches(
     state = sync(config=str(config), destination="crm", return_state=True)
     assert state.result()["requests"] == 13
     assert len(_task_runs(state.state_details.flow_run_id)) == 4
+
+
+def test_the_flow_takes_a_lease_that_outlasts_its_task_retries(
+    prefect_server: None, config: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import syncer.engine
+
+    ttls: list[float] = []
+    real = syncer.engine.acquire
+
+    def recording(*args: Any, **kwargs: Any) -> Any:
+        ttls.append(args[3])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(syncer.engine, "acquire", recording)
+    from flows.sync import LEASE_SECONDS, sync
+
+    assert sync(config=str(config), destination="crm")["status"] == "succeeded"
+    assert ttls == [LEASE_SECONDS]
 
 
 def test_credentials_come_from_a_prefect_secret_block(

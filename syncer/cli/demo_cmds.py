@@ -193,7 +193,8 @@ def _print_counts(result: dict[str, Any], elapsed: float) -> None:
     console.print(
         f"flow run {result['status']} in {elapsed:.1f} s: planned {planned}, "
         f"unchanged {result['unchanged']}, to send {to_send}, [bold]sent {result['sent']}[/], "
-        f"rejected {result['failed']}, {result['requests']} write requests"
+        f"rejected by syncer {result['rejected']}, refused by the destination "
+        f"{result['refused']}, {result['requests']} write requests"
     )
 
 

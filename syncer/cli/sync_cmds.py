@@ -230,19 +230,22 @@ def print_run(report: RunReport, elapsed: float) -> None:
     """The run's report: per-object counts, what was sent, the first errors."""
     table = Table(
         title=f"run {report.run_id[:8]} of {report.destination}: {report.status}",
+        caption="rej: rejected by syncer (formatting refused the record) · "
+        "refused: refused by the destination",
+        caption_justify="left",
         box=box.SIMPLE_HEAD,
         show_edge=False,
         pad_edge=False,
     )
     # Short headings: the table must fit an 80-column terminal.
-    for col in ("object", *_SHORT.values(), "sent", "failed", "req", "retry"):
+    for col in ("object", *_SHORT.values(), "sent", "refused", "req", "retry"):
         table.add_column(col, justify="left" if col == "object" else "right", no_wrap=True)
     for obj in report.objects:
         table.add_row(
             obj.object,
             *(str(v) for v in obj.counts.as_dict().values()),
             str(obj.sent),
-            str(obj.failed),
+            str(obj.refused),
             str(obj.requests),
             str(obj.retries),
         )
@@ -260,7 +263,7 @@ def print_run(report: RunReport, elapsed: float) -> None:
 def _print_errors(objects: list[ObjectReport]) -> None:
     for obj in objects:
         for key, reason in obj.errors:
-            console.print(Text(f"rejected {obj.object} {key}: {reason}", style="yellow"))
+            console.print(Text(f"not sent: {obj.object} {key}: {reason}", style="yellow"))
 
 
 # --- status, errors, retry ----------------------------------------------------------------------

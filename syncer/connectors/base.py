@@ -124,6 +124,16 @@ class WriteResult:
 
 
 @dataclass(frozen=True, slots=True)
+class BulkResult:
+    """What one bulk job came to: one :class:`WriteResult` per input record (any order), and
+    how many HTTP requests the job took (create, upload, close, every poll, the result reads),
+    so that the run's request count is the destination's, not one per job."""
+
+    results: Sequence[WriteResult]
+    requests: int
+
+
+@dataclass(frozen=True, slots=True)
 class AssociationChange:
     """Associate (or dissociate) two records, e.g. a HubSpot contact with a company.
 
@@ -214,10 +224,11 @@ class Connector(ABC, Generic[ConfigT]):
         ``capabilities.associations``."""
         raise NotImplementedError(f"connector {self.name!r} does not support associations")
 
-    def write_bulk(self, object_name: str, records: Sequence[WriteRecord]) -> Sequence[WriteResult]:
-        """Upsert many records in one bulk job (keys unique), one result per record. Author hook
-        for connectors with ``capabilities.bulk_threshold``: the engine uses it instead of
-        ``write`` when a run has more changed records than that."""
+    def write_bulk(self, object_name: str, records: Sequence[WriteRecord]) -> BulkResult:
+        """Upsert many records in one bulk job (keys unique): one result per record and the
+        number of HTTP requests the job took. Author hook for connectors with
+        ``capabilities.bulk_threshold``: the engine uses it instead of ``write`` when a run has
+        more changed records than that."""
         raise NotImplementedError(f"connector {self.name!r} has no bulk path")
 
     def archive(self, object_name: str, batch: Sequence[WriteRecord]) -> Sequence[WriteResult]:

@@ -29,6 +29,7 @@ import dataclasses
 import io
 import time
 from collections.abc import Callable, Mapping, Sequence
+from functools import partial
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -38,6 +39,7 @@ from simple_salesforce import Salesforce
 from simple_salesforce.exceptions import SalesforceError
 
 from syncer.connectors.base import (
+    BulkResult,
     Capabilities,
     Connector,
     ConnectorConfig,
@@ -248,9 +250,17 @@ class SalesforceConnector(Connector[SalesforceConfig]):
             results += self.write(object_name, again)
         return results
 
-    def write_bulk(self, object_name: str, records: Sequence[WriteRecord]) -> Sequence[WriteResult]:
-        """Bulk API 2.0 upsert of many records (the engine uses it above ``bulk_threshold``)."""
+    def write_bulk(self, object_name: str, records: Sequence[WriteRecord]) -> BulkResult:
+        """Bulk API 2.0 upsert of many records (the engine uses it above ``bulk_threshold``);
+        the request count is every HTTP call of the job, polls included."""
         spec = self.object_spec(object_name)
+        calls = 0
+
+        def http(method: str, url: str, what: str, **kwargs: Any) -> requests.Response:
+            nonlocal calls
+            calls += 1
+            return self._http(method, url, what, **kwargs)
+
         rows = [self._record(object_name, spec.key_field, r, flat=True) for r in records]
         columns = sorted({c for row in rows for c in row})
         buffer = io.StringIO()
@@ -262,7 +272,7 @@ class SalesforceConnector(Connector[SalesforceConfig]):
                 {c: ("#N/A" if row.get(c, "") is None else row.get(c, "")) for c in columns}
             )
         jobs = self.sf.bulk2_url + "ingest/"
-        job = self._http(
+        job = http(
             "POST", jobs, "create bulk job",
             json={
                 "object": object_name,
@@ -273,14 +283,14 @@ class SalesforceConnector(Connector[SalesforceConfig]):
             },
         ).json()  # fmt: skip
         job_url = f"{jobs}{job['id']}/"
-        self._http(
+        http(
             "PUT", f"{job_url}batches/", "upload bulk CSV",
             data=buffer.getvalue().encode("utf-8"), headers={"Content-Type": "text/csv"},
         )  # fmt: skip
-        self._http("PATCH", job_url, "close bulk job", json={"state": "UploadComplete"})
+        http("PATCH", job_url, "close bulk job", json={"state": "UploadComplete"})
         deadline = time.monotonic() + max(self.config.timeout * 10, 600)
         while True:
-            state = self._http("GET", job_url, "poll bulk job").json()
+            state = http("GET", job_url, "poll bulk job").json()
             if state["state"] in ("JobComplete", "Failed", "Aborted"):
                 break
             if time.monotonic() > deadline:
@@ -293,7 +303,7 @@ class SalesforceConnector(Connector[SalesforceConfig]):
             )
         out: dict[str, WriteResult] = {}
         for kind in ("successfulResults", "failedResults"):
-            text = self._http("GET", f"{job_url}{kind}/", f"read {kind}").text
+            text = http("GET", f"{job_url}{kind}/", f"read {kind}").text
             for row in csv.DictReader(io.StringIO(text)):
                 key = row.get(spec.key_field, "")
                 if kind == "successfulResults":
@@ -302,10 +312,11 @@ class SalesforceConnector(Connector[SalesforceConfig]):
                     )
                 else:
                     out[key] = WriteResult(key, rejected=row.get("sf__Error") or "failed")
-        return [
+        results = [
             out.get(r.key) or WriteResult(r.key, rejected="missing from the bulk job's results")
             for r in records
         ]
+        return BulkResult(results, calls)
 
     def ensure(self, object_name: str, fields: Sequence[FieldSpec]) -> EnsureReport:
         """Check the fields with describe; create missing ones through the Tooling API if
@@ -342,7 +353,8 @@ class SalesforceConnector(Connector[SalesforceConfig]):
                 continue
             self._call(
                 f"create field {object_name}.{name}",
-                lambda name=name, metadata=metadata: self.sf.restful(
+                partial(
+                    self.sf.restful,
                     "tooling/sobjects/CustomField/",
                     method="POST",
                     json={"FullName": f"{object_name}.{name}", "Metadata": metadata},
