@@ -77,18 +77,21 @@ def _bad(message: str) -> HubSpotError:
     return HubSpotError("VALIDATION_ERROR", message)
 
 
-def _comparable(definition: Mapping[str, Any], value: str) -> float | str:
+def _comparable(definition: Mapping[str, Any], value: str) -> tuple[float, str]:
+    """``value`` as its property's type orders it: ``(number, "")`` for numbers and dates (a
+    timestamp), ``(0, lowercased text)`` otherwise. One property's values are all of one kind,
+    so the pair orders them as HubSpot does, and one type serves every operator."""
     if definition["type"] == "number":
         try:
-            return float(value)
+            return float(value), ""
         except ValueError as exc:
             raise _bad(f"{value} is not a number for property {definition['name']}") from exc
     if definition["type"] in ("date", "datetime"):
         moment = parse_moment(value)
         if moment is None:
             raise _bad(f"{value} is not a date for property {definition['name']}")
-        return moment.timestamp()
-    return value.lower()
+        return moment.timestamp(), ""
+    return 0.0, value.lower()
 
 
 def _matches(obj: StoredObject, flt: Mapping[str, Any], definitions: Mapping[str, Any]) -> bool:
@@ -112,14 +115,14 @@ def _matches(obj: StoredObject, flt: Mapping[str, Any], definitions: Mapping[str
     want = _comparable(definition, str(flt.get("value", "")))
     if operator == "BETWEEN":
         high = _comparable(definition, str(flt.get("highValue", "")))
-        return want <= have <= high  # type: ignore[operator]
+        return want <= have <= high
     return {
         "EQ": have == want,
         "NEQ": have != want,
-        "LT": have < want,  # type: ignore[operator]
+        "LT": have < want,
         "LTE": have <= want,
         "GT": have > want,
-        "GTE": have >= want,  # type: ignore[operator]
+        "GTE": have >= want,
     }[operator]
 
 

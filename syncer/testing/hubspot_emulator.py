@@ -710,11 +710,15 @@ class HubSpotEmulator(EmulatorServer):
                 "VALIDATION_ERROR",
                 "Each association input needs types: [{associationCategory, associationTypeId}]",
             )
-        chosen = set()
+        chosen: set[int] = set()
         for spec in types:
             type_id = spec.get("associationTypeId") if isinstance(spec, dict) else None
             category = spec.get("associationCategory") if isinstance(spec, dict) else None
-            if category != "HUBSPOT_DEFINED" or type_id not in allowed:
+            if (
+                category != "HUBSPOT_DEFINED"
+                or not isinstance(type_id, int)
+                or type_id not in allowed
+            ):
                 raise HubSpotError(
                     "VALIDATION_ERROR",
                     f"Invalid association type {spec!r}: the "
