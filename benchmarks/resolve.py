@@ -30,12 +30,12 @@ def measure(url: str) -> dict[str, float]:
     from syncer.policies.resolve import Resolver
     from syncer.state import init_state
     from syncer.state.marks import MarkStore
-    from syncer.store.readers import iter_users, read_all_accounts
+    from syncer.store.readers import iter_all_accounts, iter_users
 
     store = create_db_engine(url)
     state = init_state(store)
     started = time.perf_counter()
-    hierarchy = Hierarchy.from_accounts(read_all_accounts(store).values())
+    hierarchy = Hierarchy.from_accounts(iter_all_accounts(store))
     resolver = Resolver(PolicySettings(), hierarchy)
     users = 0
     for _view, _changed in resolver.resolve_users(iter_users(store), MarkStore(state).iter_marks()):

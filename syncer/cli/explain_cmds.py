@@ -29,7 +29,7 @@ from syncer.policies.resolve import Resolver
 from syncer.state import open_state
 from syncer.state.marks import MarkStore
 from syncer.store.database import open_store
-from syncer.store.readers import read_account, read_all_accounts, read_user
+from syncer.store.readers import iter_all_accounts, read_account, read_user
 
 explain_app = typer.Typer(
     name="explain",
@@ -76,7 +76,7 @@ def _resolver(
             else:
                 state = open_state(state_url)
                 cleanup.callback(state.dispose)
-        hierarchy = Hierarchy.from_accounts(read_all_accounts(store).values(), settings.rollups)
+        hierarchy = Hierarchy.from_accounts(iter_all_accounts(store), settings.rollups)
         yield Resolver(settings, hierarchy), MarkStore(state), store
 
 

@@ -9,6 +9,7 @@ from syncer.store.database import init_store, open_store
 from syncer.store.loaders import FileReport, LoadReport, load_paths
 from syncer.store.readers import (
     iter_accounts,
+    iter_all_accounts,
     iter_identities,
     iter_users,
     read_account,
@@ -22,6 +23,7 @@ __all__ = [
     "LoadReport",
     "init_store",
     "iter_accounts",
+    "iter_all_accounts",
     "iter_identities",
     "iter_users",
     "load_paths",

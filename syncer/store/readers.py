@@ -215,12 +215,18 @@ def read_account(engine: Engine, account_id: str) -> AccountWithMembers | None:
     return AccountWithMembers(account_from_row(row), tuple(_member_row(r) for r in rows))
 
 
-def read_all_accounts(engine: Engine) -> dict[str, Account]:
-    """Every account by id, in key order (the hierarchy policy needs the whole forest)."""
+def iter_all_accounts(engine: Engine) -> Iterator[Account]:
+    """Every account without its members, in key order, streamed (the hierarchy policy needs
+    the whole forest, but only a few fields of each account)."""
     with engine.connect() as conn:
         query = select(accounts).order_by(_k(accounts.c.account_id, conn))
-        rows = conn.execution_options(yield_per=DEFAULT_CHUNK_SIZE).execute(query)
-        return {r.account_id: account_from_row(r) for r in rows}
+        for r in conn.execution_options(yield_per=DEFAULT_CHUNK_SIZE).execute(query):
+            yield account_from_row(r)
+
+
+def read_all_accounts(engine: Engine) -> dict[str, Account]:
+    """Every account by id, in key order."""
+    return {a.account_id: a for a in iter_all_accounts(engine)}
 
 
 def iter_identities(engine: Engine, *, system: str | None = None) -> Iterator[Identity]:
