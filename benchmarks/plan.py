@@ -1,6 +1,6 @@
 """Plan throughput: resolve → map → format → hash → diff for a synthetic store.
 
-    python benchmarks/plan.py --users 100000 [--runs 3] [--steady]
+    python benchmarks/plan.py --users 100000 [--runs 3] [--steady] [--workers 2]
 
 Generates the store once (cached under benchmarks/.data/), then times ``Sync.plan`` for the
 default HubSpot mapping (companies and contacts) in a fresh process per run, reporting wall time,
@@ -38,17 +38,21 @@ def _config(db: Path) -> Path:
     return path
 
 
-def measure(config: Path) -> dict[str, float]:
-    """One plan in this process: seconds, records planned, peak RSS in MB."""
+def measure(config: Path, workers: int = 1) -> dict[str, float]:
+    """One plan in this process (and ``workers`` child processes): seconds, records planned,
+    peak RSS in MB — with workers, this process's plus ``workers`` times the largest child's
+    (an upper bound of the machine's memory the plan held at once)."""
     from syncer.config import load_config
     from syncer.engine import Sync
 
     started = time.perf_counter()
     with Sync(load_config(config)) as sync:
-        report = sync.plan("crm", samples=0)
+        report = sync.plan("crm", samples=0, workers=workers)
     elapsed = time.perf_counter() - started
     records = sum(report.totals().values())
     rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    if workers > 1:
+        rss_mb += workers * resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
     return {"seconds": elapsed, "records": records, "rss_mb": rss_mb, **report.totals()}
 
 
@@ -77,10 +81,11 @@ def main() -> None:
     parser.add_argument("--users", type=int, default=100_000)
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--steady", action="store_true")
+    parser.add_argument("--workers", type=int, default=1, help="plan in this many processes")
     parser.add_argument("--measure", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.measure:
-        print(json.dumps(measure(args.measure)))
+        print(json.dumps(measure(args.measure, args.workers)))
         return
     from benchmarks.generate import populate
 
@@ -98,7 +103,7 @@ def main() -> None:
     results = []
     for i in range(args.runs):
         out = subprocess.run(
-            [sys.executable, __file__, "--measure", str(config)],
+            [sys.executable, __file__, "--measure", str(config), "--workers", str(args.workers)],
             check=True,
             capture_output=True,
             text=True,

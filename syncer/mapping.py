@@ -434,19 +434,21 @@ def _fast(node: nodes.Node, env: SandboxedEnvironment) -> Evaluator | None:
         value = node.value
         return lambda _ctx: value
     if isinstance(node, nodes.Getattr):
-        inner = _fast(node.node, env)
-        if inner is None or node.attr.startswith("_"):
+        base = _fast(node.node, env)
+        if base is None or node.attr.startswith("_"):
             return None
         attr = node.attr
-        return lambda ctx: _get(inner(ctx), attr)
+        return lambda ctx: _get(base(ctx), attr)
     if isinstance(node, nodes.Getitem):
-        inner = _fast(node.node, env)
-        if inner is None or not isinstance(node.arg, nodes.Const):
+        container = _fast(node.node, env)
+        if container is None or not isinstance(node.arg, nodes.Const):
             return None
         item = node.arg.value
         if isinstance(item, str) and item.startswith("_"):
             return None
-        return lambda ctx: _get(inner(ctx), item) if isinstance(item, str) else inner(ctx)[item]
+        if isinstance(item, str):
+            return lambda ctx: _get(container(ctx), item)
+        return lambda ctx: container(ctx)[item]
     if isinstance(node, nodes.CondExpr) and node.expr2 is not None:
         test, yes, no = (_fast(n, env) for n in (node.test, node.expr1, node.expr2))
         if test is None or yes is None or no is None:

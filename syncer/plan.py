@@ -186,13 +186,13 @@ def _diff(
             reason="set aside after repeated rejections; `syncer retry` sends it again",
         )
     if previous is None:
-        changes = {k: v for k, v in item.payload.items() if v is not None}
+        created: dict[str, str | None] = {k: v for k, v in item.payload.items() if v is not None}
         return Change(
             object_name,
             item.key,
             "create",
             item.payload,
-            changes,
+            created,
             digest,
             hints=item.hints,
         )

@@ -65,10 +65,22 @@ def plan(
         str | None, typer.Option("--explain", metavar="KEY", help="Show one record in full.")
     ] = None,
     samples: Annotated[int, typer.Option(help="Sample changes shown per object.")] = 5,
+    workers: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            help="Processes to plan in, one key range each (pays off on large stores).",
+        ),
+    ] = 1,
 ) -> None:
     """Dry run: what a sync would send, per object — nothing is written anywhere."""
     with open_sync(config) as sync:
-        report = sync.plan(destination, samples=samples, keys=[explain] if explain else None)
+        report = sync.plan(
+            destination,
+            samples=samples,
+            keys=[explain] if explain else None,
+            workers=workers,
+        )
         mapping = sync.destination(destination).mapping
     rules = field_rules(mapping)
     if as_json:
