@@ -180,15 +180,26 @@ def iter_accounts(
         member_query = _account_members_query(conn)
         for page in _pages(conn, aid, select(accounts), chunk_size, keys):
             first, last = page[0].account_id, page[-1].account_id
-            rows = conn.execute(
+            # Members stream in (account_id, user_id) order and are merged with the page: a
+            # page of accounts can hold most of the store's memberships (a few huge accounts),
+            # so memory holds one account's members, never a page's.
+            result = conn.execution_options(yield_per=chunk_size).execute(
                 member_query.where(_k(ma, conn) >= first, _k(ma, conn) <= last)
-            ).all()
-            by_account: dict[str, list[MemberRow]] = {}
-            for r in rows:
-                by_account.setdefault(r.account_id, []).append(_member_row(r))
-            for a in page:
-                members = tuple(by_account.get(a.account_id, ()))
-                yield AccountWithMembers(account_from_row(a), members)
+            )
+            try:  # closed even when the consumer stops early (a server-side cursor on PG)
+                rows = iter(result)
+                pending = next(rows, None)
+                for a in page:
+                    key = a.account_id
+                    while pending is not None and pending.account_id < key:
+                        pending = next(rows, None)  # no such account row: nothing to attach to
+                    members: list[MemberRow] = []
+                    while pending is not None and pending.account_id == key:
+                        members.append(_member_row(pending))
+                        pending = next(rows, None)
+                    yield AccountWithMembers(account_from_row(a), tuple(members))
+            finally:
+                result.close()
 
 
 def read_user(engine: Engine, user_id: str) -> UserWithMemberships | None:
