@@ -62,7 +62,7 @@ from syncer.state import (
 )
 from syncer.state.marks import MarkStore
 from syncer.store.readers import iter_accounts, iter_all_accounts, iter_users
-from syncer.store.schema import accounts, users
+from syncer.store.schema import memberships, users
 
 __all__ = [
     "LEASE_TTL",
@@ -356,8 +356,9 @@ class Sync:
         object that would send something (``keys``: keep exactly those keys' changes instead).
         Writes nothing.
 
-        ``workers > 1`` plans each object in that many processes, one contiguous key range
-        each, and merges their counts and samples in key order: the same report, in about
+        ``workers > 1`` plans each object in that many processes, over contiguous key ranges
+        (twice as many as processes, cut at even shares of the work), and merges their counts
+        and samples in key order: the same report, in about
         ``1 / workers`` of the time on a large store (each process also starts up, imports and
         reads the account forest, so it only pays off beyond some ten thousand records).
         ``on_change`` needs the changes in this process, so it plans in one.
@@ -384,8 +385,11 @@ class Sync:
         ) as pool:
             jobs = []
             for obj in dest.mapping.objects:
-                table = users if obj.source == "users" else accounts
-                shards = split_key_space(self.store, table.primary_key.columns[0], workers)
+                # Cut where the work is even: an account costs about its member count (a few
+                # accounts hold most members), a user about the same as any other. Twice as
+                # many shards as processes lets a process that finishes early take another.
+                column = users.c.user_id if obj.source == "users" else memberships.c.account_id
+                shards = split_key_space(self.store, column, 2 * workers)
                 jobs.append([pool.submit(_plan_shard, obj.name, s, samples, keys) for s in shards])
             for obj, futures in zip(dest.mapping.objects, jobs, strict=True):
                 rep = ObjectReport(obj.name)
