@@ -265,9 +265,7 @@ class Sync:
 
     @cached_property
     def hierarchy(self) -> Hierarchy:
-        return Hierarchy.from_accounts(
-            iter_all_accounts(self.store), self.settings.rollups
-        )
+        return Hierarchy.from_accounts(iter_all_accounts(self.store), self.settings.rollups)
 
     def views(
         self,
