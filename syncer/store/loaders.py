@@ -21,10 +21,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Column, select
+from sqlalchemy import Column, and_, select, tuple_
 from sqlalchemy.engine import Connection, Engine
 
-from syncer.db import upsert
+from syncer.db import is_postgres, upsert
 from syncer.errors import BadInputError, Problem
 from syncer.store.readers import utc
 from syncer.store.sources import (
@@ -416,13 +416,19 @@ class _Writer:
 
     def _stored_rows(self, keys: list[tuple[str, ...]]) -> dict[tuple[str, ...], dict[str, Any]]:
         table = self.spec.table
-        # One IN list on the key column with the most distinct values in this batch (a small
-        # superset of the keys; the rest are dropped below). A row-value IN list of thousands of
-        # pairs makes PostgreSQL plan and scan for seconds per batch; an IN list per column lets
-        # SQLite walk the account index, reading every member of the batch's popular accounts.
-        values = [sorted({k[i] for k in keys}) for i in range(len(self.key_cols))]
-        best = max(range(len(values)), key=lambda i: len(values[i]))
-        where = self.key_cols[best].in_(values[best])
+        if len(self.key_cols) == 1:
+            where = self.key_cols[0].in_([k[0] for k in keys])
+        elif is_postgres(self.conn):
+            # One IN list per key column (a superset of the keys; the rest are dropped below):
+            # a row-value IN list of thousands of pairs makes PostgreSQL plan and scan for
+            # seconds per batch, while per-column lists use the primary key index.
+            where = and_(
+                *(col.in_(sorted({k[i] for k in keys})) for i, col in enumerate(self.key_cols))
+            )
+        else:
+            # SQLite looks row values up in the primary key; per-column lists made it walk the
+            # account index through every member of a batch's popular accounts.
+            where = tuple_(*self.key_cols).in_(keys)
         wanted = set(keys)
         rows: dict[tuple[str, ...], dict[str, Any]] = {}
         for r in self.conn.execute(select(table).where(where)):
