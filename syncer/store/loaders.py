@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Column, and_, select, tuple_
+from sqlalchemy import Column, ColumnElement, and_, select, tuple_
 from sqlalchemy.engine import Connection, Engine
 
 from syncer.db import is_postgres, upsert
@@ -416,6 +416,7 @@ class _Writer:
 
     def _stored_rows(self, keys: list[tuple[str, ...]]) -> dict[tuple[str, ...], dict[str, Any]]:
         table = self.spec.table
+        where: ColumnElement[bool]
         if len(self.key_cols) == 1:
             where = self.key_cols[0].in_([k[0] for k in keys])
         elif is_postgres(self.conn):
