@@ -16,6 +16,7 @@ recorded is sent again, harmlessly).
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -474,6 +475,15 @@ class RunSession:
         self.dest = dest
         self.connector = connector
         self.lease = lease
+        # One call's retries must end well inside the lease: the lease is renewed between
+        # batches (every third of its TTL), so a call retrying for longer could let another run
+        # take the destination while this one still writes. A call that gives up is retried by
+        # the next run (its batch was never acknowledged).
+        deadline = lease.ttl_seconds / 2
+        if sync.retry.deadline is None or sync.retry.deadline > deadline:
+            self.retry = dataclasses.replace(sync.retry, deadline=deadline)
+        else:
+            self.retry = sync.retry
         self.report = RunReport(dest.name, [], run_id=run_id)
         self.limiter = RateLimiter(connector.capabilities.rate_limit)
         connector.set_rate_observer(self.limiter.observe)
@@ -503,7 +513,7 @@ class RunSession:
             # Idempotent, so a transient failure (a 429 during setup) just runs it again.
             result = call_with_retry(
                 partial(self.connector.ensure, obj.name, obj.destination_fields()),
-                policy=self.sync.retry,
+                policy=self.retry,
                 what=f"{self.connector.name} ensure {obj.name}",
                 limiter=self.limiter,
             )
@@ -559,7 +569,7 @@ class RunSession:
             state=self.sync.state,
             run_id=self.run_id,
             limiter=self.limiter,
-            retry=self.sync.retry,
+            retry=self.retry,
         )
         self._runs.update_counts(self.run_id, self.report.run_counts())
         return self.report.links
@@ -611,7 +621,7 @@ class _ObjectRun:
 
     def run(self) -> None:
         session, conn = self.session, self.session.connector
-        retry = session.sync.retry
+        retry = session.retry
         try:
             records = self.to_send()
             threshold = conn.capabilities.bulk_threshold
@@ -660,7 +670,7 @@ class _ObjectRun:
         while chunk := list(islice(records, _BULK_CHUNK)):
             outcome = call_with_retry(
                 partial(conn.write_bulk, self.obj.name, chunk),
-                policy=session.sync.retry,
+                policy=session.retry,
                 what=f"{conn.name} bulk {self.obj.name} ({len(chunk)} records)",
                 limiter=session.limiter,
                 on_retry=self.on_bulk_retry,

@@ -5,6 +5,7 @@ SQLite and PostgreSQL (``db_url``): the store and the sync state live in the sam
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from collections.abc import Sequence
@@ -282,3 +283,18 @@ def test_batches_in_flight_follow_the_destination_setting_or_the_connector(
     assert dest.count("companies") == 11
     assert dest.count("contacts") == 14
     assert Tracking.peak == expected
+
+
+@pytest.mark.parametrize(
+    ("policy_deadline", "lease_ttl", "expected"),
+    [(900.0, 60.0, 30.0), (None, 60.0, 30.0), (10.0, 60.0, 10.0)],
+)
+def test_one_call_retries_for_at_most_half_the_lease(
+    tmp_path: Path, store_url: str, policy_deadline: float | None, lease_ttl: float, expected: float
+) -> None:
+    # The lease is renewed between batches: a call retrying longer than the lease could let a
+    # second run take the destination while this one still writes.
+    with _sync(tmp_path, store_url) as sync:
+        sync.retry = dataclasses.replace(sync.retry, deadline=policy_deadline)
+        with sync.start_run("crm", lease_ttl=lease_ttl, connector=MemoryConnector()) as session:
+            assert session.retry.deadline == expected
