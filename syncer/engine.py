@@ -19,8 +19,9 @@ from __future__ import annotations
 import dataclasses
 import logging
 from collections import Counter
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
+from contextlib import closing
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import cached_property, partial
@@ -325,7 +326,7 @@ class Sync:
         save_marks: Callable[[list[Mark]], None] | None = None,
         on_change: Callable[[Change], None] | None = None,
         keys: KeyRange = ALL_KEYS,
-    ) -> Iterator[Change]:
+    ) -> Generator[Change, None, None]:
         """The plan of one object: one :class:`Change` per key (in ``keys``) of the source or
         the state."""
         aside = FailureLog(self.state).set_aside_keys(dest.name, obj.name)
@@ -622,8 +623,12 @@ class _ObjectRun:
     def run(self) -> None:
         session, conn = self.session, self.session.connector
         retry = session.retry
+        # Closed however the apply ends: a plan left suspended (a crash, a refused batch) would
+        # keep its store connection, and on PostgreSQL its open transaction, alive as long as
+        # the traceback that references it.
+        source = self.to_send()
         try:
-            records = self.to_send()
+            records: Iterator[WriteRecord] = source
             threshold = conn.capabilities.bulk_threshold
             if threshold is not None:
                 # Look ahead: more changed records than the threshold take the bulk path.
@@ -657,7 +662,10 @@ class _ObjectRun:
                 self.rep.requests += stats.requests
                 self.rep.retries += stats.retries
         finally:
-            self.flush_local()
+            try:
+                self.flush_local()
+            finally:
+                source.close()
 
     def bulk(self, records: Iterator[WriteRecord]) -> None:
         """Hand the records to the connector's bulk path in large chunks, each retried as a
@@ -684,7 +692,7 @@ class _ObjectRun:
         # A bulk job's backoff can be long: keep the lease while waiting for the next attempt.
         self.session.lease.renew_if_due()
 
-    def to_send(self) -> Iterator[WriteRecord]:
+    def to_send(self) -> Generator[WriteRecord, None, None]:
         session, rep = self.session, self.rep
         removal = session.dest.config.removal
         changes = session.sync.changes(session.dest, self.obj, save_marks=session.marks.add)
@@ -787,13 +795,14 @@ def _plan_object(
     """Counts and samples of one object's plan over the keys in ``shard``."""
     rep = ObjectReport(obj.name)
     wanted = set(keys) if keys is not None else None
-    for change in sync.changes(dest, obj, on_change=on_change, keys=shard):
-        rep.counts.add(change.action)
-        if wanted is not None:
-            if change.key in wanted:
+    with closing(sync.changes(dest, obj, on_change=on_change, keys=shard)) as changes:
+        for change in changes:
+            rep.counts.add(change.action)
+            if wanted is not None:
+                if change.key in wanted:
+                    rep.samples.append(change)
+            elif change.action not in ("unchanged", "skipped") and len(rep.samples) < samples:
                 rep.samples.append(change)
-        elif change.action not in ("unchanged", "skipped") and len(rep.samples) < samples:
-            rep.samples.append(change)
     return rep
 
 

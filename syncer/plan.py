@@ -21,7 +21,7 @@ destination's removal mode says what that means: nothing, clear the fields, or a
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Generator, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -101,7 +101,7 @@ def plan_changes(
     removal: RemovalMode = "none",
     set_aside: Mapping[str, str | None] | None = None,
     on_change: Callable[[Change], None] | None = None,
-) -> Iterator[Change]:
+) -> Generator[Change, None, None]:
     """Merge ``planned`` (source records) with ``stored`` (sync state), both in key order.
 
     ``set_aside`` maps keys an operator set aside to the payload hash that failed (``None``: any
