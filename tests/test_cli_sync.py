@@ -167,3 +167,12 @@ def _run_table(output: str) -> dict[str, dict[str, int]]:
             break
         rows[cells[0]] = dict(zip(names, map(int, cells[1:]), strict=True))
     return rows
+
+
+def test_plan_in_worker_processes_prints_the_same_plan(config: Path) -> None:
+    one = json.loads(_ok("plan", "-c", str(config), "-d", "crm", "--json"))
+    two = json.loads(_ok("plan", "-c", str(config), "-d", "crm", "--json", "--workers", "2"))
+    assert two == one
+    result = runner.invoke(app, ["plan", "-c", str(config), "-d", "crm", "--workers", "0"])
+    assert result.exit_code != 0
+    assert "--workers" in result.output
