@@ -102,6 +102,18 @@ def examples_config(directory: Path, destinations: str | None = None) -> Path:
 
 
 @pytest.fixture
+def store_url(db_url: str) -> str:
+    """:func:`db_url` (SQLite, then PostgreSQL) holding the examples/ dataset."""
+    from syncer.store.database import init_store
+    from syncer.store.loaders import load_paths
+
+    engine = init_store(db_url)
+    load_paths(engine, [EXAMPLES])
+    engine.dispose()
+    return db_url
+
+
+@pytest.fixture
 def memory_config(tmp_path: Path) -> Path:
     """:func:`examples_config` with its default destination."""
     return examples_config(tmp_path)

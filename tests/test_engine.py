@@ -20,21 +20,11 @@ from syncer.db import create_db_engine
 from syncer.engine import Sync
 from syncer.retry import RetryPolicy
 from syncer.state import AssociationLedger, FailureLog, RecordState
-from syncer.store.database import init_store
-from syncer.store.loaders import load_paths
 from syncer.store.schema import memberships, users
 from syncer.testing.memory import MemoryConfig, MemoryConnector, MemoryStore
 
 ROOT = Path(__file__).resolve().parents[1]
 GOLDEN = Path(__file__).parent / "golden" / "hubspot_plan.json"
-
-
-@pytest.fixture
-def store_url(db_url: str) -> str:
-    engine = init_store(db_url)
-    load_paths(engine, [ROOT / "examples"])
-    engine.dispose()
-    return db_url
 
 
 def _sync(tmp_path: Path, store_url: str, removal: str = "clear", extra: str = "") -> Sync:

@@ -24,20 +24,10 @@ from syncer.engine import Sync, stage_field
 from syncer.errors import LeaseHeldError, LeaseLostError, RetriableError
 from syncer.retry import RetryPolicy
 from syncer.state import RunLog, acquire
-from syncer.store.database import init_store
-from syncer.store.loaders import load_paths
 from syncer.store.schema import memberships, users
 from syncer.testing.memory import MemoryConfig, MemoryConnector, MemoryStore
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-@pytest.fixture
-def store_url(db_url: str) -> str:
-    engine = init_store(db_url)
-    load_paths(engine, [ROOT / "examples"])
-    engine.dispose()
-    return db_url
 
 
 def _sync(tmp_path: Path, store_url: str, mapping: Path | None = None) -> Sync:
