@@ -11,14 +11,19 @@ afterwards, so tests never see each other's rows.
 from __future__ import annotations
 
 import gc
+import json
 import os
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import quote
 
 import pytest
 from sqlalchemy import create_engine, text
+
+if TYPE_CHECKING:
+    from syncer.engine import Sync
 
 POSTGRES_ENV = "SYNCER_TEST_POSTGRES_URL"
 
@@ -111,6 +116,32 @@ def store_url(db_url: str) -> str:
     load_paths(engine, [EXAMPLES])
     engine.dispose()
     return db_url
+
+
+@pytest.fixture
+def memory_sync(tmp_path: Path, store_url: str) -> Callable[..., Sync]:
+    """Opens a :class:`Sync` of :func:`store_url` with one in-memory destination ``crm`` (the
+    HubSpot mapping unless ``mapping``; ``removal`` when given; ``extra`` appended to the
+    destination's YAML), retrying without waits. The config is ``tmp_path / "syncer.yaml"``."""
+    from syncer.config import load_config
+    from syncer.engine import Sync
+    from syncer.retry import RetryPolicy
+
+    def make(*, mapping: Path | None = None, removal: str | None = None, extra: str = "") -> Sync:
+        config = tmp_path / "syncer.yaml"
+        config.write_text(
+            f"store: {json.dumps(store_url)}\n"
+            "destinations:\n"
+            "  crm:\n"
+            "    connector: memory\n"
+            f"    mapping: {mapping or ROOT / 'mappings' / 'hubspot.yaml'}\n"
+            + (f"    removal: {removal}\n" if removal is not None else "")
+            + extra,
+            encoding="utf-8",
+        )
+        return Sync(load_config(config), retry=RetryPolicy.no_wait())
+
+    return make
 
 
 @pytest.fixture

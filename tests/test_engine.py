@@ -8,37 +8,21 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import pytest
 from sqlalchemy import delete, update
 
-from syncer.config import load_config
 from syncer.connectors.base import WriteRecord, WriteResult
 from syncer.db import create_db_engine
 from syncer.engine import Sync
-from syncer.retry import RetryPolicy
 from syncer.state import AssociationLedger, FailureLog, RecordState
 from syncer.store.schema import memberships, users
 from syncer.testing.memory import MemoryConfig, MemoryConnector, MemoryStore
 
 ROOT = Path(__file__).resolve().parents[1]
 GOLDEN = Path(__file__).parent / "golden" / "hubspot_plan.json"
-
-
-def _sync(tmp_path: Path, store_url: str, removal: str = "clear", extra: str = "") -> Sync:
-    config = tmp_path / "syncer.yaml"
-    config.write_text(
-        f"store: {json.dumps(store_url)}\n"
-        "destinations:\n"
-        "  crm:\n"
-        "    connector: memory\n"
-        f"    mapping: {ROOT / 'mappings' / 'hubspot.yaml'}\n"
-        f"    removal: {removal}\n{extra}",
-        encoding="utf-8",
-    )
-    return Sync(load_config(config), retry=RetryPolicy.no_wait())
 
 
 def _plan_payloads(sync: Sync) -> dict[str, dict[str, dict[str, str | None]]]:
@@ -49,8 +33,8 @@ def _plan_payloads(sync: Sync) -> dict[str, dict[str, dict[str, str | None]]]:
     }
 
 
-def test_golden_plan_of_the_examples_for_hubspot(tmp_path: Path, store_url: str) -> None:
-    with _sync(tmp_path, store_url) as sync:
+def test_golden_plan_of_the_examples_for_hubspot(memory_sync: Callable[..., Sync]) -> None:
+    with memory_sync(removal="clear") as sync:
         got = _plan_payloads(sync)
     if os.environ.get("SYNCER_UPDATE_GOLDEN"):
         GOLDEN.write_text(json.dumps(got, indent=1, sort_keys=True) + "\n", encoding="utf-8")
@@ -62,8 +46,8 @@ def test_golden_plan_of_the_examples_for_hubspot(tmp_path: Path, store_url: str)
             assert got[obj][key] == payload, f"{obj} {key}"
 
 
-def test_a_plan_writes_nothing(tmp_path: Path, store_url: str) -> None:
-    with _sync(tmp_path, store_url) as sync:
+def test_a_plan_writes_nothing(memory_sync: Callable[..., Sync]) -> None:
+    with memory_sync(removal="clear") as sync:
         report = sync.plan("crm")
         assert report.totals()["create"] == 25
         assert RecordState(sync.state).count("crm") == 0
@@ -72,10 +56,10 @@ def test_a_plan_writes_nothing(tmp_path: Path, store_url: str) -> None:
 
 
 def test_run_then_rerun_sends_nothing_and_plans_zero_changes(
-    tmp_path: Path, store_url: str
+    memory_sync: Callable[..., Sync],
 ) -> None:
     dest = MemoryStore()
-    with _sync(tmp_path, store_url) as sync:
+    with memory_sync(removal="clear") as sync:
         first = sync.run("crm", connector=MemoryConnector(store=dest))
         assert first.status == "succeeded"
         assert first.run_counts()["sent"] == 25
@@ -90,11 +74,11 @@ def test_run_then_rerun_sends_nothing_and_plans_zero_changes(
 
 @pytest.mark.parametrize("max_batch", [3, 4, 7])
 def test_a_crash_after_batch_k_resumes_without_duplicates(
-    tmp_path: Path, store_url: str, max_batch: int
+    max_batch: int, memory_sync: Callable[..., Sync]
 ) -> None:
     dest = MemoryStore()
     connector_cls = MemoryConnector.configured(max_batch=max_batch)
-    with _sync(tmp_path, store_url) as sync:
+    with memory_sync(removal="clear") as sync:
         crashing = connector_cls(MemoryConfig(crash_after_batches=2), store=dest)
         with pytest.raises(RuntimeError, match="simulated crash"):
             sync.run("crm", connector=crashing)
@@ -119,10 +103,10 @@ def test_a_crash_after_batch_k_resumes_without_duplicates(
 
 
 def test_a_record_the_destination_refuses_is_logged_and_the_others_land(
-    tmp_path: Path, store_url: str
+    memory_sync: Callable[..., Sync],
 ) -> None:
     dest = MemoryStore()
-    with _sync(tmp_path, store_url) as sync:
+    with memory_sync(removal="clear") as sync:
         report = sync.run(
             "crm",
             connector=MemoryConnector(MemoryConfig(reject_keys=frozenset({"u05"})), store=dest),
@@ -139,13 +123,15 @@ def test_a_record_the_destination_refuses_is_logged_and_the_others_land(
         assert list(FailureLog(sync.state).iter_failures("crm")) == []
 
 
-def test_an_invalid_email_rejects_that_record_only(tmp_path: Path, store_url: str) -> None:
+def test_an_invalid_email_rejects_that_record_only(
+    store_url: str, memory_sync: Callable[..., Sync]
+) -> None:
     engine = create_db_engine(store_url)
     with engine.begin() as conn:
         conn.execute(update(users).where(users.c.user_id == "u03").values(email="not-an-email"))
     engine.dispose()
     dest = MemoryStore()
-    with _sync(tmp_path, store_url) as sync:
+    with memory_sync(removal="clear") as sync:
         report = sync.run("crm", connector=MemoryConnector(store=dest))
         contacts = next(o for o in report.objects if o.object == "contacts")
         assert contacts.counts.rejected == 1
@@ -155,7 +141,9 @@ def test_an_invalid_email_rejects_that_record_only(tmp_path: Path, store_url: st
         assert "not-an-email" in reason
 
 
-def test_stage_policy_through_runs_the_worked_example(tmp_path: Path, store_url: str) -> None:
+def test_stage_policy_through_runs_the_worked_example(
+    store_url: str, memory_sync: Callable[..., Sync]
+) -> None:
     """u01: CUS in ACME, MQL in XYZ → CUS; XYZ → PRO: PRO; XYZ churns: CUS; ACME corrected down
     to MQL: still CUS; ACME churns too: churned."""
     engine = create_db_engine(store_url)
@@ -174,7 +162,7 @@ def test_stage_policy_through_runs_the_worked_example(tmp_path: Path, store_url:
         sync.run("crm", connector=MemoryConnector(store=dest))
         return dest.records["contacts"]["u01"].fields["syncer_stage"]
 
-    with _sync(tmp_path, store_url) as sync:
+    with memory_sync(removal="clear") as sync:
         assert stage_after_run() == "CUS"
         set_stage("XYZ", "PRO")
         assert stage_after_run() == "PRO"
@@ -188,11 +176,11 @@ def test_stage_policy_through_runs_the_worked_example(tmp_path: Path, store_url:
 
 
 def test_associations_follow_memberships_and_leave_foreign_ones(
-    tmp_path: Path, store_url: str
+    store_url: str, memory_sync: Callable[..., Sync]
 ) -> None:
     dest = MemoryStore()
     engine = create_db_engine(store_url)
-    with _sync(tmp_path, store_url) as sync:
+    with memory_sync(removal="clear") as sync:
         sync.run("crm", connector=MemoryConnector(store=dest))
         ids = {obj: {k: r.remote_id for k, r in held.items()} for obj, held in dest.records.items()}
         u01, acme, xyz, hooli = (
@@ -224,11 +212,11 @@ def test_associations_follow_memberships_and_leave_foreign_ones(
 
 
 def test_a_user_gone_from_the_store_is_cleared_in_the_destination(
-    tmp_path: Path, store_url: str
+    store_url: str, memory_sync: Callable[..., Sync]
 ) -> None:
     dest = MemoryStore()
     engine = create_db_engine(store_url)
-    with _sync(tmp_path, store_url, removal="clear") as sync:
+    with memory_sync(removal="clear") as sync:
         sync.run("crm", connector=MemoryConnector(store=dest))
         with engine.begin() as conn:
             conn.execute(delete(memberships).where(memberships.c.user_id == "u07"))
@@ -246,7 +234,7 @@ def test_a_user_gone_from_the_store_is_cleared_in_the_destination(
 
 @pytest.mark.parametrize(("configured", "expected"), [(None, 1), (3, 3)])
 def test_batches_in_flight_follow_the_destination_setting_or_the_connector(
-    tmp_path: Path, store_url: str, configured: int | None, expected: int
+    configured: int | None, expected: int, memory_sync: Callable[..., Sync]
 ) -> None:
     import threading
 
@@ -267,7 +255,7 @@ def test_batches_in_flight_follow_the_destination_setting_or_the_connector(
 
     extra = "" if configured is None else f"    concurrency: {configured}\n"
     dest = MemoryStore()
-    with _sync(tmp_path, store_url, extra=extra) as sync:
+    with memory_sync(removal="clear", extra=extra) as sync:
         report = sync.run("crm", connector=Tracking(MemoryConfig(latency=0.02), store=dest))
     assert report.run_counts()["sent"] == 25
     assert dest.count("companies") == 11
@@ -280,11 +268,14 @@ def test_batches_in_flight_follow_the_destination_setting_or_the_connector(
     [(900.0, 60.0, 30.0), (None, 60.0, 30.0), (10.0, 60.0, 10.0)],
 )
 def test_one_call_retries_for_at_most_half_the_lease(
-    tmp_path: Path, store_url: str, policy_deadline: float | None, lease_ttl: float, expected: float
+    policy_deadline: float | None,
+    lease_ttl: float,
+    expected: float,
+    memory_sync: Callable[..., Sync],
 ) -> None:
     # The lease is renewed between batches: a call retrying longer than the lease could let a
     # second run take the destination while this one still writes.
-    with _sync(tmp_path, store_url) as sync:
+    with memory_sync(removal="clear") as sync:
         sync.retry = dataclasses.replace(sync.retry, deadline=policy_deadline)
         with sync.start_run("crm", lease_ttl=lease_ttl, connector=MemoryConnector()) as session:
             assert session.retry.deadline == expected

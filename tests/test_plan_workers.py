@@ -7,7 +7,7 @@ taken in key order as one process would take them.
 
 from __future__ import annotations
 
-import json
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -17,11 +17,8 @@ from syncer.config import load_config
 from syncer.db import ALL_KEYS, KeyRange, create_db_engine, split_key_space
 from syncer.engine import PlanReport, Sync
 from syncer.model import AccountWithMembers, UserWithMemberships
-from syncer.retry import RetryPolicy
 from syncer.state.marks import MarkStore
 from syncer.state.records import RecordState
-from syncer.store.database import init_store
-from syncer.store.loaders import load_paths
 from syncer.store.readers import iter_accounts, iter_users
 from syncer.store.schema import accounts, memberships, users
 from syncer.testing.memory import MemoryConnector, MemoryStore
@@ -30,23 +27,13 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture
-def synced(tmp_path: Path, db_url: str) -> Path:
+def synced(tmp_path: Path, store_url: str, memory_sync: Callable[..., Sync]) -> Path:
     """The examples/ store synced once to a memory destination, then changed: a user left the
-    store (a removal), a stage rose (an update), a user was added (a create)."""
-    engine = init_store(db_url)
-    load_paths(engine, [ROOT / "examples"])
-    config = tmp_path / "syncer.yaml"
-    config.write_text(
-        f"store: {json.dumps(db_url)}\n"
-        "destinations:\n"
-        "  crm:\n"
-        "    connector: memory\n"
-        f"    mapping: {ROOT / 'mappings' / 'hubspot.yaml'}\n"
-        "    removal: clear\n",
-        encoding="utf-8",
-    )
-    with Sync(load_config(config), retry=RetryPolicy.no_wait()) as sync:
+    store (a removal), a stage rose (an update), a user was added (a create). Returns the
+    config file ``memory_sync`` wrote (worker processes load it themselves)."""
+    with memory_sync(removal="clear") as sync:
         sync.run("crm", connector=MemoryConnector(store=MemoryStore()))
+    engine = create_db_engine(store_url)
     with engine.begin() as conn:
         conn.execute(delete(memberships).where(memberships.c.user_id == "u03"))
         conn.execute(delete(users).where(users.c.user_id == "u03"))
@@ -57,7 +44,7 @@ def synced(tmp_path: Path, db_url: str) -> Path:
         )
         conn.execute(users.insert().values(user_id="u99", email="new@example.com", attributes={}))
     engine.dispose()
-    return config
+    return tmp_path / "syncer.yaml"
 
 
 def _summary(report: PlanReport) -> list[tuple[str, dict[str, int], list[tuple[str, str]]]]:

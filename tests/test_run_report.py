@@ -7,40 +7,24 @@ SQLite and PostgreSQL (``db_url``): the store and the sync state live in the sam
 
 from __future__ import annotations
 
-import json
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import ClassVar
 
 import pytest
 from sqlalchemy import update
 
-from syncer.config import load_config
 from syncer.connectors.base import BulkResult, Capabilities, WriteRecord
 from syncer.db import create_db_engine
 from syncer.engine import Sync, stage_field
 from syncer.errors import LeaseHeldError, LeaseLostError, RetriableError
-from syncer.retry import RetryPolicy
 from syncer.state import RunLog, acquire
 from syncer.store.schema import memberships, users
 from syncer.testing.memory import MemoryConfig, MemoryConnector, MemoryStore
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def _sync(tmp_path: Path, store_url: str, mapping: Path | None = None) -> Sync:
-    config = tmp_path / "syncer.yaml"
-    config.write_text(
-        f"store: {json.dumps(store_url)}\n"
-        "destinations:\n"
-        "  crm:\n"
-        "    connector: memory\n"
-        f"    mapping: {mapping or ROOT / 'mappings' / 'hubspot.yaml'}\n",
-        encoding="utf-8",
-    )
-    return Sync(load_config(config), retry=RetryPolicy.no_wait())
 
 
 def _stages(dest: MemoryStore, object_name: str) -> dict[str, str | None]:
@@ -51,14 +35,14 @@ def _stages(dest: MemoryStore, object_name: str) -> dict[str, str | None]:
 
 
 def test_syncer_rejections_and_destination_refusals_are_counted_apart(
-    tmp_path: Path, store_url: str
+    store_url: str, memory_sync: Callable[..., Sync]
 ) -> None:
     engine = create_db_engine(store_url)
     with engine.begin() as conn:  # u03: an email syncer's formatter refuses
         conn.execute(update(users).where(users.c.user_id == "u03").values(email="not-an-email"))
     engine.dispose()
     refusing = MemoryConnector(MemoryConfig(reject_keys=frozenset({"u05"})))
-    with _sync(tmp_path, store_url) as sync:
+    with memory_sync() as sync:
         report = sync.run("crm", connector=refusing)
         stored = RunLog(sync.state).get_run(report.run_id)
     contacts = next(o for o in report.objects if o.object == "contacts")
@@ -72,12 +56,14 @@ def test_syncer_rejections_and_destination_refusals_are_counted_apart(
     assert stored.counts == counts
 
 
-def test_a_run_with_only_syncer_rejections_refuses_nothing(tmp_path: Path, store_url: str) -> None:
+def test_a_run_with_only_syncer_rejections_refuses_nothing(
+    store_url: str, memory_sync: Callable[..., Sync]
+) -> None:
     engine = create_db_engine(store_url)
     with engine.begin() as conn:
         conn.execute(update(users).where(users.c.user_id == "u03").values(email="not-an-email"))
     engine.dispose()
-    with _sync(tmp_path, store_url) as sync:
+    with memory_sync() as sync:
         report = sync.run("crm", connector=MemoryConnector())
     assert report.status == "partial"
     assert report.run_counts()["rejected"] == 1
@@ -88,7 +74,7 @@ def test_a_run_with_only_syncer_rejections_refuses_nothing(tmp_path: Path, store
 
 
 def test_the_stage_field_is_the_one_the_mapping_fills_with_stage(
-    tmp_path: Path, store_url: str
+    tmp_path: Path, memory_sync: Callable[..., Sync]
 ) -> None:
     mapping = tmp_path / "mapping.yaml"
     mapping.write_text(
@@ -102,19 +88,19 @@ def test_the_stage_field_is_the_one_the_mapping_fills_with_stage(
         "      syncer_stage: user.lead_stage\n",
         encoding="utf-8",
     )
-    with _sync(tmp_path, store_url, mapping) as sync:
+    with memory_sync(mapping=mapping) as sync:
         [obj] = sync.destination("crm").mapping.objects
     assert stage_field(obj) == "lifecycle"  # the template wins over the name
-    with _sync(tmp_path, store_url) as sync:
+    with memory_sync() as sync:
         hubspot = {o.name: stage_field(o) for o in sync.destination("crm").mapping.objects}
     assert hubspot == {"companies": "syncer_stage", "contacts": "syncer_stage"}
 
 
 def test_stage_moves_are_tallied_for_every_record_sent_not_only_the_samples(
-    tmp_path: Path, store_url: str
+    store_url: str, memory_sync: Callable[..., Sync]
 ) -> None:
     dest = MemoryStore()
-    with _sync(tmp_path, store_url) as sync:
+    with memory_sync() as sync:
         first = sync.run("crm", connector=MemoryConnector(store=dest))
         created = _stages(dest, "contacts")
         contacts = next(o for o in first.objects if o.object == "contacts")
@@ -136,9 +122,9 @@ def test_stage_moves_are_tallied_for_every_record_sent_not_only_the_samples(
     assert sum(companies.stage_moves.values()) <= companies.sent
 
 
-def test_a_refused_record_is_not_tallied_as_a_stage_move(tmp_path: Path, store_url: str) -> None:
+def test_a_refused_record_is_not_tallied_as_a_stage_move(memory_sync: Callable[..., Sync]) -> None:
     refusing = MemoryConnector(MemoryConfig(reject_keys=frozenset({"u05"})))
-    with _sync(tmp_path, store_url) as sync:
+    with memory_sync() as sync:
         report = sync.run("crm", connector=refusing)
     contacts = next(o for o in report.objects if o.object == "contacts")
     assert sum(contacts.stage_moves.values()) == contacts.sent == 13
@@ -166,8 +152,8 @@ class _BulkMemory(MemoryConnector):
         return BulkResult(self.write(object_name, records), requests=4)
 
 
-def test_the_bulk_path_counts_the_requests_each_job_took(tmp_path: Path, store_url: str) -> None:
-    with _sync(tmp_path, store_url) as sync:
+def test_the_bulk_path_counts_the_requests_each_job_took(memory_sync: Callable[..., Sync]) -> None:
+    with memory_sync() as sync:
         report = sync.run("crm", connector=_BulkMemory())
     # 11 companies and 14 contacts, both over the threshold of 5: one job each.
     assert [(o.object, o.sent, o.requests, o.retries) for o in report.objects] == [
@@ -176,10 +162,12 @@ def test_the_bulk_path_counts_the_requests_each_job_took(tmp_path: Path, store_u
     ]
 
 
-def test_a_failed_bulk_attempt_counts_a_request_and_a_retry(tmp_path: Path, store_url: str) -> None:
+def test_a_failed_bulk_attempt_counts_a_request_and_a_retry(
+    memory_sync: Callable[..., Sync],
+) -> None:
     connector = _BulkMemory()
     connector.fail_first_job = True
-    with _sync(tmp_path, store_url) as sync:
+    with memory_sync() as sync:
         report = sync.run("crm", connector=connector)
     companies = report.objects[0]
     assert (companies.sent, companies.requests, companies.retries) == (11, 5, 1)
@@ -189,8 +177,8 @@ def test_a_failed_bulk_attempt_counts_a_request_and_a_retry(tmp_path: Path, stor
 # --- the lease across steps ---------------------------------------------------------------------
 
 
-def test_a_step_renews_the_lease_before_it_writes(tmp_path: Path, store_url: str) -> None:
-    with _sync(tmp_path, store_url) as sync:
+def test_a_step_renews_the_lease_before_it_writes(memory_sync: Callable[..., Sync]) -> None:
+    with memory_sync() as sync:
         with sync.start_run("crm", lease_ttl=60, connector=MemoryConnector()) as session:
             session.ensure()
             before = session.lease.expires_at
@@ -200,9 +188,11 @@ def test_a_step_renews_the_lease_before_it_writes(tmp_path: Path, store_url: str
         assert session.report.status == "succeeded"
 
 
-def test_a_step_whose_lease_another_run_took_writes_nothing(tmp_path: Path, store_url: str) -> None:
+def test_a_step_whose_lease_another_run_took_writes_nothing(
+    memory_sync: Callable[..., Sync],
+) -> None:
     connector = MemoryConnector()
-    with _sync(tmp_path, store_url) as sync:
+    with memory_sync() as sync:
         session = sync.start_run("crm", lease_ttl=0.5, connector=connector)
         session.ensure()
         time.sleep(0.7)  # a task retry waited longer than the lease lasts
@@ -217,8 +207,8 @@ def test_a_step_whose_lease_another_run_took_writes_nothing(tmp_path: Path, stor
         other.release()
 
 
-def test_a_run_takes_its_lease_for_the_ttl_it_is_given(tmp_path: Path, store_url: str) -> None:
-    with _sync(tmp_path, store_url) as sync:
+def test_a_run_takes_its_lease_for_the_ttl_it_is_given(memory_sync: Callable[..., Sync]) -> None:
+    with memory_sync() as sync:
         with sync.start_run("crm", lease_ttl=900, connector=MemoryConnector()) as session:
             lease = session.lease
             lasts = (lease.expires_at - lease.acquired_at).total_seconds()
