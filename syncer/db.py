@@ -12,7 +12,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Column, ColumnElement, Table, event
+from sqlalchemy import Column, ColumnElement, Table, event, func, select
 from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 
@@ -103,13 +103,6 @@ class KeyRange:
             out.append(ordered < self.stop)
         return out
 
-    def __contains__(self, key: object) -> bool:
-        return (
-            isinstance(key, str)
-            and (self.start is None or key >= self.start)
-            and (self.stop is None or key < self.stop)
-        )
-
 
 ALL_KEYS = KeyRange()
 
@@ -117,8 +110,6 @@ ALL_KEYS = KeyRange()
 def split_key_space(engine: Engine, col: Column[Any], parts: int) -> list[KeyRange]:
     """``parts`` key ranges of about equal row counts covering all of ``col``'s key space
     (fewer when the table has fewer distinct keys): the first starts open, the last ends open."""
-    from sqlalchemy import func, select
-
     if parts < 1:
         raise ValueError(f"parts must be at least 1, not {parts}")
     with engine.connect() as conn:

@@ -395,7 +395,7 @@ class Sync:
                 rep = ObjectReport(obj.name)
                 for future in futures:  # in key order: samples as one process would pick them
                     part = future.result()
-                    rep.counts = _add_counts(rep.counts, part.counts)
+                    rep.counts += part.counts
                     room = samples - len(rep.samples) if keys is None else len(part.samples)
                     rep.samples.extend(part.samples[: max(room, 0)])
                 report.objects.append(rep)
@@ -823,10 +823,6 @@ def _plan_shard(
     sync, dest = _WORKER["plan"]
     obj = dest.mapping.object(object_name)
     return _plan_object(sync, dest, obj, shard=shard, samples=samples, keys=keys)
-
-
-def _add_counts(a: PlanCounts, b: PlanCounts) -> PlanCounts:
-    return PlanCounts(**{action: getattr(a, action) + getattr(b, action) for action in ACTIONS})
 
 
 def _note_error(rep: ObjectReport, key: str, reason: str) -> None:

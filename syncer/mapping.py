@@ -310,10 +310,10 @@ def _get(obj: Any, name: str) -> Any:
 def _filters(ladder: StageLadder) -> dict[str, Callable[..., Any]]:
     # Token priorities by stage name, looked up once per token on the hot path of every plan
     # (the ladder's own lookup normalises aliases through an exception on a miss).
-    priority_of: dict[str | None, int] = {name: ladder.rank(name) + 1 for name in ladder.names}
+    priority_of: dict[str, int] = {name: ladder.rank(name) + 1 for name in ladder.names}
 
     def priority(stage: Any) -> int:
-        found = priority_of.get(stage) if type(stage) is str or stage is None else None
+        found = priority_of.get(stage) if type(stage) is str else None
         return found if found is not None else _rank(ladder, stage) + 1
 
     def tokens(items: Iterable[Any], *attrs: str) -> list[Token]:
@@ -324,16 +324,18 @@ def _filters(ladder: StageLadder) -> dict[str, Callable[..., Any]]:
         for a in attrs:
             if not isinstance(a, str) or a.startswith("_"):
                 raise ValueError(f"tokens(): {a!r} is not an attribute a mapping may read")
-        # attrgetter would follow dots; a dotted name keeps Jinja's plain lookup rules.
+        # attrgetter would follow dots: a dotted name keeps Jinja's plain lookup rules.
         get = None if any("." in a for a in attrs) else attrgetter(*attrs)
         single = len(attrs) == 1
         out = []
         for item in items:
-            try:
-                if get is None:
-                    raise AttributeError
-                values = (get(item),) if single else get(item)
-            except AttributeError:  # a mapping (or a missing attribute): Jinja's lookup rules
+            values = None
+            if get is not None:
+                try:
+                    values = (get(item),) if single else get(item)
+                except AttributeError:  # a mapping, or a missing attribute: Jinja's rules say
+                    values = None
+            if values is None:
                 values = tuple(_get(item, a) for a in attrs)
             out.append(Token(tuple(map(_part, values)), priority(getattr(item, "stage", None))))
         return out

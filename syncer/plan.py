@@ -84,6 +84,9 @@ class PlanCounts:
     def add(self, action: Action) -> None:
         setattr(self, action, getattr(self, action) + 1)
 
+    def __add__(self, other: PlanCounts) -> PlanCounts:
+        return PlanCounts(**{a: getattr(self, a) + getattr(other, a) for a in ACTIONS})
+
     def as_dict(self) -> dict[str, int]:
         return {a: getattr(self, a) for a in ACTIONS}
 
