@@ -10,7 +10,8 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from datetime import UTC, datetime
+from typing import Any, overload
 
 from sqlalchemy import Column, ColumnElement, Table, event, func, select
 from sqlalchemy.engine import Connection, Engine, make_url
@@ -21,6 +22,37 @@ from syncer.errors import ConfigError
 DEFAULT_STORE_URL = "sqlite:///syncer.db"
 STORE_URL_ENV = "SYNCER_STORE_URL"
 STATE_URL_ENV = "SYNCER_STATE_URL"
+
+
+@overload
+def as_utc(value: datetime | str) -> datetime: ...
+@overload
+def as_utc(value: None) -> None: ...
+def as_utc(value: datetime | str | None) -> datetime | None:
+    """A stored timestamp as timezone-aware UTC.
+
+    syncer writes UTC everywhere. SQLite keeps no zone, so its naive values are UTC; readers on
+    the hot path select SQLite timestamps as their stored text (``2024-01-31 12:00:00.000000``),
+    which is parsed here in one step instead of SQLAlchemy's regex parse plus a second
+    conversion. PostgreSQL returns aware values in the session's zone.
+    """
+    if value is None:
+        return None
+    if isinstance(value, str):
+        try:
+            # Naive text, the SQLite case: appending the zone is 9x cheaper than replace().
+            return datetime.fromisoformat(value + "+00:00")
+        except ValueError:
+            parsed = datetime.fromisoformat(value)  # text with its own offset
+            return parsed.astimezone(UTC) if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+    if value.tzinfo is None:
+        # The constructor is a third of the cost of ``value.replace(tzinfo=UTC)`` (whose
+        # keyword parsing dominates), and this runs for every timestamp a plan reads.
+        v = value
+        return datetime(v.year, v.month, v.day, v.hour, v.minute, v.second, v.microsecond, UTC)
+    if value.tzinfo is UTC:
+        return value
+    return value.astimezone(UTC)
 
 
 def resolve_store_url(url: str | None) -> str:

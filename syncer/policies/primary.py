@@ -56,11 +56,21 @@ def _last(candidates: Sequence[ResolvedMembership]) -> ResolvedMembership:
 def _highest(
     candidates: Sequence[ResolvedMembership], scale: StageScale
 ) -> tuple[ResolvedMembership, str]:
-    ranks = [scale.rank(m.mark) if m.mark is not None else -1 for m in candidates]
-    top = max(ranks)
-    best = [m for m, r in zip(candidates, ranks, strict=True) if r == top]
+    # One pass, no sort: this runs for every user of every plan.
+    rank = scale.rank
+    top = -2
+    best: list[ResolvedMembership] = []
+    for m in candidates:
+        r = rank(m.mark) if m.mark is not None else -1
+        if r > top:
+            top, best = r, [m]
+        elif r == top:
+            best.append(m)
+    if len(best) == 1:
+        chosen = best[0]
+        return chosen, f"highest stage: {chosen.mark} ({_joined(chosen)})"
     chosen = _first(best)
-    ties = f"; {len(best)} accounts at that stage, earliest joined wins" if len(best) > 1 else ""
+    ties = f"; {len(best)} accounts at that stage, earliest joined wins"
     return chosen, f"highest stage: {chosen.mark} ({_joined(chosen)}{ties})"
 
 
@@ -77,11 +87,11 @@ def choose_primary(
     the other policies ignore it). Raises ``ValueError`` for an unknown policy name; settings
     validate the name before any user is resolved.
     """
-    candidates = [m for m in memberships if not m.churned]
     if policy not in PRIMARY_POLICIES:
         raise ValueError(
             f"unknown primary-account policy {policy!r}; use one of {PRIMARY_POLICIES}"
         )
+    candidates = [m for m in memberships if not m.churned]
     if not candidates:
         return None, "no active membership, so no primary account"
     if policy == FIRST:

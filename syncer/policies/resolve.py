@@ -95,32 +95,32 @@ class Resolver:
             accounts=self.hierarchy.info,
             now=self.now,
         )
-        live_primaries = sorted(
-            m.account_id for m in marks if m.subject == PRIMARY_MARK and not m.churned
+        live_primaries = (
+            sorted(m.account_id for m in marks if m.subject == PRIMARY_MARK and not m.churned)
+            if marks
+            else []
         )
         previous = live_primaries[0] if live_primaries else None
-        primary, why = choose_primary(
-            decided.memberships, self.settings.primary, self.scale, previous=previous
-        )
         memberships = decided.memberships
+        primary, why = choose_primary(
+            memberships, self.settings.primary, self.scale, previous=previous
+        )
         if primary is not None:
+            i = next(i for i, m in enumerate(memberships) if m.account_id == primary)
+            m = memberships[i]
             # A plain constructor call: dataclasses.replace costs ~6 µs, on every user.
-            memberships = tuple(
-                ResolvedMembership(
-                    m.account_id,
-                    m.account_name,
-                    m.parent_account_id,
-                    m.role,
-                    m.stage,
-                    m.mark,
-                    m.churned,
-                    m.joined_at,
-                    True,
-                )
-                if m.account_id == primary
-                else m
-                for m in memberships
+            chosen = ResolvedMembership(
+                m.account_id,
+                m.account_name,
+                m.parent_account_id,
+                m.role,
+                m.stage,
+                m.mark,
+                m.churned,
+                m.joined_at,
+                True,
             )
+            memberships = (*memberships[:i], chosen, *memberships[i + 1 :])
         changed = list(decided.changed)
         for old in live_primaries:
             if old != primary:

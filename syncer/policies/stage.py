@@ -45,6 +45,7 @@ from syncer.model import (
     StageLadder,
     UnknownStage,
     User,
+    fast_init,
 )
 
 AccountInfo = Callable[[str], tuple[str | None, str | None]]
@@ -186,6 +187,7 @@ def advance_mark(
 # --- a user -------------------------------------------------------------------------------------
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class UserStage:
     """What the stage policy decided for one user.
@@ -270,8 +272,8 @@ class _UserWork:
         # (churned, -mark rank, account_id, row): sorts active first, best mark first, account_id.
         self.rows: list[tuple[bool, int, str, ResolvedMembership]] = []
         self.seen: set[str] = set()
-        # The best active membership: (mark rank, account_id, mark stage, current stage).
-        self.best: tuple[int, str, str, str] | None = None
+        # The best active membership: (mark rank, account_id, mark stage, current stage, name).
+        self.best: tuple[int, str, str, str, str | None] | None = None
         self.churned_here: list[str] = []
         self.gone: list[str] = []
         self.lead_live: tuple[str, int] | None = None
@@ -299,7 +301,11 @@ class _UserWork:
             self.changed.append(mark)
 
     def memberships(self, memberships: Iterable[Membership], previous: dict[str, Mark]) -> None:
-        scale, uid, seen = self.scale, self.user.user_id, self.seen
+        # The hot loop of every plan (once per membership): locals instead of attributes, and
+        # _keep inlined.
+        scale, uid, seen, now = self.scale, self.user.user_id, self.seen, self.now
+        lookup, accounts, kept, changed = scale.lookup, self.accounts, self.marks, self.changed
+        rows = self.rows
         for row in memberships:
             aid = row.account_id
             if aid in seen:
@@ -315,12 +321,12 @@ class _UserWork:
                 stage, rank = scale.lowest, 0
             else:
                 try:
-                    stage, rank = scale.lookup(row.stage)
+                    stage, rank = lookup(row.stage)
                 except UnknownStage as exc:
                     raise unknown_stage(
                         exc, scale, user_id=uid, account_id=aid, source="memberships"
                     ) from None
-            prev = previous.pop(aid, None)
+            prev = previous.pop(aid, None) if previous else None
             mark, mark_stage, mark_rank = advance_mark(
                 prev,
                 stage,
@@ -329,21 +335,24 @@ class _UserWork:
                 subject=MEMBERSHIP_MARK,
                 user_id=uid,
                 account_id=aid,
-                now=self.now,
+                now=now,
             )
-            self._keep(mark, prev)
+            kept.append(mark)
+            if mark is not prev:
+                changed.append(mark)
+            name, parent = accounts(aid) if accounts is not None else (None, None)
             churned = mark_stage is None
-            if mark_stage is None:
+            if churned:
                 self.churned_here.append(aid)
             else:
                 best = self.best
                 if best is None or mark_rank > best[0] or (mark_rank == best[0] and aid < best[1]):
-                    self.best = (mark_rank, aid, mark_stage, stage)
-            name, parent = self.accounts(aid) if self.accounts is not None else (None, None)
+                    self.best = (mark_rank, aid, mark_stage, stage, name)
             resolved = ResolvedMembership(
                 aid, name, parent, row.role, stage, mark_stage, churned, row.joined_at
             )
-            self.rows.append((churned, -mark_rank, aid, resolved))
+            # account_ids are unique here, so sorting these tuples never compares ``resolved``.
+            rows.append((churned, -mark_rank, aid, resolved))
 
     def left_store(self, previous: dict[str, Mark]) -> None:
         """Marks whose membership is no longer in the store: a live one is churned now."""
@@ -392,25 +401,21 @@ class _UserWork:
         self.lead_churned = stage is None
         self.lead_live = None if stage is None else (stage, mark_rank)
 
-    def _label(self, account_id: str) -> str:
-        name = self.accounts(account_id)[0] if self.accounts is not None else None
-        return f"{account_id} ({name})" if name and name != account_id else account_id
-
     def decide(self) -> UserStage:
         scale, lead = self.scale, self.lead_live
         churned = False
         if self.best is not None:
-            mark_rank, aid, mark_stage, current = self.best
+            mark_rank, aid, mark_stage, current, name = self.best
             if lead is not None and lead[1] > mark_rank:
                 stage = lead[0]
                 rule = (
                     f"lead stage: {stage}{_lead_note(stage, self.lead_now)} is higher than the "
-                    f"best active membership ({mark_stage} in account {self._label(aid)})"
+                    f"best active membership ({mark_stage} in account {_label(aid, name)})"
                 )
             else:
                 stage = mark_stage
                 note = f" (high-water mark; now {current})" if current != mark_stage else ""
-                rule = f"best active membership: {stage} in account {self._label(aid)}{note}"
+                rule = f"best active membership: {stage} in account {_label(aid, name)}{note}"
         elif self.rows or any(m.subject == MEMBERSHIP_MARK for m in self.marks):
             stage, churned = scale.churned, True
             gone = set(self.gone)
@@ -438,20 +443,20 @@ class _UserWork:
         else:
             stage = scale.lowest
             rule = f"no memberships and no lead stage: lowest stage {stage}"
-        self.rows.sort(key=_row_order)
+        self.rows.sort()
         return UserStage(
             stage,
             rule,
             churned,
-            tuple(r[3] for r in self.rows),
+            tuple([r[3] for r in self.rows]),
             tuple(self.marks),
             tuple(self.changed),
             tuple(sorted(self.gone)),
         )
 
 
-def _row_order(row: tuple[bool, int, str, ResolvedMembership]) -> tuple[bool, int, str]:
-    return row[0], row[1], row[2]
+def _label(account_id: str, name: str | None) -> str:
+    return f"{account_id} ({name})" if name and name != account_id else account_id
 
 
 def _lead_note(mark: str, current: str | None) -> str:

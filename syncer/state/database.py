@@ -10,13 +10,13 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TypeVar, overload
+from typing import Any, TypeVar
 
 from sqlalchemy import Table, inspect
 from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.exc import ArgumentError, OperationalError
 
-from syncer.db import create_db_engine, is_postgres
+from syncer.db import as_utc, create_db_engine, is_postgres
 from syncer.errors import ConfigError
 from syncer.state.schema import metadata
 
@@ -89,23 +89,6 @@ def _require_sqlite_file(url: str, shown: str) -> None:
 def utcnow() -> datetime:
     """Now, timezone-aware UTC (what every state timestamp is)."""
     return datetime.now(UTC)
-
-
-@overload
-def as_utc(value: datetime) -> datetime: ...
-@overload
-def as_utc(value: None) -> None: ...
-def as_utc(value: datetime | None) -> datetime | None:
-    """A timestamp read back from the state database, as timezone-aware UTC.
-
-    SQLite stores no zone (syncer always writes UTC there, so a naive value is UTC); PostgreSQL
-    returns the session's zone.
-    """
-    if value is None:
-        return None
-    if value.tzinfo is None:
-        return value.replace(tzinfo=UTC)
-    return value.astimezone(UTC)
 
 
 def to_db(value: datetime) -> datetime:

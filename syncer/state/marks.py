@@ -14,13 +14,12 @@ merge-join them with the store's streams; :meth:`MarkStore.save` is an idempoten
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
-from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import inspect, select
 from sqlalchemy.engine import Connection, Engine
 
-from syncer.db import ALL_KEYS, KeyRange, key_order, upsert
+from syncer.db import ALL_KEYS, KeyRange, as_utc, key_order, upsert
 from syncer.model import ACCOUNT_MARK, LEAD_MARK, MEMBERSHIP_MARK, PRIMARY_MARK, Mark
 from syncer.state.schema import metadata, policy_marks
 
@@ -39,16 +38,9 @@ _COLUMNS = (
 )
 
 
-def _utc(value: datetime | None) -> datetime | None:
-    # SQLite hands timestamps back naive; they were written in UTC.
-    if value is None or value.tzinfo is not None:
-        return value
-    return value.replace(tzinfo=UTC)
-
-
 def _mark(row: Sequence[Any]) -> Mark:
     subject, user_id, account_id, stage, churned, updated_at = row
-    return Mark(subject, user_id, account_id, stage, bool(churned), _utc(updated_at))
+    return Mark(subject, user_id, account_id, stage, bool(churned), as_utc(updated_at))
 
 
 class MarkStore:

@@ -24,9 +24,8 @@ from typing import Any
 from sqlalchemy import Column, ColumnElement, and_, select, tuple_
 from sqlalchemy.engine import Connection, Engine
 
-from syncer.db import is_postgres, upsert
+from syncer.db import as_utc, is_postgres, upsert
 from syncer.errors import BadInputError, Problem
-from syncer.store.readers import utc
 from syncer.store.sources import (
     CSV_SUFFIXES,
     JSONL_SUFFIXES,
@@ -440,7 +439,7 @@ class _Writer:
                 continue
             row = dict(r._mapping)
             for column in self.spec.timestamps:
-                row[column] = utc(row[column])
+                row[column] = as_utc(row[column])
             if self.spec.has_attributes and row["attributes"] is None:
                 row["attributes"] = {}
             rows[tuple(row[k] for k in self.spec.key)] = row
