@@ -342,7 +342,7 @@ class _UserWork:
                 changed.append(mark)
             name, parent = accounts(aid) if accounts is not None else (None, None)
             churned = mark_stage is None
-            if churned:
+            if mark_stage is None:
                 self.churned_here.append(aid)
             else:
                 best = self.best

@@ -71,8 +71,11 @@ def _attributes(value: Any, *, decoded: bool = False) -> dict[str, Any]:
 
 def account_from_row(row: Row[Any] | Mapping[str, Any]) -> Account:
     """An :class:`Account` from a row of the ``accounts`` table."""
-    decoded = isinstance(row, Row)
-    m = row._mapping if decoded else row
+    m: Mapping[str, Any]
+    if isinstance(row, Row):
+        m, decoded = row._mapping, True
+    else:
+        m, decoded = row, False
     return Account(
         account_id=m["account_id"],
         name=m["name"],
