@@ -71,7 +71,7 @@ def _attributes(value: Any, *, decoded: bool = False) -> dict[str, Any]:
 
 def account_from_row(row: Row[Any] | Mapping[str, Any]) -> Account:
     """An :class:`Account` from a row of the ``accounts`` table."""
-    m: Mapping[str, Any]
+    m: Mapping[Any, Any]
     if isinstance(row, Row):
         m, decoded = row._mapping, True
     else:
