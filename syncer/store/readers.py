@@ -11,21 +11,11 @@ order is code-point order (Python's ``sorted()``) on every database.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+import json
+from collections.abc import Iterator, Mapping
 from typing import Any
 
-from sqlalchemy import (
-    ColumnElement,
-    DateTime,
-    Select,
-    String,
-    Table,
-    and_,
-    exists,
-    func,
-    select,
-    type_coerce,
-)
+from sqlalchemy import ColumnElement, CursorResult, Select, and_, exists, func, select
 from sqlalchemy.engine import Connection, Engine, Row
 
 from syncer.db import ALL_KEYS, KeyRange, as_utc, key_order
@@ -43,66 +33,70 @@ from syncer.store.schema import accounts, identities, memberships, users
 DEFAULT_CHUNK_SIZE = 2000
 
 
-def _columns(table: Table) -> list[ColumnElement[Any]]:
-    """``table``'s columns, timestamps as stored: SQLite's text goes to :func:`as_utc` as is.
+def _tuples(result: CursorResult[Any]) -> list[tuple[Any, ...]]:
+    """All rows of an executed, unbuffered query as the driver's plain tuples.
 
-    SQLAlchemy's SQLite DATETIME parses text with a regex into a naive datetime that then needs a
-    second conversion to aware UTC; ``as_utc`` does both in one step, a fifth of the cost, and
-    this runs for every timestamp a plan reads. PostgreSQL's driver returns datetimes either way.
+    SQLAlchemy has compiled and bound the query; reading the DBAPI cursor directly skips Row
+    objects and result processors, a third of the cost of a page on the hot path of every plan.
+    Values come as the driver gives them: timestamps as SQLite's text or psycopg's datetimes
+    (:func:`as_utc` takes both), JSON as SQLite's text or psycopg's decoded value
+    (:func:`_attributes` takes both). Not for ``yield_per`` results, which pre-fetch a row.
     """
-    return [
-        type_coerce(c, String).label(c.name) if isinstance(c.type, DateTime) else c for c in table.c
-    ]
-
-
-USER_COLUMNS = _columns(users)
-ACCOUNT_COLUMNS = _columns(accounts)
-MEMBERSHIP_COLUMNS = _columns(memberships)
+    try:
+        options = result.context.execution_options
+        if options.get("yield_per") or options.get("stream_results"):
+            raise ValueError("_tuples() needs an unbuffered result, not a yield_per stream")
+        return list(result.cursor.fetchall())
+    finally:
+        result.close()
 
 
 def _attributes(value: Any, *, decoded: bool = False) -> dict[str, Any]:
-    """A record's attributes; ``decoded`` for a dict the driver just decoded from the row's
-    JSON, which no one else holds: kept as is, without a copy or an isinstance() against an ABC
-    (slow), once per user and account read."""
-    if decoded and type(value) is dict:
+    """A record's attributes from a stored value: a mapping, or JSON text (SQLite's driver).
+
+    ``decoded`` says a dict came from the driver just now and no one else holds it: kept as is,
+    without a copy or an isinstance() against an ABC (slow), once per user and account read.
+    """
+    if type(value) is dict and decoded:
         return value
+    if isinstance(value, str):
+        value = json.loads(value)
     return dict(value) if isinstance(value, Mapping) else {}
 
 
-def account_from_row(row: Row[Any] | Mapping[str, Any]) -> Account:
+StoreRow = Row[Any] | tuple[Any, ...] | Mapping[str, Any]
+"""A store row: a SQLAlchemy Row or a driver tuple (positional, in table column order), or a
+mapping by column name."""
+
+
+def account_from_row(row: StoreRow) -> Account:
     """An :class:`Account` from a row of the ``accounts`` table."""
-    m: Mapping[Any, Any]
-    if isinstance(row, Row):
-        m, decoded = row._mapping, True
-    else:
-        m, decoded = row, False
+    if isinstance(row, (tuple, Row)):
+        aid, name, domain, parent, stage, attrs, created, updated = row
+        attributes = _attributes(attrs, decoded=True)
+        return Account(
+            aid, name, domain, parent, stage, attributes, as_utc(created), as_utc(updated)
+        )
+    m = row
     return Account(
         account_id=m["account_id"],
         name=m["name"],
         domain=m["domain"],
         parent_account_id=m["parent_account_id"],
         stage=m["stage"],
-        attributes=_attributes(m["attributes"], decoded=decoded),
+        attributes=_attributes(m["attributes"]),
         created_at=as_utc(m["created_at"]),
         updated_at=as_utc(m["updated_at"]),
     )
 
 
-def user_from_row(row: Row[Any] | Mapping[str, Any]) -> User:
-    """A :class:`User` from a row of the ``users`` table (in ``USER_COLUMNS`` order)."""
-    if isinstance(row, Row):
+def user_from_row(row: StoreRow) -> User:
+    """A :class:`User` from a row of the ``users`` table."""
+    if isinstance(row, (tuple, Row)):
         # Positional: this runs once per user on the hot path of every plan.
         uid, email, first, last, lead, attrs, created, updated = row
-        return User(
-            uid,
-            email,
-            first,
-            last,
-            lead,
-            _attributes(attrs, decoded=True),
-            as_utc(created),
-            as_utc(updated),
-        )
+        attributes = _attributes(attrs, decoded=True)
+        return User(uid, email, first, last, lead, attributes, as_utc(created), as_utc(updated))
     m = row
     return User(
         user_id=m["user_id"],
@@ -116,10 +110,10 @@ def user_from_row(row: Row[Any] | Mapping[str, Any]) -> User:
     )
 
 
-def membership_from_row(row: Row[Any] | Mapping[str, Any]) -> Membership:
+def membership_from_row(row: StoreRow) -> Membership:
     """A :class:`Membership` from a row whose first columns are the ``memberships`` columns in
     table order (``select(memberships, ...)``)."""
-    if isinstance(row, Row):
+    if isinstance(row, (tuple, Row)):
         uid, aid, role, stage, joined, updated = row[:6]
         return Membership(uid, aid, role, stage, as_utc(joined), as_utc(updated))
     m = row
@@ -143,27 +137,27 @@ def _pages(
     query: Select[Any],
     chunk_size: int,
     keys: KeyRange = ALL_KEYS,
-) -> Iterator[Sequence[Row[Any]]]:
-    """Keyset pages of ``query`` ordered by ``key`` within ``keys``, each at most
-    ``chunk_size`` rows."""
+) -> Iterator[list[tuple[Any, ...]]]:
+    """Keyset pages of ``query`` (whose first column is ``key``) ordered by ``key`` within
+    ``keys``, each at most ``chunk_size`` driver tuples."""
     if chunk_size < 1:
         raise ValueError(f"chunk_size must be at least 1, not {chunk_size}")
     ordered = query.where(*keys.conditions(key, conn)).order_by(_k(key, conn)).limit(chunk_size)
     last: str | None = None
     while True:
         page_query = ordered if last is None else ordered.where(_k(key, conn) > last)
-        rows = conn.execute(page_query).all()
+        rows = _tuples(conn.execute(page_query))
         if not rows:
             return
         yield rows
         if len(rows) < chunk_size:
             return
-        last = rows[-1]._mapping[key.name]
+        last = rows[-1][0]
 
 
 def _user_memberships_query(conn: Connection) -> Select[Any]:
     mu, ma = memberships.c.user_id, memberships.c.account_id
-    return select(*MEMBERSHIP_COLUMNS).order_by(_k(mu, conn), _k(ma, conn))
+    return select(memberships).order_by(_k(mu, conn), _k(ma, conn))
 
 
 def iter_users(
@@ -178,11 +172,11 @@ def iter_users(
     uid, mu = users.c.user_id, memberships.c.user_id
     with engine.connect() as conn:
         member_query = _user_memberships_query(conn)
-        for page in _pages(conn, uid, select(*USER_COLUMNS), chunk_size, keys):
-            first, last = page[0].user_id, page[-1].user_id
-            rows = conn.execute(
-                member_query.where(_k(mu, conn) >= first, _k(mu, conn) <= last)
-            ).all()
+        for page in _pages(conn, uid, select(users), chunk_size, keys):
+            first, last = page[0][0], page[-1][0]
+            rows = _tuples(
+                conn.execute(member_query.where(_k(mu, conn) >= first, _k(mu, conn) <= last))
+            )
             # Inlined construction: this loop runs once per membership of every plan.
             by_user: dict[str, list[Membership]] = {}
             for user_id, account_id, role, stage, joined, updated in rows:
@@ -199,7 +193,7 @@ def iter_users(
 def _account_members_query(conn: Connection) -> Select[Any]:
     ma, mu = memberships.c.account_id, memberships.c.user_id
     return (
-        select(*MEMBERSHIP_COLUMNS, users.c.email, users.c.first_name, users.c.last_name)
+        select(memberships, users.c.email, users.c.first_name, users.c.last_name)
         .join(users, users.c.user_id == mu)
         .order_by(_k(ma, conn), _k(mu, conn))
     )
@@ -217,19 +211,22 @@ def iter_accounts(
     aid, ma = accounts.c.account_id, memberships.c.account_id
     with engine.connect() as conn:
         member_query = _account_members_query(conn)
-        for page in _pages(conn, aid, select(*ACCOUNT_COLUMNS), chunk_size, keys):
-            first, last = page[0].account_id, page[-1].account_id
+        for page in _pages(conn, aid, select(accounts), chunk_size, keys):
+            first, last = page[0][0], page[-1][0]
             # Members stream in (account_id, user_id) order and are merged with the page: a
             # page of accounts can hold most of the store's memberships (a few huge accounts),
             # so memory holds one account's members, never a page's.
-            result = conn.execution_options(yield_per=chunk_size).execute(
-                member_query.where(_k(ma, conn) >= first, _k(ma, conn) <= last)
+            # Per statement: Connection.execution_options() would set yield_per on the
+            # connection, for the page queries too.
+            result = conn.execute(
+                member_query.where(_k(ma, conn) >= first, _k(ma, conn) <= last),
+                execution_options={"yield_per": chunk_size},
             )
             try:  # closed even when the consumer stops early (a server-side cursor on PG)
                 rows = iter(result)
                 pending = next(rows, None)
                 for a in page:
-                    key = a.account_id
+                    key = a[0]
                     while pending is not None and pending.account_id < key:
                         pending = next(rows, None)  # no such account row: nothing to attach to
                     members: list[MemberRow] = []
@@ -244,7 +241,7 @@ def iter_accounts(
 def read_user(engine: Engine, user_id: str) -> UserWithMemberships | None:
     """One user with all of its memberships, or ``None`` if the store has no such user."""
     with engine.connect() as conn:
-        row = conn.execute(select(*USER_COLUMNS).where(users.c.user_id == user_id)).first()
+        row = conn.execute(select(users).where(users.c.user_id == user_id)).first()
         if row is None:
             return None
         rows = conn.execute(
@@ -256,9 +253,7 @@ def read_user(engine: Engine, user_id: str) -> UserWithMemberships | None:
 def read_account(engine: Engine, account_id: str) -> AccountWithMembers | None:
     """One account with all of its members, or ``None`` if the store has no such account."""
     with engine.connect() as conn:
-        row = conn.execute(
-            select(*ACCOUNT_COLUMNS).where(accounts.c.account_id == account_id)
-        ).first()
+        row = conn.execute(select(accounts).where(accounts.c.account_id == account_id)).first()
         if row is None:
             return None
         rows = conn.execute(
@@ -271,7 +266,7 @@ def iter_all_accounts(engine: Engine) -> Iterator[Account]:
     """Every account without its members, in key order, streamed (the hierarchy policy needs
     the whole forest, but only a few fields of each account)."""
     with engine.connect() as conn:
-        query = select(*ACCOUNT_COLUMNS).order_by(_k(accounts.c.account_id, conn))
+        query = select(accounts).order_by(_k(accounts.c.account_id, conn))
         for r in conn.execution_options(yield_per=DEFAULT_CHUNK_SIZE).execute(query):
             yield account_from_row(r)
 
