@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
+import json
 import pickle
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, timezone
@@ -12,6 +13,7 @@ from typing import Any
 import pytest
 
 from syncer.db import as_utc
+from syncer.store.readers import _text_ts, json_value
 from syncer.model import Account, Mark, Membership, ResolvedUser, User, fast_init
 
 FAST_RECORDS = [Account, User, Membership, Mark, ResolvedUser]
@@ -127,3 +129,29 @@ def test_as_utc_treats_naive_datetimes_as_utc_and_converts_aware_ones() -> None:
 def test_as_utc_refuses_text_that_is_not_a_timestamp() -> None:
     with pytest.raises(ValueError, match="next tuesday"):
         as_utc("next tuesday")
+
+
+def test_the_sqlite_timestamp_fast_path_agrees_with_as_utc() -> None:
+    naive = "2024-01-31 12:30:00.000123"
+    assert _text_ts(naive) == as_utc(naive)
+    assert _text_ts(naive).tzinfo is UTC  # type: ignore[union-attr]
+    # Off the fast path: text with its own offset, a driver's datetime, NULL.
+    assert _text_ts("2024-01-31T14:30:00+02:00") == datetime(2024, 1, 31, 12, 30, tzinfo=UTC)
+    assert _text_ts(datetime(2024, 1, 31, 12, 30)) == datetime(2024, 1, 31, 12, 30, tzinfo=UTC)
+    assert _text_ts(None) is None
+    with pytest.raises(ValueError, match="next tuesday"):
+        _text_ts("next tuesday")
+
+
+@pytest.mark.parametrize(
+    "text",
+    ['{"title": "Engineer", "n": 3, "tags": ["a", "b"], "x": null}', "{}", ' {"a": 1} ', "[1]"],
+)
+def test_stored_json_reads_as_json_loads_reads_it(text: str) -> None:
+    assert json_value(text) == json.loads(text)
+
+
+@pytest.mark.parametrize("text", ['{"a": 1} trailing', '{"a": ', "", "{'a': 1}"])
+def test_stored_json_that_is_not_json_raises_as_json_loads_does(text: str) -> None:
+    with pytest.raises(json.JSONDecodeError):
+        json_value(text)

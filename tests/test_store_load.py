@@ -182,3 +182,40 @@ def test_cli_init_load_stats_and_a_one_line_error(tmp_path: Path) -> None:
     result = runner.invoke(app, ["load", str(bad), "--store", url])
     assert result.exit_code != 0
     assert isinstance(result.exception, BadInputError)
+
+
+def test_the_user_stream_reads_every_field_as_the_one_user_reader(
+    db_url: str, tmp_path: Path
+) -> None:
+    # iter_users converts driver values on a fast path of its own; read_user goes through the
+    # general row converters. Both must give the same records, field for field.
+    engine = init_store(db_url)
+    _write(
+        tmp_path / "users.jsonl",
+        "".join(
+            json.dumps(row) + "\n"
+            for row in [
+                {"user_id": "u1", "email": "a@x.io", "lead_stage": "MQL", "title": "CTO"},
+                {"user_id": "u2", "email": "b@x.io", "plan": {"seats": [1, 2]}},
+                {"user_id": "u3"},
+            ]
+        ),
+    )
+    _write(tmp_path / "accounts.csv", "account_id,name\nA1,One\nA2,Two\n")
+    _write(
+        tmp_path / "memberships.csv",
+        "user_id,account_id,role,stage,joined_at\n"
+        "u1,A1,admin,CUS,2024-01-31T14:30:00+02:00\n"
+        "u1,A2,,MQL,\n"
+        "u3,A2,member,churned,2023-05-01\n",
+    )
+    load_paths(engine, [tmp_path])
+    streamed = list(iter_users(engine, chunk_size=2))
+    assert [u.user.user_id for u in streamed] == ["u1", "u2", "u3"]
+    assert streamed == [read_user(engine, u.user.user_id) for u in streamed]
+    u1 = streamed[0]
+    assert u1.user.attributes == {"title": "CTO"}
+    assert u1.memberships[0].joined_at is not None
+    assert u1.memberships[0].joined_at.utcoffset() is not None
+    assert streamed[1].memberships == ()
+    engine.dispose()
