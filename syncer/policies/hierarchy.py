@@ -39,6 +39,9 @@ from syncer.model import Account
 AGGREGATES: tuple[str, ...] = ("sum", "min", "max", "count")
 
 Number = int | float
+AccountFacts = tuple[str | None, str | None]
+"""``(name, parent_account_id)`` of one account."""
+_NO_FACTS: AccountFacts = (None, None)
 
 
 def is_number(value: object) -> bool:
@@ -56,7 +59,7 @@ class Hierarchy:
     kept, not the :class:`Account` records, so a few hundred thousand accounts stay small.
     """
 
-    __slots__ = ("_children", "_depth", "_name", "_parent", "_rollups", "aggregates", "skipped")
+    __slots__ = ("_children", "_depth", "_info", "_parent", "_rollups", "aggregates", "skipped")
 
     def __init__(
         self,
@@ -65,7 +68,8 @@ class Hierarchy:
         aggregates: Mapping[str, str],
     ) -> None:
         self._parent = parent
-        self._name = name
+        # (name, parent) per account, built once: resolving reads it for every membership.
+        self._info: dict[str, AccountFacts] = {a: (name.get(a), p) for a, p in parent.items()}
         self.aggregates: Mapping[str, str] = dict(aggregates)
         self._children: dict[str, list[str]] = {}
         self._depth: dict[str, int] = {}
@@ -225,15 +229,20 @@ class Hierarchy:
 
     def name(self, account_id: str) -> str | None:
         """The account's name (``None`` if it has none or is unknown)."""
-        return self._name.get(account_id)
+        return self._info.get(account_id, _NO_FACTS)[0]
 
     def parent(self, account_id: str) -> str | None:
         """The account's parent id, ``None`` for a root or an unknown account."""
         return self._parent.get(account_id)
 
-    def info(self, account_id: str) -> tuple[str | None, str | None]:
+    def info(self, account_id: str) -> AccountFacts:
         """``(name, parent_account_id)``: what a resolved membership shows of its account."""
-        return self._name.get(account_id), self._parent.get(account_id)
+        return self._info.get(account_id, _NO_FACTS)
+
+    def facts(self) -> Mapping[str, AccountFacts]:
+        """Every account's ``(name, parent_account_id)`` by id (read-only by contract): the
+        resolver looks memberships up in it directly, without a method call per membership."""
+        return self._info
 
     def depth(self, account_id: str) -> int:
         """0 for a root, 1 for its children, and so on."""

@@ -33,16 +33,19 @@ PRIMARY_POLICIES: tuple[str, ...] = (FIRST, LAST, HIGHEST_STAGE, STICKY)
 
 
 def _joined(m: ResolvedMembership) -> str:
-    return f"joined {m.joined_at.date().isoformat()}" if m.joined_at is not None else "no join date"
+    joined = m.joined_at
+    # isoformat()[:10] is the date, without building a date object first.
+    return f"joined {joined.isoformat()[:10]}" if joined is not None else "no join date"
+
+
+def _first_key(m: ResolvedMembership) -> tuple[bool, datetime, str]:
+    # datetime.min stands in for "no date" only behind the leading flag, so it never compares
+    # against a real date; tz-awareness does not matter there.
+    return m.joined_at is None, m.joined_at or datetime.min, m.account_id
 
 
 def _first(candidates: Sequence[ResolvedMembership]) -> ResolvedMembership:
-    # datetime.min stands in for "no date" only behind the leading flag, so it never compares
-    # against a real date; tz-awareness does not matter there.
-    return min(
-        candidates,
-        key=lambda m: (m.joined_at is None, m.joined_at or datetime.min, m.account_id),
-    )
+    return candidates[0] if len(candidates) == 1 else min(candidates, key=_first_key)
 
 
 def _last(candidates: Sequence[ResolvedMembership]) -> ResolvedMembership:
@@ -56,12 +59,21 @@ def _last(candidates: Sequence[ResolvedMembership]) -> ResolvedMembership:
 def _highest(
     candidates: Sequence[ResolvedMembership], scale: StageScale
 ) -> tuple[ResolvedMembership, str]:
-    # One pass, no sort: this runs for every user of every plan.
-    rank = scale.rank
+    # One pass, no sort, ranks straight from the scale's table: this runs for every user of
+    # every plan, and most users have one or two active memberships.
+    if len(candidates) == 1:
+        chosen = candidates[0]
+        return chosen, f"highest stage: {chosen.mark} ({_joined(chosen)})"
+    known = scale.spellings
     top = -2
     best: list[ResolvedMembership] = []
     for m in candidates:
-        r = rank(m.mark) if m.mark is not None else -1
+        mark = m.mark
+        if mark is None:
+            r = -1
+        else:
+            hit = known.get(mark)
+            r = hit[1] if hit is not None else scale.rank(mark)
         if r > top:
             top, best = r, [m]
         elif r == top:
@@ -100,7 +112,7 @@ def choose_primary(
     if policy == LAST:
         chosen = _last(candidates)
         return chosen.account_id, f"last: latest joined ({_joined(chosen)})"
-    scale = as_scale(ladder)
+    scale = ladder if type(ladder) is StageScale else as_scale(ladder)
     if policy == STICKY and previous is not None:
         if any(m.account_id == previous for m in candidates):
             return previous, "sticky: kept the previous primary, still active"

@@ -17,6 +17,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from operator import attrgetter
 from typing import TYPE_CHECKING, TypeVar
 
 from syncer.model import (
@@ -37,9 +38,9 @@ from syncer.policies.hierarchy import Hierarchy
 from syncer.policies.primary import choose_primary
 from syncer.policies.stage import (
     StageScale,
+    decide_user,
     member_mark,
     resolve_account_stage,
-    resolve_user_stage,
     unknown_stage,
 )
 
@@ -77,6 +78,7 @@ class Resolver:
         self.scale = StageScale(settings.ladder)
         self.now = now or datetime.now(UTC)
         self.stats = ResolveStats()
+        self._facts = hierarchy.facts()
 
     # --- users --------------------------------------------------------------------------------
 
@@ -84,59 +86,35 @@ class Resolver:
         self, item: UserWithMemberships, marks: Iterable[Mark]
     ) -> tuple[ResolvedUser, list[Mark]]:
         """One user with their previous marks → the resolved user and the marks that changed."""
-        marks = list(marks)
+        marks = marks if isinstance(marks, list) else list(marks)
         user = item.user
         uid = user.user_id
-        decided = resolve_user_stage(
-            user,
-            item.memberships,
-            marks,
-            self.scale,
-            accounts=self.hierarchy.info,
-            now=self.now,
+        now = self.now
+        stage, rule, churned, memberships, _kept, decided, _gone = decide_user(
+            user, item.memberships, marks, self.scale, facts=self._facts, now=now
         )
         live_primaries = (
             sorted(m.account_id for m in marks if m.subject == PRIMARY_MARK and not m.churned)
             if marks
-            else []
+            else ()
         )
         previous = live_primaries[0] if live_primaries else None
-        memberships = decided.memberships
         primary, why = choose_primary(
             memberships, self.settings.primary, self.scale, previous=previous
         )
-        if primary is not None:
-            i = next(i for i, m in enumerate(memberships) if m.account_id == primary)
-            m = memberships[i]
-            # A plain constructor call: dataclasses.replace costs ~6 µs, on every user.
-            chosen = ResolvedMembership(
-                m.account_id,
-                m.account_name,
-                m.parent_account_id,
-                m.role,
-                m.stage,
-                m.mark,
-                m.churned,
-                m.joined_at,
-                True,
-            )
-            memberships = (*memberships[:i], chosen, *memberships[i + 1 :])
-        changed = list(decided.changed)
+        changed = list(decided)
         for old in live_primaries:
             if old != primary:
-                changed.append(Mark(PRIMARY_MARK, uid, old, None, True, self.now))
-        if primary is not None and primary not in live_primaries:
-            changed.append(Mark(PRIMARY_MARK, uid, primary, None, False, self.now))
+                changed.append(Mark(PRIMARY_MARK, uid, old, None, True, now))
+        if primary is not None:
+            memberships = _with_primary(memberships, primary)
+            if primary not in live_primaries:
+                changed.append(Mark(PRIMARY_MARK, uid, primary, None, False, now))
         stats = self.stats
         stats.users += 1
         stats.memberships += len(item.memberships)
         stats.marks_changed += len(changed)
-        return (
-            ResolvedUser(
-                user, memberships, decided.stage, primary, decided.churned, decided.rule, why
-            ),
-            changed,
-        )
+        return ResolvedUser(user, memberships, stage, primary, churned, rule, why), changed
 
     def resolve_users(
         self,
@@ -266,20 +244,32 @@ class Resolver:
                 yield self.resolve_account(item, mine)
 
 
-def _user_key(item: UserWithMemberships) -> str:
-    return item.user.user_id
+# The primary flag's slot setter: the resolver flags the chosen membership in place (below).
+_set_primary = ResolvedMembership.__dict__["primary"].__set__
 
 
-def _account_key(item: AccountWithMembers) -> str:
-    return item.account.account_id
+def _with_primary(
+    memberships: tuple[ResolvedMembership, ...], primary: str
+) -> tuple[ResolvedMembership, ...]:
+    """``memberships`` with the one of account ``primary`` flagged as the primary.
+
+    The records were built by :func:`decide_user` in this same call and nobody else holds them
+    yet, so the flag is set on the record itself, as its constructor would (a frozen record's
+    slots are written through their descriptors, see :func:`syncer.model.fast_init`): a second
+    record and a second tuple cost more than the rest of the primary policy, on every user.
+    """
+    for m in memberships:
+        if m.account_id == primary:
+            _set_primary(m, True)
+            return memberships
+    raise ValueError(f"primary account {primary!r} is not one of the user's memberships")
 
 
-def _mark_user(mark: Mark) -> str:
-    return mark.user_id
-
-
-def _mark_account(mark: Mark) -> str:
-    return mark.account_id
+# C-level key getters (operator.attrgetter): the merge calls them once per user, account and mark.
+_user_key: Callable[[UserWithMemberships], str] = attrgetter("user.user_id")
+_account_key: Callable[[AccountWithMembers], str] = attrgetter("account.account_id")
+_mark_user: Callable[[Mark], str] = attrgetter("user_id")
+_mark_account: Callable[[Mark], str] = attrgetter("account_id")
 
 
 def _member_order(row: tuple[int, str, ResolvedMember]) -> tuple[int, str]:

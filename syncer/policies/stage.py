@@ -29,7 +29,7 @@ returned marks is the caller's job (see :class:`syncer.state.marks.MarkStore`).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -62,26 +62,28 @@ class StageScale:
     one dict lookup. Build one per ladder and share it (the :class:`Resolver` does).
     """
 
-    __slots__ = ("_cache", "churned", "ladder", "lowest", "names")
+    __slots__ = ("churned", "ladder", "lowest", "names", "spellings")
 
     def __init__(self, ladder: StageLadder) -> None:
         self.ladder = ladder
         self.names = ladder.names
         self.churned = ladder.churned
         self.lowest = ladder.lowest
-        self._cache: dict[str, tuple[str, int]] = {n: (n, i) for i, n in enumerate(ladder.names)}
-        self._cache[ladder.churned] = (ladder.churned, -1)
+        #: ``raw spelling -> (canonical name, rank)`` for every spelling seen so far (and every
+        #: canonical name): hot loops read it directly and call :meth:`lookup` on a miss only.
+        self.spellings: dict[str, tuple[str, int]] = {n: (n, i) for i, n in enumerate(ladder.names)}
+        self.spellings[ladder.churned] = (ladder.churned, -1)
 
     def lookup(self, raw: str) -> tuple[str, int]:
         """``(canonical name, rank)`` of ``raw``; the churn marker ranks -1.
 
         Raises :class:`syncer.model.UnknownStage` for a value the ladder does not know.
         """
-        hit = self._cache.get(raw)
+        hit = self.spellings.get(raw)
         if hit is None:
             name = self.ladder.normalize(raw)
             hit = (name, self.ladder.rank(name))
-            self._cache[raw] = hit
+            self.spellings[raw] = hit
         return hit
 
     def rank(self, name: str) -> int:
@@ -232,101 +234,86 @@ def resolve_user_stage(
     Raises :class:`UnknownStageError` naming the user, the account and the value for a stage the
     ladder does not know, and :class:`BadInputError` for two rows of one membership.
     """
-    work = _UserWork(user, as_scale(ladder), accounts, now or datetime.now(UTC))
-    previous, lead_prev = work.split_marks(marks)
-    work.memberships(memberships, previous)
-    work.left_store(previous)
-    work.lead(lead_prev)
-    return work.decide()
-
-
-class _UserWork:
-    """The steps of :func:`resolve_user_stage` for one user, sharing what they accumulate."""
-
-    __slots__ = (
-        "accounts",
-        "best",
-        "changed",
-        "churned_here",
-        "gone",
-        "lead_churned",
-        "lead_live",
-        "lead_now",
-        "marks",
-        "now",
-        "rows",
-        "scale",
-        "seen",
-        "user",
+    facts = None if accounts is None else _CallFacts(accounts)
+    scale = as_scale(ladder)
+    return UserStage(
+        *decide_user(user, memberships, marks, scale, facts=facts, now=now or datetime.now(UTC))
     )
 
-    def __init__(
-        self, user: User, scale: StageScale, accounts: AccountInfo | None, now: datetime
-    ) -> None:
-        self.user = user
-        self.scale = scale
-        self.accounts = accounts
-        self.now = now
-        self.marks: list[Mark] = []
-        self.changed: list[Mark] = []
-        # (churned, -mark rank, account_id, row): sorts active first, best mark first, account_id.
-        self.rows: list[tuple[bool, int, str, ResolvedMembership]] = []
-        self.seen: set[str] = set()
-        # The best active membership: (mark rank, account_id, mark stage, current stage, name).
-        self.best: tuple[int, str, str, str, str | None] | None = None
-        self.churned_here: list[str] = []
-        self.gone: list[str] = []
-        self.lead_live: tuple[str, int] | None = None
-        self.lead_churned = False
-        self.lead_now: str | None = None
 
-    def split_marks(self, marks: Iterable[Mark]) -> tuple[dict[str, Mark], Mark | None]:
-        previous: dict[str, Mark] = {}
-        lead_prev: Mark | None = None
-        for mark in marks:
-            if mark.subject == MEMBERSHIP_MARK:
-                if mark.account_id in previous:
-                    raise ValueError(
-                        f"two membership marks for user {self.user.user_id!r}, "
-                        f"account {mark.account_id!r}: the marks stream repeats a key"
-                    )
-                previous[mark.account_id] = mark
-            elif mark.subject == LEAD_MARK:
-                lead_prev = mark
-        return previous, lead_prev
+class _CallFacts:
+    """An :data:`AccountInfo` function seen as the mapping :func:`decide_user` reads."""
 
-    def _keep(self, mark: Mark, previous: Mark | None) -> None:
-        self.marks.append(mark)
-        if mark is not previous:
-            self.changed.append(mark)
+    __slots__ = ("get",)
 
-    def memberships(self, memberships: Iterable[Membership], previous: dict[str, Mark]) -> None:
-        # The hot loop of every plan (once per membership): locals instead of attributes, and
-        # _keep inlined.
-        scale, uid, seen, now = self.scale, self.user.user_id, self.seen, self.now
-        lookup, accounts, kept, changed = scale.lookup, self.accounts, self.marks, self.changed
-        rows = self.rows
-        for row in memberships:
-            aid = row.account_id
-            if aid in seen:
-                raise BadInputError(
-                    Problem(
-                        f"user {uid!r} has two membership rows for account {aid!r}",
-                        key=f"{uid}/{aid}",
-                        hint="a membership is keyed by (user_id, account_id); keep one row",
-                    )
-                )
-            seen.add(aid)
-            if row.stage is None:
-                stage, rank = scale.lowest, 0
-            else:
-                try:
-                    stage, rank = lookup(row.stage)
-                except UnknownStage as exc:
-                    raise unknown_stage(
-                        exc, scale, user_id=uid, account_id=aid, source="memberships"
-                    ) from None
-            prev = previous.pop(aid, None) if previous else None
+    def __init__(self, accounts: AccountInfo) -> None:
+        self.get = lambda account_id, _default: accounts(account_id)
+
+
+_NO_FACTS: tuple[None, None] = (None, None)
+AccountFacts = Mapping[str, tuple[str | None, str | None]] | _CallFacts
+"""``account_id -> (name, parent_account_id)``, read with ``.get(account_id, default)``."""
+Hit = tuple[str, int]
+
+UserDecision = tuple[
+    str,
+    str,
+    bool,
+    tuple[ResolvedMembership, ...],
+    tuple[Mark, ...],
+    tuple[Mark, ...],
+    tuple[str, ...],
+]
+"""The fields of a :class:`UserStage`, in order."""
+
+
+def decide_user(
+    user: User,
+    memberships: Iterable[Membership],
+    marks: Iterable[Mark],
+    scale: StageScale,
+    *,
+    facts: AccountFacts | None,
+    now: datetime,
+) -> UserDecision:
+    """:func:`resolve_user_stage` without the record around the result (the resolver's path).
+
+    ``facts`` maps an account id to ``(name, parent_account_id)``
+    (:meth:`~syncer.policies.hierarchy.Hierarchy.facts`).
+
+    This runs once per user of every plan and its loop once per membership: the common cases of
+    :func:`advance_mark` are inlined and every name in the loop is a local.
+    """
+    uid = user.user_id
+    previous, lead_prev = _split_marks(uid, marks)
+    cache_get = scale.spellings.get
+    get_facts = _no_facts if facts is None else facts.get
+    lowest = scale.lowest
+    kept: list[Mark] = []
+    changed: list[Mark] = []
+    # (churned, -mark rank, account_id, row): sorts active first, best mark first, account_id.
+    rows: list[tuple[bool, int, str, ResolvedMembership]] = []
+    seen: set[str] = set()
+    churned_here: list[str] = []
+    # The best active membership: (mark rank, account_id, mark stage, current stage, name).
+    best: _Best | None = None
+    for row in memberships:
+        aid = row.account_id
+        if aid in seen:
+            raise _two_rows(uid, aid)
+        seen.add(aid)
+        raw = row.stage
+        if raw is None:
+            stage, rank = lowest, 0
+        else:
+            stage, rank = cache_get(raw) or _lookup(scale, raw, uid, aid, "memberships")
+        prev = previous.pop(aid, None) if previous else None
+        if prev is None and rank >= 0:
+            # First sight (or back after a tombstone was dropped): a new mark from this stage.
+            mark = Mark(MEMBERSHIP_MARK, uid, aid, stage, False, now)
+            mark_stage: str | None = stage
+            mark_rank = rank
+        else:
             mark, mark_stage, mark_rank = advance_mark(
                 prev,
                 stage,
@@ -337,122 +324,195 @@ class _UserWork:
                 account_id=aid,
                 now=now,
             )
-            kept.append(mark)
-            if mark is not prev:
-                changed.append(mark)
-            name, parent = accounts(aid) if accounts is not None else (None, None)
-            churned = mark_stage is None
-            if mark_stage is None:
-                self.churned_here.append(aid)
-            else:
-                best = self.best
-                if best is None or mark_rank > best[0] or (mark_rank == best[0] and aid < best[1]):
-                    self.best = (mark_rank, aid, mark_stage, stage, name)
-            resolved = ResolvedMembership(
-                aid, name, parent, row.role, stage, mark_stage, churned, row.joined_at
-            )
-            # account_ids are unique here, so sorting these tuples never compares ``resolved``.
-            rows.append((churned, -mark_rank, aid, resolved))
-
-    def left_store(self, previous: dict[str, Mark]) -> None:
-        """Marks whose membership is no longer in the store: a live one is churned now."""
-        for aid, prev in previous.items():
-            mark, _, _ = advance_mark(
-                prev,
-                None,
-                -1,
-                self.scale,
-                subject=MEMBERSHIP_MARK,
-                user_id=self.user.user_id,
-                account_id=aid,
-                now=self.now,
-            )
-            self._keep(mark, prev)
-            if mark is not prev:
-                self.gone.append(aid)
-
-    def lead(self, lead_prev: Mark | None) -> None:
-        """The lead stage keeps a high-water mark of its own."""
-        raw = self.user.lead_stage
-        if raw is None:
-            if lead_prev is not None:
-                # No lead stage in the store any more: nothing new to say, the mark stands.
-                self.marks.append(lead_prev)
-                self.lead_live = _mark_stage(lead_prev, self.scale)
-                self.lead_churned = self.lead_live is None
-            return
-        try:
-            self.lead_now, rank = self.scale.lookup(raw)
-        except UnknownStage as exc:
-            raise unknown_stage(
-                exc, self.scale, user_id=self.user.user_id, account_id=None, source="users"
-            ) from None
-        mark, stage, mark_rank = advance_mark(
-            lead_prev,
-            self.lead_now,
-            rank,
-            self.scale,
-            subject=LEAD_MARK,
-            user_id=self.user.user_id,
-            account_id="",
-            now=self.now,
+        kept.append(mark)
+        if mark is not prev:
+            changed.append(mark)
+        name, parent = get_facts(aid, _NO_FACTS)
+        resolved = ResolvedMembership(
+            aid, name, parent, row.role, stage, mark_stage, mark_stage is None, row.joined_at
         )
-        self._keep(mark, lead_prev)
-        self.lead_churned = stage is None
-        self.lead_live = None if stage is None else (stage, mark_rank)
+        if mark_stage is None:
+            churned_here.append(aid)
+            rows.append((True, 1, aid, resolved))
+            continue
+        if best is None or mark_rank > best[0] or (mark_rank == best[0] and aid < best[1]):
+            best = (mark_rank, aid, mark_stage, stage, name)
+        # account_ids are unique here, so sorting these tuples never compares the record.
+        rows.append((False, -mark_rank, aid, resolved))
 
-    def decide(self) -> UserStage:
-        scale, lead = self.scale, self.lead_live
-        churned = False
-        if self.best is not None:
-            mark_rank, aid, mark_stage, current, name = self.best
-            if lead is not None and lead[1] > mark_rank:
-                stage = lead[0]
-                rule = (
-                    f"lead stage: {stage}{_lead_note(stage, self.lead_now)} is higher than the "
-                    f"best active membership ({mark_stage} in account {_label(aid, name)})"
+    gone = _left_store(previous, kept, changed, scale=scale, uid=uid, now=now) if previous else []
+    lead = _lead(user, lead_prev, kept, changed, scale=scale, now=now)
+    stage, rule, churned = _decide(
+        best, lead, kept, rows, seen=seen, churned_here=churned_here, gone=gone, scale=scale
+    )
+    if len(rows) > 1:
+        rows.sort()
+    return (
+        stage,
+        rule,
+        churned,
+        tuple([r[3] for r in rows]),
+        tuple(kept),
+        tuple(changed),
+        tuple(sorted(gone)) if gone else (),
+    )
+
+
+_Best = tuple[int, str, str, str, str | None]
+# The lead's live mark (stage, rank) or None, whether it churned, and the lead stage now.
+_Lead = tuple[tuple[str, int] | None, bool, str | None]
+
+
+def _split_marks(uid: str, marks: Iterable[Mark]) -> tuple[dict[str, Mark], Mark | None]:
+    """A user's previous membership marks by account, and their lead mark."""
+    previous: dict[str, Mark] = {}
+    lead_prev: Mark | None = None
+    for mark in marks:
+        subject = mark.subject
+        if subject == MEMBERSHIP_MARK:
+            if mark.account_id in previous:
+                raise ValueError(
+                    f"two membership marks for user {uid!r}, "
+                    f"account {mark.account_id!r}: the marks stream repeats a key"
                 )
-            else:
-                stage = mark_stage
-                note = f" (high-water mark; now {current})" if current != mark_stage else ""
-                rule = f"best active membership: {stage} in account {_label(aid, name)}{note}"
-        elif self.rows or any(m.subject == MEMBERSHIP_MARK for m in self.marks):
-            stage, churned = scale.churned, True
-            gone = set(self.gone)
-            earlier = sorted(
-                m.account_id
-                for m in self.marks
-                if m.subject == MEMBERSHIP_MARK
-                and m.account_id not in self.seen
-                and m.account_id not in gone
-            )
-            parts = []
-            if self.churned_here:
-                parts.append(f"churned: {_names(sorted(self.churned_here))}")
-            if gone:
-                parts.append(f"left the store: {_names(sorted(gone))}")
-            if earlier:
-                parts.append(f"churned or left earlier: {_names(earlier)}")
-            rule = f"all memberships churned ({'; '.join(parts)})"
-        elif lead is not None:
-            stage = lead[0]
-            rule = f"lead stage: {stage}{_lead_note(stage, self.lead_now)} (no memberships)"
-        elif self.lead_churned:
-            stage, churned = scale.churned, True
-            rule = "lead churned and no memberships"
-        else:
-            stage = scale.lowest
-            rule = f"no memberships and no lead stage: lowest stage {stage}"
-        self.rows.sort()
-        return UserStage(
-            stage,
-            rule,
-            churned,
-            tuple([r[3] for r in self.rows]),
-            tuple(self.marks),
-            tuple(self.changed),
-            tuple(sorted(self.gone)),
+            previous[mark.account_id] = mark
+        elif subject == LEAD_MARK:
+            lead_prev = mark
+    return previous, lead_prev
+
+
+def _lookup(scale: StageScale, raw: str, uid: str | None, aid: str | None, source: str) -> Hit:
+    """:meth:`StageScale.lookup` with an unknown stage reported against its record."""
+    try:
+        return scale.lookup(raw)
+    except UnknownStage as exc:
+        raise unknown_stage(exc, scale, user_id=uid, account_id=aid, source=source) from None
+
+
+def _two_rows(uid: str, aid: str) -> BadInputError:
+    return BadInputError(
+        Problem(
+            f"user {uid!r} has two membership rows for account {aid!r}",
+            key=f"{uid}/{aid}",
+            hint="a membership is keyed by (user_id, account_id); keep one row",
         )
+    )
+
+
+def _left_store(
+    previous: dict[str, Mark],
+    kept: list[Mark],
+    changed: list[Mark],
+    *,
+    scale: StageScale,
+    uid: str,
+    now: datetime,
+) -> list[str]:
+    """Marks whose membership is no longer in the store: a live one is churned now. Returns
+    the accounts whose membership left since the last run."""
+    gone: list[str] = []
+    for aid, prev in previous.items():
+        mark, _, _ = advance_mark(
+            prev, None, -1, scale, subject=MEMBERSHIP_MARK, user_id=uid, account_id=aid, now=now
+        )
+        kept.append(mark)
+        if mark is not prev:
+            changed.append(mark)
+            gone.append(aid)
+    return gone
+
+
+def _lead(
+    user: User,
+    lead_prev: Mark | None,
+    kept: list[Mark],
+    changed: list[Mark],
+    *,
+    scale: StageScale,
+    now: datetime,
+) -> _Lead:
+    """The lead stage keeps a high-water mark of its own."""
+    raw = user.lead_stage
+    if raw is None:
+        if lead_prev is None:
+            return None, False, None
+        # No lead stage in the store any more: nothing new to say, the mark stands.
+        kept.append(lead_prev)
+        live = _mark_stage(lead_prev, scale)
+        return live, live is None, None
+    uid = user.user_id
+    lead_now, rank = scale.spellings.get(raw) or _lookup(scale, raw, uid, None, "users")
+    if lead_prev is None and rank >= 0:
+        mark = Mark(LEAD_MARK, uid, "", lead_now, False, now)
+        kept.append(mark)
+        changed.append(mark)
+        return (lead_now, rank), False, lead_now
+    mark, stage, mark_rank = advance_mark(
+        lead_prev, lead_now, rank, scale, subject=LEAD_MARK, user_id=uid, account_id="", now=now
+    )
+    kept.append(mark)
+    if mark is not lead_prev:
+        changed.append(mark)
+    return (None if stage is None else (stage, mark_rank)), stage is None, lead_now
+
+
+def _decide(
+    best: _Best | None,
+    lead: _Lead,
+    kept: list[Mark],
+    rows: list[tuple[bool, int, str, ResolvedMembership]],
+    *,
+    seen: set[str],
+    churned_here: list[str],
+    gone: list[str],
+    scale: StageScale,
+) -> tuple[str, str, bool]:
+    """``(stage, rule, churned)`` from the best active membership and the lead stage."""
+    lead_live, lead_churned, lead_now = lead
+    if best is not None:
+        mark_rank, aid, mark_stage, current, name = best
+        if lead_live is not None and lead_live[1] > mark_rank:
+            stage = lead_live[0]
+            return (
+                stage,
+                f"lead stage: {stage}{_lead_note(stage, lead_now)} is higher than the "
+                f"best active membership ({mark_stage} in account {_label(aid, name)})",
+                False,
+            )
+        rule = f"best active membership: {mark_stage} in account {_label(aid, name)}"
+        if current != mark_stage:
+            rule += f" (high-water mark; now {current})"
+        return mark_stage, rule, False
+    if rows or any(m.subject == MEMBERSHIP_MARK for m in kept):
+        return scale.churned, _all_churned(kept, seen, churned_here, gone), True
+    if lead_live is not None:
+        stage = lead_live[0]
+        return stage, f"lead stage: {stage}{_lead_note(stage, lead_now)} (no memberships)", False
+    if lead_churned:
+        return scale.churned, "lead churned and no memberships", True
+    return scale.lowest, f"no memberships and no lead stage: lowest stage {scale.lowest}", False
+
+
+def _no_facts(_account_id: str, default: tuple[None, None]) -> tuple[None, None]:
+    return default
+
+
+def _all_churned(kept: list[Mark], seen: set[str], churned_here: list[str], left: list[str]) -> str:
+    """The rule text of a user whose memberships are all churned."""
+    gone = set(left)
+    earlier = sorted(
+        m.account_id
+        for m in kept
+        if m.subject == MEMBERSHIP_MARK and m.account_id not in seen and m.account_id not in gone
+    )
+    parts = []
+    if churned_here:
+        parts.append(f"churned: {_names(sorted(churned_here))}")
+    if gone:
+        parts.append(f"left the store: {_names(sorted(gone))}")
+    if earlier:
+        parts.append(f"churned or left earlier: {_names(earlier)}")
+    return f"all memberships churned ({'; '.join(parts)})"
 
 
 def _label(account_id: str, name: str | None) -> str:
