@@ -5,6 +5,10 @@
 Reuses (or generates) the synthetic store of benchmarks/plan.py, then in a fresh process per run
 streams every user with their memberships and marks through the resolver (no mapping, no
 formatting), reporting memberships/s, users/s and peak RSS; medians last.
+
+Each run also times a fixed pure-Python loop (``calibration``, ms) in the same process just
+before it: shared machines differ and drift by 2-3x in single-core speed, and this figure says
+how fast the core was when the run was measured.
 """
 
 from __future__ import annotations
@@ -23,6 +27,18 @@ sys.path.insert(0, str(ROOT))
 DATA = Path(__file__).resolve().parent / ".data"
 
 
+def calibrate() -> float:
+    """Milliseconds for a fixed interpreter workload (best of 3): the core's speed right now."""
+    best = float("inf")
+    for _ in range(3):
+        started = time.perf_counter()
+        table: dict[int, int] = {}
+        for i in range(1_000_000):
+            table[i & 1023] = i
+        best = min(best, time.perf_counter() - started)
+    return best * 1000
+
+
 def measure(url: str) -> dict[str, float]:
     from syncer.db import create_db_engine
     from syncer.policies import PolicySettings
@@ -32,6 +48,7 @@ def measure(url: str) -> dict[str, float]:
     from syncer.state.marks import MarkStore
     from syncer.store.readers import iter_all_accounts, iter_users
 
+    calibration = calibrate()
     store = create_db_engine(url)
     state = init_state(store)
     started = time.perf_counter()
@@ -46,6 +63,7 @@ def measure(url: str) -> dict[str, float]:
         "users": users,
         "memberships": resolver.stats.memberships,
         "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "calibration_ms": calibration,
     }
 
 
@@ -77,7 +95,7 @@ def main() -> None:
         print(
             f"run {i + 1}: {r['seconds']:.1f} s, {r['memberships'] / r['seconds']:,.0f} "
             f"memberships/s, {r['users'] / r['seconds']:,.0f} users/s, "
-            f"peak RSS {r['rss_mb']:.0f} MB",
+            f"peak RSS {r['rss_mb']:.0f} MB (calibration {r['calibration_ms']:.0f} ms)",
             flush=True,
         )
     med = statistics.median(r["seconds"] for r in results)
@@ -85,7 +103,8 @@ def main() -> None:
     print(
         f"median of {len(results)}: {med:.1f} s; {r0['memberships'] / med:,.0f} memberships/s, "
         f"{r0['users'] / med:,.0f} users/s, peak RSS "
-        f"{statistics.median(r['rss_mb'] for r in results):.0f} MB"
+        f"{statistics.median(r['rss_mb'] for r in results):.0f} MB; calibration "
+        f"{statistics.median(r['calibration_ms'] for r in results):.0f} ms"
     )
 
 
