@@ -12,9 +12,9 @@ from typing import Any
 
 import pytest
 
-from syncer.db import as_utc
-from syncer.store.readers import _text_ts, json_value
+from syncer.db import as_utc, text_timestamp
 from syncer.model import Account, Mark, Membership, ResolvedUser, User, fast_init
+from syncer.store.readers import json_value
 
 FAST_RECORDS = [Account, User, Membership, Mark, ResolvedUser]
 
@@ -133,14 +133,16 @@ def test_as_utc_refuses_text_that_is_not_a_timestamp() -> None:
 
 def test_the_sqlite_timestamp_fast_path_agrees_with_as_utc() -> None:
     naive = "2024-01-31 12:30:00.000123"
-    assert _text_ts(naive) == as_utc(naive)
-    assert _text_ts(naive).tzinfo is UTC  # type: ignore[union-attr]
+    assert text_timestamp(naive) == as_utc(naive)
+    assert text_timestamp(naive).tzinfo is UTC  # type: ignore[union-attr]
     # Off the fast path: text with its own offset, a driver's datetime, NULL.
-    assert _text_ts("2024-01-31T14:30:00+02:00") == datetime(2024, 1, 31, 12, 30, tzinfo=UTC)
-    assert _text_ts(datetime(2024, 1, 31, 12, 30)) == datetime(2024, 1, 31, 12, 30, tzinfo=UTC)
-    assert _text_ts(None) is None
+    assert text_timestamp("2024-01-31T14:30:00+02:00") == datetime(2024, 1, 31, 12, 30, tzinfo=UTC)
+    assert text_timestamp(datetime(2024, 1, 31, 12, 30)) == datetime(
+        2024, 1, 31, 12, 30, tzinfo=UTC
+    )
+    assert text_timestamp(None) is None
     with pytest.raises(ValueError, match="next tuesday"):
-        _text_ts("next tuesday")
+        text_timestamp("next tuesday")
 
 
 @pytest.mark.parametrize(

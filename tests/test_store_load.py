@@ -13,7 +13,14 @@ from syncer.cli import app
 from syncer.errors import BadInputError
 from syncer.store.database import init_store, open_store
 from syncer.store.loaders import load_paths
-from syncer.store.readers import iter_accounts, iter_users, read_user, store_stats
+from syncer.store.readers import (
+    iter_accounts,
+    iter_all_accounts,
+    iter_users,
+    read_account,
+    read_user,
+    store_stats,
+)
 from syncer.store.schema import accounts, memberships, users
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -218,4 +225,35 @@ def test_the_user_stream_reads_every_field_as_the_one_user_reader(
     assert u1.memberships[0].joined_at is not None
     assert u1.memberships[0].joined_at.utcoffset() is not None
     assert streamed[1].memberships == ()
+    engine.dispose()
+
+
+def test_the_account_streams_read_every_field_as_the_one_account_reader(
+    db_url: str, tmp_path: Path
+) -> None:
+    # iter_all_accounts reads raw driver values (no result processors) and converts them itself.
+    engine = init_store(db_url)
+    _write(
+        tmp_path / "accounts.jsonl",
+        json.dumps(
+            {
+                "account_id": "P",
+                "name": "Parent",
+                "licenses": 5,
+                "tier": {"a": [1]},
+                "created_at": "2024-01-31T14:30:00+02:00",
+            }
+        )
+        + "\n"
+        + json.dumps({"account_id": "C", "name": "Child", "parent_account_id": "P"})
+        + "\n",
+    )
+    load_paths(engine, [tmp_path])
+    streamed = list(iter_all_accounts(engine))
+    assert [a.account_id for a in streamed] == ["C", "P"]
+    one_by_one = [read_account(engine, a.account_id) for a in streamed]
+    assert streamed == [found.account for found in one_by_one if found is not None]
+    assert streamed[1].attributes == {"licenses": 5, "tier": {"a": [1]}}
+    assert streamed[1].created_at is not None
+    assert streamed[1].created_at.utcoffset() is not None
     engine.dispose()

@@ -19,7 +19,15 @@ from typing import Any
 from sqlalchemy import ColumnElement, CursorResult, Select, and_, exists, func, select
 from sqlalchemy.engine import Connection, Engine, Row
 
-from syncer.db import ALL_KEYS, KeyRange, as_utc, key_order
+from syncer.db import (
+    ALL_KEYS,
+    KeyRange,
+    as_utc,
+    key_order,
+    raw_columns,
+    stream_rows,
+    timestamp_reader,
+)
 from syncer.model import (
     Account,
     AccountWithMembers,
@@ -194,32 +202,13 @@ def iter_users(
     uid, mu = users.c.user_id, memberships.c.user_id
     with engine.connect() as conn:
         member_query = _user_memberships_query(conn)
-        ts = _timestamps(conn)
+        ts = timestamp_reader(conn)
         for page in _pages(conn, uid, select(users), chunk_size, keys):
             first, last = page[0][0], page[-1][0]
             rows = _tuples(
                 conn.execute(member_query.where(_k(mu, conn) >= first, _k(mu, conn) <= last))
             )
             yield from _users_page(page, rows, ts)
-
-
-_UTC_SUFFIX = "+00:00"
-_fromiso = datetime.fromisoformat
-
-
-def _text_ts(value: Any) -> datetime | None:
-    """A timestamp as SQLite's driver gives it: the stored naive UTC text, parsed in one step."""
-    if value is None:
-        return None
-    try:
-        return _fromiso(value + _UTC_SUFFIX)
-    except (TypeError, ValueError):  # a datetime, or text with an offset of its own
-        return as_utc(value)
-
-
-def _timestamps(conn: Connection) -> Callable[[Any], datetime | None]:
-    """The fastest exact timestamp conversion for ``conn``'s driver."""
-    return _text_ts if conn.dialect.name == "sqlite" else as_utc
 
 
 def _users_page(
@@ -326,9 +315,15 @@ def iter_all_accounts(engine: Engine) -> Iterator[Account]:
     """Every account without its members, in key order, streamed (the hierarchy policy needs
     the whole forest, but only a few fields of each account)."""
     with engine.connect() as conn:
-        query = select(accounts).order_by(_k(accounts.c.account_id, conn))
-        for r in conn.execution_options(yield_per=DEFAULT_CHUNK_SIZE).execute(query):
-            yield account_from_row(r)
+        ts = timestamp_reader(conn)
+        query = select(*raw_columns(accounts)).order_by(_k(accounts.c.account_id, conn))
+        for aid, name, domain, parent, stage, attrs, created, updated in stream_rows(
+            conn, query, DEFAULT_CHUNK_SIZE
+        ):
+            attributes = json_value(attrs) if attrs.__class__ is str else attrs
+            if attributes.__class__ is not dict:
+                attributes = _attributes(attributes)
+            yield Account(aid, name, domain, parent, stage, attributes, ts(created), ts(updated))
 
 
 def read_all_accounts(engine: Engine) -> dict[str, Account]:
