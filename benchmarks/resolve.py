@@ -20,7 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import resource
-import shutil
+import sqlite3
 import statistics
 import subprocess
 import sys
@@ -109,7 +109,13 @@ def main() -> None:
         primed = DATA / f"plan-{args.users}-marks.db"
         if not primed.exists():
             partial = primed.with_suffix(".partial")
-            shutil.copyfile(db, partial)
+            # SQLite's backup API, not a file copy: it takes what the WAL holds too.
+            src, dst = sqlite3.connect(db), sqlite3.connect(partial)
+            try:
+                src.backup(dst)
+            finally:
+                src.close()
+                dst.close()
             print(f"saved {prime_marks(f'sqlite:///{partial}'):,} marks", flush=True)
             partial.rename(primed)
         db = primed
