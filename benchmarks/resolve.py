@@ -86,7 +86,9 @@ def prime_marks(url: str) -> int:
     marks = MarkStore(init_state(store))
     resolver = Resolver(PolicySettings(), Hierarchy.from_accounts(iter_all_accounts(store)))
     changed = (m for _v, c in resolver.resolve_users(iter_users(store), iter(())) for m in c)
-    return marks.save(changed, batch_size=5000)
+    saved = marks.save(changed, batch_size=5000)
+    store.dispose()  # closing checkpoints the WAL into the file before it is renamed
+    return saved
 
 
 def main() -> None:
