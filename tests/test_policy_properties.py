@@ -2,14 +2,31 @@
 
 from __future__ import annotations
 
+import dataclasses
 import random
 from datetime import UTC, datetime
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from syncer.model import DEFAULT_LADDER, MEMBERSHIP_MARK, Account, Mark, Membership, User
-from syncer.policies import UserStage, resolve_user_stage
+from syncer.model import (
+    DEFAULT_LADDER,
+    MEMBERSHIP_MARK,
+    PRIMARY_MARK,
+    Account,
+    Mark,
+    Membership,
+    User,
+    UserWithMemberships,
+)
+from syncer.policies import (
+    PRIMARY_POLICIES,
+    PolicySettings,
+    Resolver,
+    UserStage,
+    choose_primary,
+    resolve_user_stage,
+)
 from syncer.policies.hierarchy import Hierarchy
 
 NOW = datetime(2024, 5, 1, tzinfo=UTC)
@@ -149,3 +166,50 @@ def test_a_rollup_equals_the_aggregate_over_the_subtree(
             assert got == AGGREGATE[aggregate](values)
         else:
             assert got is None
+
+
+# Join dates for the primary policies' tie-breaks: some equal, some missing.
+joins = st.one_of(st.none(), st.sampled_from([datetime(2023, m, 1, tzinfo=UTC) for m in (1, 2)]))
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    st.lists(snapshots, min_size=1, max_size=4),
+    st.dictionaries(st.sampled_from(ACCOUNTS), joins, min_size=4),
+    leads,
+    st.sampled_from(PRIMARY_POLICIES),
+)
+def test_the_resolver_agrees_with_the_rules_applied_one_by_one(
+    steps: list[dict[str, str]],
+    joined: dict[str, datetime | None],
+    lead: str | None,
+    policy: str,
+) -> None:
+    # Resolver.resolve_user runs the policies on a path of its own (no UserStage, the primary
+    # flagged in place): it must say what resolve_user_stage and choose_primary say.
+    tree = Hierarchy.from_accounts([Account(a, name=f"Co {a}") for a in ACCOUNTS])
+    resolver = Resolver(PolicySettings(primary=policy), tree, now=NOW)
+    marks: list[Mark] = []
+    for snapshot in steps:
+        rows = [Membership("u1", a, stage=s, joined_at=joined[a]) for a, s in snapshot.items()]
+        user = User("u1", lead_stage=lead)
+        got, changed = resolver.resolve_user(UserWithMemberships(user, tuple(rows)), marks)
+        alone = resolve_user_stage(user, rows, marks, DEFAULT_LADDER, accounts=tree.info, now=NOW)
+        previous = min(
+            (m.account_id for m in marks if m.subject == PRIMARY_MARK and not m.churned),
+            default=None,
+        )
+        primary, why = choose_primary(alone.memberships, policy, DEFAULT_LADDER, previous=previous)
+        assert (got.stage, got.rule, got.churned) == (alone.stage, alone.rule, alone.churned)
+        assert (got.primary_account_id, got.primary_rule) == (primary, why)
+        assert [m.primary for m in got.memberships] == [
+            m.account_id == primary for m in alone.memberships
+        ]
+        assert [dataclasses.replace(m, primary=False) for m in got.memberships] == list(
+            alone.memberships
+        )
+        assert set(alone.changed) <= set(changed)
+        # The next run starts from this run's marks, as MarkStore would give them back.
+        kept = {(m.subject, m.account_id): m for m in marks}
+        kept.update({(m.subject, m.account_id): m for m in changed})
+        marks = sorted(kept.values(), key=lambda m: (m.account_id, m.subject))
