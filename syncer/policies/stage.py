@@ -251,7 +251,7 @@ class _CallFacts:
 
 
 _NO_FACTS: tuple[None, None] = (None, None)
-AccountFacts = Mapping[str, tuple[str | None, str | None]] | _CallFacts
+FactsTable = Mapping[str, tuple[str | None, str | None]] | _CallFacts
 """``account_id -> (name, parent_account_id)``, read with ``.get(account_id, default)``."""
 Hit = tuple[str, int]
 
@@ -273,7 +273,7 @@ def decide_user(
     marks: Iterable[Mark],
     scale: StageScale,
     *,
-    facts: AccountFacts | None,
+    facts: FactsTable | None,
     now: datetime,
 ) -> UserDecision:
     """:func:`resolve_user_stage` without the record around the result (the resolver's path).
