@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from syncer.db import as_utc, text_timestamp
+from syncer.db import as_utc
 from syncer.model import Account, Mark, Membership, ResolvedUser, User, fast_init
 from syncer.store.readers import json_value
 
@@ -129,20 +129,6 @@ def test_as_utc_treats_naive_datetimes_as_utc_and_converts_aware_ones() -> None:
 def test_as_utc_refuses_text_that_is_not_a_timestamp() -> None:
     with pytest.raises(ValueError, match="next tuesday"):
         as_utc("next tuesday")
-
-
-def test_the_sqlite_timestamp_fast_path_agrees_with_as_utc() -> None:
-    naive = "2024-01-31 12:30:00.000123"
-    assert text_timestamp(naive) == as_utc(naive)
-    assert text_timestamp(naive).tzinfo is UTC  # type: ignore[union-attr]
-    # Off the fast path: text with its own offset, a driver's datetime, NULL.
-    assert text_timestamp("2024-01-31T14:30:00+02:00") == datetime(2024, 1, 31, 12, 30, tzinfo=UTC)
-    assert text_timestamp(datetime(2024, 1, 31, 12, 30)) == datetime(
-        2024, 1, 31, 12, 30, tzinfo=UTC
-    )
-    assert text_timestamp(None) is None
-    with pytest.raises(ValueError, match="next tuesday"):
-        text_timestamp("next tuesday")
 
 
 @pytest.mark.parametrize(

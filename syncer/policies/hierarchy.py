@@ -41,7 +41,8 @@ AGGREGATES: tuple[str, ...] = ("sum", "min", "max", "count")
 Number = int | float
 AccountFacts = tuple[str | None, str | None]
 """``(name, parent_account_id)`` of one account."""
-_NO_FACTS: AccountFacts = (None, None)
+NO_FACTS: AccountFacts = (None, None)
+"""The facts of an account the hierarchy does not know."""
 
 
 def is_number(value: object) -> bool:
@@ -229,7 +230,7 @@ class Hierarchy:
 
     def name(self, account_id: str) -> str | None:
         """The account's name (``None`` if it has none or is unknown)."""
-        return self._info.get(account_id, _NO_FACTS)[0]
+        return self._info.get(account_id, NO_FACTS)[0]
 
     def parent(self, account_id: str) -> str | None:
         """The account's parent id, ``None`` for a root or an unknown account."""
@@ -237,7 +238,7 @@ class Hierarchy:
 
     def info(self, account_id: str) -> AccountFacts:
         """``(name, parent_account_id)``: what a resolved membership shows of its account."""
-        return self._info.get(account_id, _NO_FACTS)
+        return self._info.get(account_id, NO_FACTS)
 
     def facts(self) -> Mapping[str, AccountFacts]:
         """Every account's ``(name, parent_account_id)`` by id (read-only by contract): the

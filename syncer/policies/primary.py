@@ -113,7 +113,7 @@ def choose_primary(
     if policy == LAST:
         chosen = _last(candidates)
         return chosen.account_id, f"last: latest joined ({_joined(chosen)})"
-    scale = ladder if type(ladder) is StageScale else as_scale(ladder)
+    scale = as_scale(ladder)
     if policy == STICKY and previous is not None:
         if any(m.account_id == previous for m in candidates):
             return previous, "sticky: kept the previous primary, still active"

@@ -32,6 +32,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from types import MappingProxyType
 
 from syncer.errors import BadInputError, Problem, UnknownStageError
 from syncer.model import (
@@ -47,6 +48,7 @@ from syncer.model import (
     User,
     fast_init,
 )
+from syncer.policies.hierarchy import NO_FACTS, AccountFacts
 
 AccountInfo = Callable[[str], tuple[str | None, str | None]]
 """``account_id -> (name, parent_account_id)``; the resolver passes the hierarchy's."""
@@ -241,6 +243,9 @@ def resolve_user_stage(
     )
 
 
+_NO_ACCOUNTS: Mapping[str, AccountFacts] = MappingProxyType({})
+
+
 class _CallFacts:
     """An :data:`AccountInfo` function seen as the mapping :func:`decide_user` reads."""
 
@@ -250,8 +255,7 @@ class _CallFacts:
         self.get = lambda account_id, _default: accounts(account_id)
 
 
-_NO_FACTS: tuple[None, None] = (None, None)
-FactsTable = Mapping[str, tuple[str | None, str | None]] | _CallFacts
+FactsTable = Mapping[str, AccountFacts] | _CallFacts
 """``account_id -> (name, parent_account_id)``, read with ``.get(account_id, default)``."""
 Hit = tuple[str, int]
 
@@ -287,7 +291,7 @@ def decide_user(
     uid = user.user_id
     previous, lead_prev = _split_marks(uid, marks)
     cache_get = scale.spellings.get
-    get_facts = _no_facts if facts is None else facts.get
+    get_facts = (_NO_ACCOUNTS if facts is None else facts).get
     lowest = scale.lowest
     kept: list[Mark] = []
     changed: list[Mark] = []
@@ -327,7 +331,7 @@ def decide_user(
         kept.append(mark)
         if mark is not prev:
             changed.append(mark)
-        name, parent = get_facts(aid, _NO_FACTS)
+        name, parent = get_facts(aid, NO_FACTS)
         resolved = ResolvedMembership(
             aid, name, parent, row.role, stage, mark_stage, mark_stage is None, row.joined_at
         )
@@ -491,10 +495,6 @@ def _decide(
     if lead_churned:
         return scale.churned, "lead churned and no memberships", True
     return scale.lowest, f"no memberships and no lead stage: lowest stage {scale.lowest}", False
-
-
-def _no_facts(_account_id: str, default: tuple[None, None]) -> tuple[None, None]:
-    return default
 
 
 def _all_churned(kept: list[Mark], seen: set[str], churned_here: list[str], left: list[str]) -> str:

@@ -26,7 +26,6 @@ from syncer.db import (
     key_order,
     raw_columns,
     stream_rows,
-    timestamp_reader,
     upsert,
 )
 from syncer.model import ACCOUNT_MARK, LEAD_MARK, MEMBERSHIP_MARK, PRIMARY_MARK, Mark
@@ -50,7 +49,7 @@ _COLUMNS = (
 
 
 # The same columns (the table's, in its order) without result processors: SQLite's stored text
-# and integers as they are (text_timestamp and bool() convert them, several times cheaper than
+# and integers as they are (as_utc and bool() in _mark convert them, several times cheaper than
 # the processors' regex parse), PostgreSQL's driver values unchanged.
 _RAW_COLUMNS = raw_columns(policy_marks)
 
@@ -80,12 +79,10 @@ class MarkStore:
     def _stream(self, build: Any) -> Iterator[Mark]:
         # Streamed (memory holds one chunk however many marks there are). A steady-state run
         # reads every mark of every user, about four per user: the columns come raw
-        # (_RAW_COLUMNS, no result processors) and the records are built inline.
+        # (_RAW_COLUMNS, no result processors).
         with self.engine.connect() as conn:
-            ts = timestamp_reader(conn)
-            rows = stream_rows(conn, build(conn), self.chunk_size)
-            for subject, user_id, account_id, stage, churned, updated_at in rows:
-                yield Mark(subject, user_id, account_id, stage, bool(churned), ts(updated_at))
+            for row in stream_rows(conn, build(conn), self.chunk_size):
+                yield _mark(row)
 
     def iter_marks(
         self, subjects: Iterable[str] = USER_SUBJECTS, *, keys: KeyRange = ALL_KEYS

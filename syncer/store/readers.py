@@ -12,8 +12,7 @@ order is code-point order (Python's ``sorted()``) on every database.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator, Mapping
-from datetime import datetime
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 from sqlalchemy import ColumnElement, CursorResult, Select, and_, exists, func, select
@@ -26,7 +25,6 @@ from syncer.db import (
     key_order,
     raw_columns,
     stream_rows,
-    timestamp_reader,
 )
 from syncer.model import (
     Account,
@@ -202,27 +200,26 @@ def iter_users(
     uid, mu = users.c.user_id, memberships.c.user_id
     with engine.connect() as conn:
         member_query = _user_memberships_query(conn)
-        ts = timestamp_reader(conn)
         for page in _pages(conn, uid, select(users), chunk_size, keys):
             first, last = page[0][0], page[-1][0]
             rows = _tuples(
                 conn.execute(member_query.where(_k(mu, conn) >= first, _k(mu, conn) <= last))
             )
-            yield from _users_page(page, rows, ts)
+            yield from _users_page(page, rows)
 
 
 def _users_page(
-    page: list[tuple[Any, ...]],
-    rows: list[tuple[Any, ...]],
-    ts: Callable[[Any], datetime | None],
+    page: list[tuple[Any, ...]], rows: list[tuple[Any, ...]]
 ) -> Iterator[UserWithMemberships]:
     """One page of users with their membership rows, both in ``user_id`` order, merged.
 
-    Runs once per user and membership of every plan: construction is inlined, and records are
-    yielded one at a time (a page built into a list first costs more in garbage collection).
+    Runs once per user and membership of every plan: the memberships are built inline, and
+    records are yielded one at a time (a page built into a list first costs more in garbage
+    collection).
     """
     i, n = 0, len(rows)
-    for user_id, email, first, last, lead, attrs, created, updated in page:
+    for u in page:
+        user_id = u[0]
         while i < n and rows[i][0] < user_id:
             i += 1  # a membership of no user in the page (not with foreign keys on)
         mine: list[Membership] = []
@@ -230,13 +227,9 @@ def _users_page(
             r = rows[i]
             if r[0] != user_id:
                 break
-            mine.append(Membership(user_id, r[1], r[2], r[3], ts(r[4]), ts(r[5])))
+            mine.append(Membership(user_id, r[1], r[2], r[3], as_utc(r[4]), as_utc(r[5])))
             i += 1
-        attributes = json_value(attrs) if attrs.__class__ is str else attrs
-        if attributes.__class__ is not dict:
-            attributes = _attributes(attributes)
-        user = User(user_id, email, first, last, lead, attributes, ts(created), ts(updated))
-        yield UserWithMemberships(user, tuple(mine))
+        yield UserWithMemberships(user_from_row(u), tuple(mine))
 
 
 def _account_members_query(conn: Connection) -> Select[Any]:
@@ -315,15 +308,9 @@ def iter_all_accounts(engine: Engine) -> Iterator[Account]:
     """Every account without its members, in key order, streamed (the hierarchy policy needs
     the whole forest, but only a few fields of each account)."""
     with engine.connect() as conn:
-        ts = timestamp_reader(conn)
         query = select(*raw_columns(accounts)).order_by(_k(accounts.c.account_id, conn))
-        for aid, name, domain, parent, stage, attrs, created, updated in stream_rows(
-            conn, query, DEFAULT_CHUNK_SIZE
-        ):
-            attributes = json_value(attrs) if attrs.__class__ is str else attrs
-            if attributes.__class__ is not dict:
-                attributes = _attributes(attributes)
-            yield Account(aid, name, domain, parent, stage, attributes, ts(created), ts(updated))
+        for row in stream_rows(conn, query, DEFAULT_CHUNK_SIZE):
+            yield account_from_row(row)
 
 
 def read_all_accounts(engine: Engine) -> dict[str, Account]:
