@@ -50,7 +50,7 @@ from syncer.model import (
 )
 from syncer.policies.hierarchy import NO_FACTS, AccountFacts
 
-AccountInfo = Callable[[str], tuple[str | None, str | None]]
+AccountInfo = Callable[[str], AccountFacts]
 """``account_id -> (name, parent_account_id)``; the resolver passes the hierarchy's."""
 
 # How many churned accounts a rule text names before it says "and N more".

@@ -38,20 +38,10 @@ _ACCOUNT_SUBJECTS = (ACCOUNT_MARK, MEMBERSHIP_MARK)
 _KEY = ("subject", "user_id", "account_id")
 
 
-_COLUMNS = (
-    policy_marks.c.subject,
-    policy_marks.c.user_id,
-    policy_marks.c.account_id,
-    policy_marks.c.stage,
-    policy_marks.c.churned,
-    policy_marks.c.updated_at,
-)
-
-
-# The same columns (the table's, in its order) without result processors: SQLite's stored text
-# and integers as they are (as_utc and bool() in _mark convert them, several times cheaper than
-# the processors' regex parse), PostgreSQL's driver values unchanged.
-_RAW_COLUMNS = raw_columns(policy_marks)
+# The table's columns, in its order, without result processors: SQLite's stored text and
+# integers as they are (as_utc and bool() in _mark convert them, several times cheaper than the
+# processors' regex parse), PostgreSQL's driver values unchanged.
+_COLUMNS = raw_columns(policy_marks)
 
 
 def _mark(row: Sequence[Any]) -> Mark:
@@ -79,7 +69,7 @@ class MarkStore:
     def _stream(self, build: Any) -> Iterator[Mark]:
         # Streamed (memory holds one chunk however many marks there are). A steady-state run
         # reads every mark of every user, about four per user: the columns come raw
-        # (_RAW_COLUMNS, no result processors).
+        # (_COLUMNS: no result processors).
         with self.engine.connect() as conn:
             for row in stream_rows(conn, build(conn), self.chunk_size):
                 yield _mark(row)
@@ -94,7 +84,7 @@ class MarkStore:
 
         def build(conn: Connection) -> Any:
             return (
-                select(*_RAW_COLUMNS)
+                select(*_COLUMNS)
                 .where(c.subject.in_(wanted), *keys.conditions(c.user_id, conn))
                 .order_by(
                     key_order(c.user_id, conn),
@@ -119,7 +109,7 @@ class MarkStore:
 
         def build(conn: Connection) -> Any:
             return (
-                select(*_RAW_COLUMNS)
+                select(*_COLUMNS)
                 .where(c.subject.in_(subjects), *keys.conditions(c.account_id, conn))
                 .order_by(
                     key_order(c.account_id, conn),
