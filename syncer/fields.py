@@ -76,17 +76,21 @@ class FieldSpec:
     case_insensitive: bool = True  # the destination's *contains* ignores case: lowercase tokens
     options: Sequence[str] = ()  # allowed values of an enum field
     companions: bool = True  # fill <name>_count / <name>_truncated for token fields
+    #: The destination's custom-field suffix (Salesforce ``__c``), from the connector's
+    #: :class:`~syncer.connectors.base.ObjectSpec`: companion names keep it last.
+    suffix: str = ""
 
 
-def companion_names(name: str) -> tuple[str, str]:
+def companion_names(name: str, suffix: str = "") -> tuple[str, str]:
     """The names of a token field's companions: the true token count and the truncation flag.
 
-    A Salesforce custom field name keeps its ``__c`` suffix last:
-    ``Syncer_Accounts__c`` → ``Syncer_Accounts_Count__c``, ``Syncer_Accounts_Truncated__c``.
+    A name that ends with the destination's custom-field ``suffix`` keeps it last, in the
+    destination's capitalised style: with ``__c``, ``Syncer_Accounts__c`` →
+    ``Syncer_Accounts_Count__c``, ``Syncer_Accounts_Truncated__c``.
     """
-    if name.endswith("__c"):
-        stem = name[:-3]
-        return f"{stem}_Count__c", f"{stem}_Truncated__c"
+    if suffix and name.endswith(suffix):
+        stem = name[: -len(suffix)]
+        return f"{stem}_Count{suffix}", f"{stem}_Truncated{suffix}"
     return f"{name}_count", f"{name}_truncated"
 
 
@@ -149,7 +153,7 @@ def _format_token_field(spec: FieldSpec, value: object) -> dict[str, str | None]
         truncated = "true" if tokens.truncated else "false"
     if not spec.companions:
         return {spec.name: text}
-    count_name, truncated_name = companion_names(spec.name)
+    count_name, truncated_name = companion_names(spec.name, spec.suffix)
     return {spec.name: text, count_name: count, truncated_name: truncated}
 
 

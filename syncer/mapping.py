@@ -193,7 +193,7 @@ class ObjectMapping:
         for f in self.fields:
             out.append(f.spec)
             if f.spec.type is FieldType.TOKENS and f.spec.companions:
-                count, truncated = companion_names(f.spec.name)
+                count, truncated = companion_names(f.spec.name, f.spec.suffix)
                 out.append(FieldSpec(count, FieldType.NUMBER))
                 out.append(FieldSpec(truncated, FieldType.BOOL))
         return out
@@ -590,6 +590,7 @@ def _object(
         fspec = replace(
             base,
             name=fname,
+            suffix=spec.custom_suffix,
             type=fd.type,
             options=tuple(fd.options) or base.options,
             max_length=min(x for x in (fd.max_length, base.max_length) if x is not None)

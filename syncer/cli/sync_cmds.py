@@ -104,7 +104,7 @@ def field_rules(mapping: MappingFile) -> dict[tuple[str, str], str]:
         for f in obj.fields:
             rules[(obj.name, f.spec.name)] = f"{mapping.path.name}:{f.line} {f.template}"
             if f.spec.type is FieldType.TOKENS and f.spec.companions:
-                count, truncated = companion_names(f.spec.name)
+                count, truncated = companion_names(f.spec.name, f.spec.suffix)
                 rules[(obj.name, count)] = f"how many tokens {f.spec.name} has, dropped ones too"
                 limit = f"{f.spec.max_length} characters" if f.spec.max_length else "its limit"
                 rules[(obj.name, truncated)] = (

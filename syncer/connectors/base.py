@@ -85,6 +85,9 @@ class ObjectSpec:
     default_field: FieldSpec | None = None
     # Objects written before this one (companies before contacts, so associations can resolve).
     after: tuple[str, ...] = ()
+    # The suffix the destination gives custom field names (Salesforce ``__c``); derived names
+    # (a token field's count and truncation companions) keep it last.
+    custom_suffix: str = ""
 
 
 # --- what flows through write ---------------------------------------------------------------------
@@ -235,6 +238,12 @@ class Connector(ABC, Generic[ConfigT]):
         """Archive (soft-delete) records that left the source. Author hook for connectors with
         ``"archive"`` in ``capabilities.removal_modes``."""
         raise NotImplementedError(f"connector {self.name!r} does not support archiving")
+
+    def check(self) -> None:
+        """Prove the credentials work with one cheap authenticated read, before the engine
+        writes anything (preflight). Raise :class:`syncer.errors.ConfigError` with what to fix
+        when they are refused, :class:`syncer.errors.RetriableError` when the destination
+        cannot be reached. Author hook; the default checks nothing."""
 
     def close(self) -> None:
         """Release network resources. Author hook; optional."""

@@ -169,6 +169,7 @@ class SalesforceConnector(Connector[SalesforceConfig]):
                 ),
             },
             default_field=_TEXT,
+            custom_suffix="__c",
         ),
         "Contact": ObjectSpec(
             "Contact",
@@ -181,6 +182,7 @@ class SalesforceConnector(Connector[SalesforceConfig]):
             },
             default_field=_TEXT,
             after=("Account",),
+            custom_suffix="__c",
         ),
     }
 
