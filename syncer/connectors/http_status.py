@@ -1,8 +1,9 @@
 """One table from an HTTP answer to what the engine does about it.
 
-Connectors call :func:`raise_for_status` after every response (and :func:`as_retriable` on a
-transport exception), so no connector writes its own status table and every destination's
-failures reach the engine as the same three errors:
+The base for HTTP destinations (:class:`syncer.connectors.http.HttpConnector`) calls
+:func:`raise_for_status` after every response and :func:`as_retriable` on a transport exception,
+so no connector writes its own status table and every destination's failures reach the engine as
+the same three errors:
 
 ======  ============  ==========  =========================================================
 status  action        failure     why / what the user is told
@@ -59,6 +60,8 @@ __all__ = [
     "as_retriable",
     "classify",
     "destination_message",
+    "failure_text",
+    "is_tls_error",
     "raise_for_status",
     "rate_limit_info",
     "retry_after_seconds",
@@ -172,7 +175,7 @@ def raise_for_status(
         return
     rule = classify(status, body, overrides=overrides)
     detail = destination_message(body)
-    text = f"{what}: HTTP {status}, {rule.message}" + (f" — {detail}" if detail else "")
+    text = failure_text(status, body, rule, what=what)
     retry_after = retry_after_seconds(headers)
     if rule.action is Action.RETRY:
         limits = rate_limit_info(headers)
@@ -192,6 +195,13 @@ def raise_for_status(
     if retry_after is not None:
         text += f" (the destination suggests waiting {_duration(retry_after)})"
     raise FatalError(text)
+
+
+def failure_text(status: int, body: object, rule: StatusRule, *, what: str) -> str:
+    """The message for a failed request: what, the status, the table's explanation and the
+    destination's own message."""
+    detail = destination_message(body)
+    return f"{what}: HTTP {status}, {rule.message}" + (f" — {detail}" if detail else "")
 
 
 def retry_after_seconds(headers: Headers, *, now: datetime | None = None) -> float | None:
@@ -287,6 +297,31 @@ def as_retriable(exc: BaseException, *, what: str = "request") -> RetriableError
         pass
     if isinstance(exc, (TimeoutError, ConnectionError)):
         return _transport(exc, what)
+    return None
+
+
+def is_tls_error(exc: BaseException) -> bool:
+    """True for a TLS failure (an untrusted certificate, a handshake refused): not retried, the
+    user fixes the host or the certificate bundle."""
+    import ssl
+
+    seen: BaseException | None = exc
+    for _ in range(5):  # requests wraps urllib3, which wraps ssl
+        if seen is None:
+            return False
+        if isinstance(seen, ssl.SSLError) or type(seen).__name__ == "SSLError":
+            return True
+        seen = seen.__cause__ or seen.__context__ or _reason(seen)
+    return False
+
+
+def _reason(exc: BaseException) -> BaseException | None:
+    for attr in ("reason", "args"):
+        value = getattr(exc, attr, None)
+        if isinstance(value, BaseException):
+            return value
+        if isinstance(value, tuple) and value and isinstance(value[0], BaseException):
+            return value[0]
     return None
 
 

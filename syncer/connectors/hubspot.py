@@ -1,10 +1,10 @@
 """HubSpot: companies and contacts upserted by syncer's unique properties, associations v4.
 
 Built on ``hubspot-api-client`` 12.x, whose retries are kept off: the engine retries, paces and
-bisects (``syncer.apply``); this class only speaks HubSpot. Every call goes through
-:meth:`HubSpotConnector._call`, which reports the ``X-HubSpot-RateLimit-*`` headers to the
-engine's limiter and turns failures into syncer's errors with the shared status table
-(:mod:`syncer.connectors.http_status`).
+bisects (``syncer.apply``); this class only speaks HubSpot. Every call goes through the HTTP base
+(:class:`syncer.connectors.http.HttpConnector`): the ``X-HubSpot-RateLimit-*`` headers reach the
+engine's limiter, failures become syncer's errors by the shared status table, and the daily
+budget stops the run before ``daily_limit_share`` of it is used.
 
 * Companies are upserted by ``syncer_account_id``, contacts by ``syncer_user_id`` — unique
   properties ``ensure`` creates. A contact that existed before syncer (same email, no
@@ -18,8 +18,7 @@ engine's limiter and turns failures into syncer's errors with the shared status 
 
 from __future__ import annotations
 
-import json
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Sequence
 from typing import Any, ClassVar
 
 import hubspot.crm.associations.v4 as assoc_api
@@ -31,7 +30,6 @@ from syncer.connectors.base import (
     AssociationChange,
     AssociationResult,
     Capabilities,
-    Connector,
     ConnectorConfig,
     EnsureReport,
     ObjectSpec,
@@ -39,44 +37,34 @@ from syncer.connectors.base import (
     WriteRecord,
     WriteResult,
 )
-from syncer.connectors.http_status import as_retriable, raise_for_status, rate_limit_info
+from syncer.connectors.http import HttpAnswer, HttpConfig, HttpConnector
+from syncer.connectors.hubspot_bodies import (
+    association_inputs,
+    failed_pairs,
+    split_by_email,
+    upsert_inputs,
+    upsert_results,
+)
+from syncer.connectors.hubspot_properties import ensure_properties
 from syncer.fields import FieldSpec, FieldType
 
 __all__ = ["HubSpotConfig", "HubSpotConnector"]
 
-_API_EXCEPTIONS = (
-    objects_api.ApiException,
-    properties_api.ApiException,
-    assoc_api.ApiException,
-)
-PRIMARY_TYPE = 1  # contact → company, primary
-UNLABELED_TYPE = 279  # contact → company, unlabeled
+_API_EXCEPTIONS = (objects_api.ApiException, properties_api.ApiException, assoc_api.ApiException)
 _TEXT = FieldSpec("text", max_length=65_536)
 LIFECYCLE = "lifecyclestage"
 
-# syncer field type → HubSpot property (type, fieldType)
-_PROPERTY_TYPES: dict[FieldType, tuple[str, str]] = {
-    FieldType.STRING: ("string", "text"),
-    FieldType.TOKENS: ("string", "textarea"),
-    FieldType.EMAIL: ("string", "text"),
-    FieldType.NUMBER: ("number", "number"),
-    FieldType.BOOL: ("bool", "booleancheckbox"),
-    FieldType.DATE: ("date", "date"),
-    FieldType.DATETIME: ("datetime", "date"),
-    FieldType.ENUM: ("enumeration", "select"),
-}
 
-
-class HubSpotConfig(ConnectorConfig):
-    """HubSpot settings (``settings:`` in syncer.yaml) and the private app's token."""
+class HubSpotConfig(HttpConfig):
+    """HubSpot settings (``settings:`` in syncer.yaml) and the private app's token; ``timeout``
+    and ``daily_limit_share`` come from :class:`HttpConfig`."""
 
     access_token: SecretStr
     host: str = Field(default="https://api.hubapi.com", pattern=r"^https?://")
     property_group: str = Field(default="syncer", pattern=r"^[a-z][a-z0-9_]*$")
-    timeout: float = Field(default=30.0, gt=0)
 
 
-class HubSpotConnector(Connector[HubSpotConfig]):
+class HubSpotConnector(HttpConnector[HubSpotConfig]):
     """The HubSpot destination. See the module docstring."""
 
     name: ClassVar[str] = "hubspot"
@@ -128,119 +116,49 @@ class HubSpotConnector(Connector[HubSpotConfig]):
 
     def ensure(self, object_name: str, fields: Sequence[FieldSpec]) -> EnsureReport:
         """Create the property group and missing properties; report type mismatches."""
-        key_field = self.object_spec(object_name).key_field
-        report = EnsureReport()
-        groups = self._call("GET groups", self._groups.get_all_with_http_info, object_name)
-        if not any(g.get("name") == self.config.property_group for g in groups["results"]):
-            self._call(
-                "POST group",
-                self._groups.create_with_http_info,
-                object_name,
-                {"name": self.config.property_group, "label": "syncer", "displayOrder": -1},
-                ok=(409,),
-            )
-        existing = {
-            p["name"]: p
-            for p in self._call("GET properties", self._props.get_all_with_http_info, object_name)[
-                "results"
-            ]
-        }
-        wanted = {f.name: f for f in fields}
-        wanted.setdefault(key_field, FieldSpec(key_field))
-        for name, spec in wanted.items():
-            kind, field_type = _PROPERTY_TYPES[spec.type]
-            have = existing.get(name)
-            if have is None:
-                created = self._call(
-                    "POST property",
-                    self._props.create_with_http_info,
-                    object_name,
-                    self._property_body(name, spec, kind, field_type, unique=name == key_field),
-                    ok=(409,),
-                )
-                if created:
-                    report.created.append(name)
-                    continue
-                # 409: made since we listed them (another run, a person): check what it is.
-                have = self._call(
-                    f"GET property {name}",
-                    self._props.get_by_name_with_http_info,
-                    object_name,
-                    name,
-                )
-            problem = _property_problem(name, have, spec, kind, key_field)
-            (report.problems if problem else report.existing).append(problem or name)
-        return report
+        return ensure_properties(
+            self._hs,
+            self._props,
+            self._groups,
+            object_name=object_name,
+            key_field=self.object_spec(object_name).key_field,
+            group=self.config.property_group,
+            fields=fields,
+        )
 
-    def _property_body(
-        self, name: str, spec: FieldSpec, kind: str, field_type: str, *, unique: bool
-    ) -> dict[str, Any]:
-        body: dict[str, Any] = {
-            "name": name,
-            "label": name.replace("_", " "),
-            "type": kind,
-            "fieldType": field_type,
-            "groupName": self.config.property_group,
-            "hasUniqueValue": unique,
-        }
-        if spec.type is FieldType.BOOL:
-            body["options"] = [
-                {"label": "true", "value": "true", "displayOrder": 0},
-                {"label": "false", "value": "false", "displayOrder": 1},
-            ]
-        elif spec.type is FieldType.ENUM:
-            body["options"] = [
-                {"label": o, "value": o, "displayOrder": i} for i, o in enumerate(spec.options)
-            ]
-        return body
+    def check(self) -> None:
+        """One authenticated read (the contact property groups): a refused token is a
+        ConfigError naming what to check, an unreachable host a RetriableError."""
+        self._check_call(
+            "GET contacts property groups",
+            self._request(self._groups.get_all_with_http_info, "contacts"),
+        )
 
     def associate(self, changes: Sequence[AssociationChange]) -> Sequence[AssociationResult]:
         """Create (primary: types 1 and 279) or archive contact → company associations."""
         results: list[AssociationResult] = []
         groups: dict[tuple[str, str, bool], list[AssociationChange]] = {}
         for change in changes:
-            groups.setdefault((change.from_object, change.to_object, change.remove), []).append(
-                change
-            )
+            key = (change.from_object, change.to_object, change.remove)
+            groups.setdefault(key, []).append(change)
         for (source, target, remove), group in groups.items():
-            if remove:
-                inputs = [
-                    {"from": {"id": c.from_remote_id}, "to": [{"id": c.to_remote_id}]}
-                    for c in group
-                ]
-                call: Callable[..., Any] = self._assoc.archive_with_http_info
-            else:
-                inputs = [
-                    {
-                        "from": {"id": c.from_remote_id},
-                        "to": {"id": c.to_remote_id},
-                        "types": [
-                            {"associationCategory": "HUBSPOT_DEFINED", "associationTypeId": t}
-                            for t in _types(c.kind)
-                        ],
-                    }
-                    for c in group
-                ]
-                call = self._assoc.create_with_http_info
-            answer = self._call(
-                f"POST associations {source}->{target}", call, source, target, {"inputs": inputs}
-            )
-            failed = _failed_pairs(answer)
-            for c in group:
-                reason = failed.get((c.from_remote_id, c.to_remote_id))
-                results.append(AssociationResult(c, rejected=reason))
+            api = self._assoc
+            call = api.archive_with_http_info if remove else api.create_with_http_info
+            body = {"inputs": association_inputs(group, remove=remove)}
+            answer = self._hs(f"POST associations {source}->{target}", call, source, target, body)
+            failed = failed_pairs(answer)
+            results += [
+                AssociationResult(c, rejected=failed.get((c.from_remote_id, c.to_remote_id)))
+                for c in group
+            ]
         return results
 
     def archive(self, object_name: str, batch: Sequence[WriteRecord]) -> Sequence[WriteResult]:
         """Archive records by their HubSpot id (HubSpot keeps them restorable for 90 days)."""
         inputs = [{"id": r.remote_id} for r in batch if r.remote_id]
         if inputs:
-            self._call(
-                f"POST {object_name} archive",
-                self._batch.archive_with_http_info,
-                object_name,
-                {"inputs": inputs},
-            )
+            call = self._batch.archive_with_http_info
+            self._hs(f"POST {object_name} archive", call, object_name, {"inputs": inputs})
         return [WriteResult(r.key, r.remote_id) for r in batch]
 
     def close(self) -> None:
@@ -257,39 +175,20 @@ class HubSpotConnector(Connector[HubSpotConfig]):
         lifecycle = [r for r in records if LIFECYCLE in r.changes and r.remote_id]
         if lifecycle:
             # Clear first: HubSpot ignores a lifecycle stage moving backwards [unverified].
-            self._call(
+            self._hs(
                 f"POST {object_name} clear lifecyclestage",
                 self._batch.update_with_http_info,
                 object_name,
                 {"inputs": [{"id": r.remote_id, "properties": {LIFECYCLE: ""}} for r in lifecycle]},
             )
-        inputs = []
-        by_sent_id: dict[str, str] = {}
-        for r in records:
-            sent_id = r.hints["adopt_email"] if id_property == "email" else r.key
-            by_sent_id[sent_id.lower() if id_property == "email" else sent_id] = r.key
-            props = {k: ("" if v is None else v) for k, v in r.changes.items()}
-            props[key_field] = r.key
-            inputs.append({"idProperty": id_property, "id": sent_id, "properties": props})
-        answer = self._call(
+        inputs, by_sent_id = upsert_inputs(records, key_field, id_property)
+        answer = self._hs(
             f"POST {object_name} batch upsert ({len(inputs)} records)",
             self._batch.upsert_with_http_info,
             object_name,
             {"inputs": inputs},
         )
-        results: list[WriteResult] = []
-        for item in answer.get("results", []):
-            key = item.get("properties", {}).get(key_field)
-            if key in by_sent_id.values():
-                results.append(WriteResult(key, str(item["id"]), created=item.get("new")))
-        for error in answer.get("errors", []):
-            context = error.get("context") or {}
-            fields = context.get("propertyName") or [None]
-            for sent in context.get("ids") or []:
-                key = by_sent_id.get(sent.lower() if id_property == "email" else sent)
-                if key is not None:
-                    results.append(WriteResult(key, rejected=_reason(error), field=fields[0]))
-        return results
+        return upsert_results(answer, key_field, id_property, by_sent_id)
 
     def _adopt_by_email(
         self, batch: Sequence[WriteRecord], key_field: str
@@ -300,7 +199,7 @@ class HubSpotConnector(Connector[HubSpotConfig]):
         if not new:
             return [], list(batch), []
         emails = sorted({str(r.hints["email"]).strip().lower() for r in new})
-        answer = self._call(
+        answer = self._hs(
             "POST contacts batch read by email",
             self._batch.read_with_http_info,
             "contacts",
@@ -311,62 +210,35 @@ class HubSpotConnector(Connector[HubSpotConfig]):
             },
             ok=(404,),  # none of them exists
         )
-        found = {
-            str(item["properties"].get("email", "")).lower(): item
-            for item in answer.get("results", [])
-        }
-        adopt, rest, refused = [], [], []
-        for r in batch:
-            email = str(r.hints.get("email") or "").strip().lower()
-            item = found.get(email) if r.remote_id is None else None
-            if item is None:
-                rest.append(r)
-                continue
-            owner = item["properties"].get(key_field)
-            if owner and owner != r.key:
-                refused.append(
-                    WriteResult(
-                        r.key,
-                        rejected=f"email {email} belongs to HubSpot contact {item['id']} of "
-                        f"syncer user {owner}; two users share one email",
-                        field="email",
-                    )
-                )
-            else:
-                hints = {**r.hints, "adopt_email": email}
-                adopt.append(WriteRecord(r.key, r.payload, r.payload, r.remote_id, hints))
-        return adopt, rest, refused
+        found = answer.get("results", [])
+        by_email = {str(item["properties"].get("email", "")).lower(): item for item in found}
+        return split_by_email(batch, by_email, key_field)
 
-    def _call(
-        self, what: str, fn: Callable[..., Any], *args: Any, ok: Iterable[int] = ()
+    def _hs(
+        self, what: str, fn: Callable[..., Any], *args: Any, ok: Collection[int] = ()
     ) -> dict[str, Any]:
-        """One API call: rate-limit headers reported, failures mapped to syncer's errors."""
-        label = f"hubspot {what}"
-        try:
-            response = fn(*args, _preload_content=False, _request_timeout=self.config.timeout)
-            status, headers, raw = response.status, response.headers, response.data
-        except _API_EXCEPTIONS as exc:
-            status, headers, raw = exc.status, exc.headers or {}, exc.body
-            if not status:  # the client wraps some transport failures
-                retriable = as_retriable(exc.__cause__ or exc, what=label)
-                if retriable is not None:
-                    raise retriable from exc
-                raise
-        except Exception as exc:
-            retriable = as_retriable(exc, what=label)
-            if retriable is not None:
-                raise retriable from exc
-            raise
-        info = rate_limit_info(headers)
-        if info is not None:
-            self.report_rate_limit(info)
-        if status in tuple(ok):
+        """One API call through the HTTP base: its JSON body ({} if none or a status in ``ok``)."""
+        answer = self._call(what, self._request(fn, *args), ok=ok)
+        if answer.status in ok:
             return {}
-        raise_for_status(status, headers, raw, what=label)
-        if not raw:
-            return {}
-        parsed: dict[str, Any] = json.loads(raw)
-        return parsed
+        parsed = answer.json()
+        return parsed if isinstance(parsed, dict) else {}
+
+    def _request(self, fn: Callable[..., Any], *args: Any) -> Callable[[], HttpAnswer]:
+        """``fn(*args)`` on the generated client as an :class:`HttpAnswer`, whatever the status
+        (the client raises ``ApiException`` for an error status)."""
+        timeout = self.config.timeout
+
+        def send() -> HttpAnswer:
+            try:
+                r = fn(*args, _preload_content=False, _request_timeout=timeout)
+            except _API_EXCEPTIONS as exc:
+                if not exc.status:  # a transport failure the client wrapped: the base maps it
+                    raise
+                return HttpAnswer(exc.status, exc.headers or {}, exc.body)
+            return HttpAnswer(r.status, r.headers, r.data)
+
+        return send
 
 
 def _api(package: Any, name: str, host: str, token: str) -> Any:
@@ -375,44 +247,3 @@ def _api(package: Any, name: str, host: str, token: str) -> Any:
     configuration.access_token = token
     configuration.retries = False
     return getattr(package, name)(api_client=package.ApiClient(configuration=configuration))
-
-
-def _property_problem(
-    name: str, have: Mapping[str, Any], spec: FieldSpec, kind: str, key_field: str
-) -> str | None:
-    """What is wrong with an existing property for syncer's use of it, if anything."""
-    if have.get("type") != kind and not (name == "email" and spec.type is FieldType.EMAIL):
-        return (
-            f"property {name!r} exists with type {have.get('type')!r}, syncer writes {kind!r}: "
-            "change the mapping's type or rename the field"
-        )
-    if name == key_field and not have.get("hasUniqueValue"):
-        return (
-            f"property {name!r} exists but is not unique; syncer upserts by it — delete it in "
-            "HubSpot so syncer can create it with unique values"
-        )
-    return None
-
-
-def _types(kind: str) -> tuple[int, ...]:
-    return (PRIMARY_TYPE, UNLABELED_TYPE) if kind == "primary" else (UNLABELED_TYPE,)
-
-
-def _reason(error: Mapping[str, Any]) -> str:
-    details = error.get("errors") or []
-    if details and isinstance(details[0], Mapping) and details[0].get("message"):
-        return f"{error.get('category', 'ERROR')}: {details[0]['message']}"
-    return f"{error.get('category', 'ERROR')}: {error.get('message', 'refused')}"
-
-
-def _failed_pairs(answer: Mapping[str, Any]) -> dict[tuple[str, str], str]:
-    """(from id, to id) → reason, from the errors of an association batch answer."""
-    out: dict[tuple[str, str], str] = {}
-    for error in answer.get("errors", []):
-        context = error.get("context") or {}
-        froms = context.get("fromObjectId") or context.get("from") or []
-        tos = context.get("toObjectId") or context.get("to") or []
-        for f in froms if isinstance(froms, list) else [froms]:
-            for t in tos if isinstance(tos, list) else [tos]:
-                out[(str(f), str(t))] = _reason(error)
-    return out

@@ -1,0 +1,128 @@
+"""HubSpot's request and answer bodies: what the connector sends for a batch of records or
+associations, and how an answer (a 207 with per-input errors among them) maps back to syncer's
+per-record results. Pure functions: no call is made here."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from syncer.connectors.base import AssociationChange, WriteRecord, WriteResult
+
+__all__ = [
+    "PRIMARY_TYPE",
+    "UNLABELED_TYPE",
+    "association_inputs",
+    "failed_pairs",
+    "split_by_email",
+    "upsert_inputs",
+    "upsert_results",
+]
+
+PRIMARY_TYPE = 1  # contact → company, primary
+UNLABELED_TYPE = 279  # contact → company, unlabeled
+
+
+def upsert_inputs(
+    records: Sequence[WriteRecord], key_field: str, id_property: str
+) -> tuple[list[dict[str, Any]], dict[str, str]]:
+    """The batch upsert's inputs, and the id each record was sent by → its key (HubSpot does
+    not keep input order). Records adopted by email are sent by their email."""
+    inputs = []
+    by_sent_id: dict[str, str] = {}
+    for r in records:
+        sent_id = r.hints["adopt_email"] if id_property == "email" else r.key
+        by_sent_id[sent_id.lower() if id_property == "email" else sent_id] = r.key
+        props = {k: ("" if v is None else v) for k, v in r.changes.items()}
+        props[key_field] = r.key
+        inputs.append({"idProperty": id_property, "id": sent_id, "properties": props})
+    return inputs, by_sent_id
+
+
+def upsert_results(
+    answer: Mapping[str, Any], key_field: str, id_property: str, by_sent_id: Mapping[str, str]
+) -> list[WriteResult]:
+    """Per-record results of a batch upsert answer: its results, and its errors matched back to
+    the records by the ids they were sent with."""
+    results: list[WriteResult] = []
+    for item in answer.get("results", []):
+        key = item.get("properties", {}).get(key_field)
+        if key in by_sent_id.values():
+            results.append(WriteResult(key, str(item["id"]), created=item.get("new")))
+    for error in answer.get("errors", []):
+        context = error.get("context") or {}
+        fields = context.get("propertyName") or [None]
+        for sent in context.get("ids") or []:
+            key = by_sent_id.get(sent.lower() if id_property == "email" else sent)
+            if key is not None:
+                results.append(WriteResult(key, rejected=_reason(error), field=fields[0]))
+    return results
+
+
+def split_by_email(
+    batch: Sequence[WriteRecord], found: Mapping[str, Mapping[str, Any]], key_field: str
+) -> tuple[list[WriteRecord], list[WriteRecord], list[WriteResult]]:
+    """Split a batch by the contacts ``found`` by email (lower-cased email → contact): those to
+    adopt (upserted by email), the rest, and refusals (the email belongs to another user)."""
+    adopt, rest, refused = [], [], []
+    for r in batch:
+        email = str(r.hints.get("email") or "").strip().lower()
+        item = found.get(email) if r.remote_id is None else None
+        if item is None:
+            rest.append(r)
+            continue
+        owner = item["properties"].get(key_field)
+        if owner and owner != r.key:
+            refused.append(
+                WriteResult(
+                    r.key,
+                    rejected=f"email {email} belongs to HubSpot contact {item['id']} of "
+                    f"syncer user {owner}; two users share one email",
+                    field="email",
+                )
+            )
+        else:
+            hints = {**r.hints, "adopt_email": email}
+            adopt.append(WriteRecord(r.key, r.payload, r.payload, r.remote_id, hints))
+    return adopt, rest, refused
+
+
+def association_inputs(changes: Sequence[AssociationChange], *, remove: bool) -> list[Any]:
+    """Inputs of an associations v4 batch create (primary: types 1 and 279) or archive."""
+    if remove:
+        return [{"from": {"id": c.from_remote_id}, "to": [{"id": c.to_remote_id}]} for c in changes]
+    return [
+        {
+            "from": {"id": c.from_remote_id},
+            "to": {"id": c.to_remote_id},
+            "types": [
+                {"associationCategory": "HUBSPOT_DEFINED", "associationTypeId": t}
+                for t in _types(c.kind)
+            ],
+        }
+        for c in changes
+    ]
+
+
+def failed_pairs(answer: Mapping[str, Any]) -> dict[tuple[str, str], str]:
+    """(from id, to id) → reason, from the errors of an association batch answer."""
+    out: dict[tuple[str, str], str] = {}
+    for error in answer.get("errors", []):
+        context = error.get("context") or {}
+        froms = context.get("fromObjectId") or context.get("from") or []
+        tos = context.get("toObjectId") or context.get("to") or []
+        for f in froms if isinstance(froms, list) else [froms]:
+            for t in tos if isinstance(tos, list) else [tos]:
+                out[(str(f), str(t))] = _reason(error)
+    return out
+
+
+def _types(kind: str) -> tuple[int, ...]:
+    return (PRIMARY_TYPE, UNLABELED_TYPE) if kind == "primary" else (UNLABELED_TYPE,)
+
+
+def _reason(error: Mapping[str, Any]) -> str:
+    details = error.get("errors") or []
+    if details and isinstance(details[0], Mapping) and details[0].get("message"):
+        return f"{error.get('category', 'ERROR')}: {details[0]['message']}"
+    return f"{error.get('category', 'ERROR')}: {error.get('message', 'refused')}"
