@@ -629,7 +629,7 @@ class _ObjectRun:
         source = self.to_send()
         try:
             records: Iterator[WriteRecord] = source
-            threshold = conn.capabilities.bulk_threshold
+            threshold = conn.bulk_threshold
             if threshold is not None:
                 # Look ahead: more changed records than the threshold take the bulk path.
                 head = list(islice(records, threshold + 1))

@@ -68,6 +68,8 @@ class Capabilities:
     # real API latencies one request at a time stays far below a destination's rate limit.
     # The connector's ``write`` must then be safe to call from several threads.
     concurrency: int = 1
+    # Records per bulk job (write_bulk); a connector may take it from its config.
+    bulk_batch: int = 10_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -247,6 +249,17 @@ class Connector(ABC, Generic[ConfigT]):
 
     def close(self) -> None:
         """Release network resources. Author hook; optional."""
+
+    @property
+    def bulk_batch_size(self) -> int:
+        """Records per bulk job. Author hook: a connector whose config sets it overrides this."""
+        return self.capabilities.bulk_batch
+
+    @property
+    def bulk_threshold(self) -> int | None:
+        """Changed records in one run above which the engine takes the bulk path (None: never).
+        Author hook: a connector whose config sets it overrides this."""
+        return self.capabilities.bulk_threshold
 
     @final
     def set_rate_observer(self, observer: Callable[[RateLimitInfo], None] | None) -> None:

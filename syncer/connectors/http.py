@@ -103,9 +103,9 @@ class HttpConnector(Connector[HttpConfigT]):
         label = f"{self.name} {what}"
         if self._budget_spent is not None:
             raise FatalError(self._budget_spent)
-        answer = self._send(label, send)
+        answer = self._attempt(label, send)
         if answer.status == 401 and 401 not in ok and self._reauthenticate():
-            answer = self._send(label, send)
+            answer = self._attempt(label, send)
         if answer.status not in ok:
             raise_for_status(
                 answer.status, answer.headers, answer.body, what=label,
@@ -134,7 +134,7 @@ class HttpConnector(Connector[HttpConfigT]):
         Author hook: the default cannot, and the 401 stops the run."""
         return False
 
-    def _send(self, label: str, send: Callable[[], HttpAnswer]) -> HttpAnswer:
+    def _attempt(self, label: str, send: Callable[[], HttpAnswer]) -> HttpAnswer:
         try:
             answer = send()
         except SyncerError:
