@@ -88,7 +88,6 @@ _MARK_FLUSH = 5000
 #: ``lease_ttl`` to :meth:`Sync.start_run`. A run whose process died blocks its destination for
 #: at most this long.
 LEASE_TTL = 300.0
-_BULK_CHUNK = 10_000
 #: The name of the field in a mapping that holds the record's stage when no field is filled by
 #: the expression ``stage`` alone (see :func:`stage_field`).
 STAGE_FIELD_NAMES = ("syncer_stage", "Syncer_Stage__c")
@@ -675,7 +674,7 @@ class _ObjectRun:
         that failed counts one request (the call that failed: the connector cannot report the
         others of an attempt it abandoned) and one retry."""
         session, conn = self.session, self.session.connector
-        while chunk := list(islice(records, _BULK_CHUNK)):
+        while chunk := list(islice(records, conn.bulk_batch_size)):
             outcome = call_with_retry(
                 partial(conn.write_bulk, self.obj.name, chunk),
                 policy=session.retry,

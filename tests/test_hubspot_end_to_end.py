@@ -4,18 +4,20 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import socket
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from pydantic import SecretStr
 from sqlalchemy import delete, update
 
 from syncer.config import load_config
-from syncer.connectors.hubspot import HubSpotConnector
+from syncer.connectors.hubspot import HubSpotConfig, HubSpotConnector
 from syncer.db import create_db_engine
 from syncer.engine import Sync
-from syncer.errors import ConfigError, RetriesExhausted
+from syncer.errors import ConfigError, RetriableError, RetriesExhausted
 from syncer.fields import FieldSpec, FieldType
 from syncer.retry import RetryPolicy
 from syncer.state import RecordState
@@ -341,3 +343,36 @@ def test_lifecyclestage_moves_backwards_on_churn(
     assert report.status == "succeeded"
     linus = _by_key(hubspot, "contacts", "syncer_user_id")["u05"]
     assert (linus["syncer_stage"], linus["lifecyclestage"]) == ("churned", "lead")
+
+
+def _free_port() -> int:
+    """A loopback port nothing listens on (bound, then closed)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _connector(host: str, token: str) -> HubSpotConnector:
+    return HubSpotConnector(HubSpotConfig(access_token=SecretStr(token), host=host, timeout=5))
+
+
+def test_check_reads_once_with_the_token_and_writes_nothing(hubspot: HubSpotEmulator) -> None:
+    connector = _connector(hubspot.url, TOKEN)
+    connector.check()
+    [request] = hubspot.requests()
+    assert (request.method, request.path) == ("GET", "/crm/v3/properties/contacts/groups")
+
+
+def test_check_with_a_refused_token_says_what_to_fix(hubspot: HubSpotEmulator) -> None:
+    connector = _connector(hubspot.url, "revoked-token")
+    with pytest.raises(ConfigError) as caught:
+        connector.check()
+    text = str(caught.value)
+    assert "hubspot GET contacts property groups: HTTP 401, authentication failed" in text
+    assert "check the access token" in text
+
+
+def test_check_against_an_unreachable_host_is_a_clean_retriable_error() -> None:
+    host = f"http://127.0.0.1:{_free_port()}"
+    with pytest.raises(RetriableError, match="hubspot GET contacts property groups: connection"):
+        _connector(host, TOKEN).check()

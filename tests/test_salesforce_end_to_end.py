@@ -5,17 +5,22 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import socket
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+import requests
+import responses
+from pydantic import SecretStr
 from sqlalchemy import update
 
 from syncer.config import load_config
+from syncer.connectors.salesforce import SalesforceConfig, SalesforceConnector
 from syncer.db import create_db_engine
 from syncer.engine import Sync
-from syncer.errors import ConfigError, FatalError
+from syncer.errors import ConfigError, FatalError, RetriableError
 from syncer.retry import RetryPolicy
 from syncer.state import RecordState
 from syncer.store.database import init_store
@@ -413,3 +418,146 @@ def test_a_long_text_companion_holds_the_full_list(tmp_path: Path, org: Salesfor
     assert ada["Syncer_Accounts_Truncated__c"] is True
     assert ada["Syncer_Accounts_Full__c"].count(";") == 42 + 1  # every token, ; on both sides
     assert ada["Syncer_Accounts_Full__c"].startswith(ada["Syncer_Accounts__c"][:-1])
+
+
+def test_bulk_jobs_take_bulk_batch_records_each(tmp_path: Path, org: SalesforceEmulator) -> None:
+    engine = init_store(f"sqlite:///{tmp_path / 'store.db'}")
+    load_paths(engine, [ROOT / "examples"])
+    with engine.begin() as conn:
+        conn.execute(
+            users.insert(),
+            [{"user_id": f"b{i:04d}", "email": f"b{i}@bulk.example"} for i in range(30)],
+        )
+    engine.dispose()
+    with _sync(tmp_path, org, bulk_threshold=20, bulk_batch=15) as sync:
+        assert sync.run("salesforce").status == "succeeded"
+    jobs = [e for e in org.requests(method="POST") if e.path.endswith("/jobs/ingest/")]
+    assert len(jobs) == 3  # 44 contacts in jobs of at most 15
+    assert len(_by_key(org, "Contact", "Syncer_User_Id__c")) == 44
+
+
+# --- check() and signing in: clean errors, never a traceback -------------------------------------
+
+
+def _free_port() -> int:
+    """A loopback port nothing listens on (bound, then closed)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _session_connector(url: str, session_id: str, org: SalesforceEmulator) -> SalesforceConnector:
+    settings = {"instance_url": url, "verify": str(org.cert_path), "timeout": 5}
+    return SalesforceConnector(SalesforceConfig(session_id=SecretStr(session_id), **settings))
+
+
+def test_check_reads_the_limits_once_and_writes_nothing(org: SalesforceEmulator) -> None:
+    _session_connector(org.url, org.session_id, org).check()
+    [request] = org.requests()
+    assert (request.method, request.path) == ("GET", "/services/data/v59.0/limits/")
+
+
+def test_check_with_a_refused_session_says_what_to_fix(org: SalesforceEmulator) -> None:
+    with pytest.raises(ConfigError) as caught:
+        _session_connector(org.url, "expired-session", org).check()
+    text = str(caught.value)
+    assert "salesforce GET limits: HTTP 401, authentication failed" in text
+    assert "INVALID_SESSION_ID" in text
+
+
+def test_check_against_an_unreachable_org_is_a_clean_retriable_error(
+    org: SalesforceEmulator,
+) -> None:
+    url = f"https://127.0.0.1:{_free_port()}"
+    with pytest.raises(RetriableError, match="salesforce GET limits: connection failed"):
+        _session_connector(url, org.session_id, org).check()
+
+
+SOAP_LOGIN = "https://login.salesforce.com/services/Soap/u/59.0"
+TOKEN_URL = "https://login.salesforce.com/services/oauth2/token"
+INVALID_LOGIN = (
+    '<?xml version="1.0" encoding="UTF-8"?><soapenv:Envelope '
+    'xmlns:soapenv="http://schemas.xmlsoap.org/soap/envelope/" '
+    'xmlns:sf="urn:fault.partner.soap.sforce.com" '
+    'xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance"><soapenv:Body><soapenv:Fault>'
+    "<faultcode>INVALID_LOGIN</faultcode><faultstring>INVALID_LOGIN: Invalid username, password, "
+    "security token; or user locked out.</faultstring><detail><sf:LoginFault "
+    'xsi:type="sf:LoginFault"><sf:exceptionCode>INVALID_LOGIN</sf:exceptionCode>'
+    "<sf:exceptionMessage>Invalid username, password, security token; or user locked out."
+    "</sf:exceptionMessage></sf:LoginFault></detail></soapenv:Fault></soapenv:Body>"
+    "</soapenv:Envelope>"
+)
+
+
+def _password_login() -> SalesforceConfig:
+    return SalesforceConfig(
+        username="sync@example.com", password=SecretStr("pw"), security_token=SecretStr("tok")
+    )
+
+
+def _jwt_login(key_file: Path) -> SalesforceConfig:
+    return SalesforceConfig(
+        username="sync@example.com", consumer_key="3MVG9-key", jwt_key_file=key_file
+    )
+
+
+@responses.activate
+def test_a_refused_password_login_names_the_host_and_what_to_check() -> None:
+    responses.add(responses.POST, SOAP_LOGIN, body=INVALID_LOGIN, status=500)
+    with pytest.raises(ConfigError) as caught:
+        SalesforceConnector(_password_login())
+    text = str(caught.value)
+    assert "salesforce login at https://login.salesforce.com refused: INVALID_LOGIN" in text
+    assert "security_token" in text
+    assert "'test' for a sandbox" in text
+
+
+@responses.activate
+def test_a_login_without_network_is_a_clean_retriable_error() -> None:
+    responses.add(
+        responses.POST, SOAP_LOGIN, body=requests.ConnectionError("Name or service not known")
+    )
+    with pytest.raises(RetriableError) as caught:
+        SalesforceConnector(_password_login())
+    text = str(caught.value)
+    assert "salesforce login at https://login.salesforce.com: connection failed" in text
+    assert "Check the network" in text
+
+
+@responses.activate
+def test_a_login_server_outage_is_retriable() -> None:
+    responses.add(responses.POST, SOAP_LOGIN, body="Service Unavailable", status=503)
+    with pytest.raises(RetriableError, match="HTTP 503, Salesforce is not answering logins"):
+        SalesforceConnector(_password_login())
+
+
+@responses.activate
+def test_a_refused_jwt_login_says_to_check_the_connected_app(tmp_path: Path) -> None:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    pem = tmp_path / "server.key"
+    pem.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    refused = {"error": "invalid_grant", "error_description": "invalid assertion"}
+    responses.add(responses.POST, TOKEN_URL, json=refused, status=400)
+    with pytest.raises(ConfigError) as caught:
+        SalesforceConnector(_jwt_login(pem))
+    text = str(caught.value)
+    assert "refused: invalid_grant: invalid assertion" in text
+    assert "jwt_key_file matches the certificate uploaded to the connected app" in text
+
+
+def test_a_missing_or_invalid_jwt_key_file_is_a_config_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"jwt_key_file .*missing\.key cannot be read"):
+        SalesforceConnector(_jwt_login(tmp_path / "missing.key"))
+    garbage = tmp_path / "garbage.key"
+    garbage.write_text("not a key", encoding="utf-8")
+    with pytest.raises(ConfigError, match="is not a usable RSA private key"):
+        SalesforceConnector(_jwt_login(garbage))

@@ -13,6 +13,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import jwt
 import requests
 from pydantic import Field, SecretStr, model_validator
 from simple_salesforce import Salesforce
@@ -117,34 +118,34 @@ def login(config: SalesforceConfig) -> Salesforce:
             raise RetriableError(
                 f"{where}: HTTP {exc.code}, Salesforce is not answering logins now; try again "
                 "later", status=exc.code
-            ) from None  # fmt: skip
+            ) from exc  # fmt: skip
         raise ConfigError(
             f"{where} refused: {exc.code}: {exc.auth_message.strip() or 'no reason given'}. "
             f"Check {_CHECK[how or 'password']}, and domain ({config.domain!r}: 'login' for "
             "production, 'test' for a sandbox, or the org's My Domain)"
-        ) from None
+        ) from exc
     except OSError as exc:
         if how == "jwt" and exc.filename is not None:
             raise ConfigError(
                 f"salesforce: jwt_key_file {config.jwt_key_file} cannot be read "
                 f"({exc.strerror or exc}); give the path of the connected app's private key"
-            ) from None
+            ) from exc
         retriable = as_retriable(exc, what=where)
         if retriable is not None:
             raise RetriableError(
                 f"{retriable}. Check the network (proxy, firewall) and domain "
                 f"({config.domain!r}: 'login', 'test', or the org's My Domain)"
-            ) from None
+            ) from exc
         if is_tls_error(exc):
             raise ConfigError(
                 f"{where}: the TLS connection failed ({exc}); check domain and, behind a "
                 "proxy that re-signs TLS, the CA bundle in verify"
-            ) from None
+            ) from exc
         raise
-    except ValueError as exc:  # PyJWT / cryptography: not a private key
+    except (ValueError, jwt.PyJWTError) as exc:  # not a private key PyJWT can sign with
         if how != "jwt":
             raise
         raise ConfigError(
             f"salesforce: jwt_key_file {config.jwt_key_file} is not a usable RSA private key "
             f"({exc}); give the PEM private key of the connected app's certificate"
-        ) from None
+        ) from exc
