@@ -67,6 +67,18 @@ def _sync(tmp_path: Path, org: SalesforceEmulator, **settings: Any) -> Sync:
     )
 
 
+def _store_with_bulk_users(tmp_path: Path, count: int) -> None:
+    """The examples plus ``count`` users of no account (b00000, b00001, ...)."""
+    engine = init_store(f"sqlite:///{tmp_path / 'store.db'}")
+    load_paths(engine, [ROOT / "examples"])
+    with engine.begin() as conn:
+        conn.execute(
+            users.insert(),
+            [{"user_id": f"b{i:05d}", "email": f"b{i}@bulk.example"} for i in range(count)],
+        )
+    engine.dispose()
+
+
 def _by_key(org: SalesforceEmulator, type_name: str, key: str) -> dict[str, dict[str, Any]]:
     return {r[key]: r for r in org.records(type_name).values() if r.get(key)}
 
@@ -167,14 +179,7 @@ def test_missing_fields_are_listed_for_an_admin_when_creation_is_off(
 
 
 def test_the_bulk_path_above_the_threshold(tmp_path: Path, org: SalesforceEmulator) -> None:
-    engine = init_store(f"sqlite:///{tmp_path / 'store.db'}")
-    load_paths(engine, [ROOT / "examples"])
-    with engine.begin() as conn:
-        conn.execute(
-            users.insert(),
-            [{"user_id": f"b{i:05d}", "email": f"b{i}@bulk.example"} for i in range(5000)],
-        )
-    engine.dispose()
+    _store_with_bulk_users(tmp_path, 5000)
     with _sync(tmp_path, org, bulk_threshold=1000) as sync:
         report = sync.run("salesforce")
         assert report.status == "succeeded"
@@ -336,21 +341,14 @@ def test_a_crash_after_batch_k_resumes_with_the_rest_and_no_duplicates(
 def test_the_bulk_path_maps_failed_results_back_to_their_records(
     tmp_path: Path, org: SalesforceEmulator
 ) -> None:
-    engine = init_store(f"sqlite:///{tmp_path / 'store.db'}")
-    load_paths(engine, [ROOT / "examples"])
-    with engine.begin() as conn:
-        conn.execute(
-            users.insert(),
-            [{"user_id": f"b{i:04d}", "email": f"b{i}@bulk.example"} for i in range(30)],
-        )
-    engine.dispose()
-    # Two Contacts already hold b0017's external id: Salesforce refuses that row of the job.
+    _store_with_bulk_users(tmp_path, 30)
+    # Two Contacts already hold b00017's external id: Salesforce refuses that row of the job.
     org.add_field(
         "Contact.Syncer_User_Id__c", type="Text", length=255, label="User Id", externalId=True,
         unique=True,
     )  # fmt: skip
     for _ in range(2):
-        org.insert("Contact", LastName="Copy", Syncer_User_Id__c="b0017")
+        org.insert("Contact", LastName="Copy", Syncer_User_Id__c="b00017")
     with _sync(tmp_path, org, bulk_threshold=20) as sync:
         report = sync.run("salesforce")
     contacts = next(o for o in report.objects if o.object == "Contact")
@@ -360,7 +358,7 @@ def test_the_bulk_path_maps_failed_results_back_to_their_records(
     assert contacts.requests == len(bulk_calls)
     assert (contacts.sent, contacts.refused) == (43, 1)
     [(key, reason)] = contacts.errors
-    assert key == "b0017"
+    assert key == "b00017"
     assert "DUPLICATE_EXTERNAL_ID" in reason
     assert len(_by_key(org, "Contact", "Syncer_User_Id__c")) == 14 + 30
 
@@ -421,14 +419,7 @@ def test_a_long_text_companion_holds_the_full_list(tmp_path: Path, org: Salesfor
 
 
 def test_bulk_jobs_take_bulk_batch_records_each(tmp_path: Path, org: SalesforceEmulator) -> None:
-    engine = init_store(f"sqlite:///{tmp_path / 'store.db'}")
-    load_paths(engine, [ROOT / "examples"])
-    with engine.begin() as conn:
-        conn.execute(
-            users.insert(),
-            [{"user_id": f"b{i:04d}", "email": f"b{i}@bulk.example"} for i in range(30)],
-        )
-    engine.dispose()
+    _store_with_bulk_users(tmp_path, 30)
     with _sync(tmp_path, org, bulk_threshold=20, bulk_batch=15) as sync:
         assert sync.run("salesforce").status == "succeeded"
     jobs = [e for e in org.requests(method="POST") if e.path.endswith("/jobs/ingest/")]
