@@ -464,6 +464,16 @@ def test_check_against_an_unreachable_org_is_a_clean_retriable_error(
         _session_connector(url, org.session_id, org).check()
 
 
+def test_an_untrusted_certificate_is_a_config_error_naming_what_to_check(
+    org: SalesforceEmulator,
+) -> None:
+    config = SalesforceConfig(
+        instance_url=org.url, session_id=SecretStr(org.session_id), verify=True, timeout=5
+    )  # the emulator's self-signed certificate is in no system bundle
+    with pytest.raises(ConfigError, match=r"TLS connection failed.*certificate bundle"):
+        SalesforceConnector(config).check()
+
+
 SOAP_LOGIN = "https://login.salesforce.com/services/Soap/u/59.0"
 TOKEN_URL = "https://login.salesforce.com/services/oauth2/token"
 INVALID_LOGIN = (
