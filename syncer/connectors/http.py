@@ -107,10 +107,7 @@ class HttpConnector(Connector[HttpConfigT]):
         if answer.status == 401 and 401 not in ok and self._reauthenticate():
             answer = self._attempt(label, send)
         if answer.status not in ok:
-            raise_for_status(
-                answer.status, answer.headers, answer.body, what=label,
-                overrides=self.status_overrides,
-            )  # fmt: skip
+            self._raise_for_status(label, answer)
         return answer
 
     @final
@@ -123,16 +120,18 @@ class HttpConnector(Connector[HttpConfigT]):
             label = f"{self.name} {what}"
             if rule.failure is Failure.CONFIG:
                 raise ConfigError(failure_text(answer.status, answer.body, rule, what=label))
-            raise_for_status(
-                answer.status, answer.headers, answer.body, what=label,
-                overrides=self.status_overrides,
-            )  # fmt: skip
+            self._raise_for_status(label, answer)
         return answer
 
     def _reauthenticate(self) -> bool:
         """Get a new session after a 401; True if the request should be sent once more.
         Author hook: the default cannot, and the 401 stops the run."""
         return False
+
+    def _raise_for_status(self, label: str, answer: HttpAnswer) -> None:
+        raise_for_status(
+            answer.status, answer.headers, answer.body, what=label, overrides=self.status_overrides
+        )
 
     def _attempt(self, label: str, send: Callable[[], HttpAnswer]) -> HttpAnswer:
         try:
@@ -163,6 +162,6 @@ class HttpConnector(Connector[HttpConfigT]):
         if total and left is not None and total - left >= share * total:
             self._budget_spent = (
                 f"{self.name}: {total - left:,} of the destination's {total:,} daily API "
-                f"requests are used, the {share:.0%} share syncer may use (daily_limit_share); "
-                "the run stops here and the next run resumes where it stopped"
+                f"requests are used, at or over the {share:.0%} share syncer may use "
+                "(daily_limit_share); the run stops here and the next run resumes where it stopped"
             )
