@@ -301,28 +301,18 @@ def as_retriable(exc: BaseException, *, what: str = "request") -> RetriableError
 
 
 def is_tls_error(exc: BaseException) -> bool:
-    """True for a TLS failure (an untrusted certificate, a handshake refused): not retried, the
-    user fixes the host or the certificate bundle."""
+    """True for a TLS failure (an untrusted certificate, a refused handshake), however the
+    client wrapped it: not retried, the user fixes the host or the certificate bundle."""
     import ssl
 
     seen: BaseException | None = exc
-    for _ in range(5):  # requests wraps urllib3, which wraps ssl
+    for _ in range(8):  # requests and the HubSpot client wrap urllib3's, which wraps ssl's
         if seen is None:
-            return False
+            break
         if isinstance(seen, ssl.SSLError) or type(seen).__name__ == "SSLError":
             return True
-        seen = seen.__cause__ or seen.__context__ or _reason(seen)
+        seen = seen.__cause__ or seen.__context__
     return False
-
-
-def _reason(exc: BaseException) -> BaseException | None:
-    for attr in ("reason", "args"):
-        value = getattr(exc, attr, None)
-        if isinstance(value, BaseException):
-            return value
-        if isinstance(value, tuple) and value and isinstance(value[0], BaseException):
-            return value[0]
-    return None
 
 
 # --- helpers ------------------------------------------------------------------------------------
