@@ -63,6 +63,7 @@ from syncer.state import (
     init_state,
 )
 from syncer.state.marks import MarkStore
+from syncer.store.database import open_store
 from syncer.store.readers import iter_accounts, iter_all_accounts, iter_users
 from syncer.store.schema import memberships, users
 
@@ -213,11 +214,15 @@ class Sync:
 
     @cached_property
     def store(self) -> Engine:
-        return create_db_engine(resolve_store_url(self.config.store))
+        return open_store(resolve_store_url(self.config.store), writable=self._state_in_store)
+
+    @property
+    def _state_in_store(self) -> bool:
+        return self.config.state is None or self.config.state == self.config.store
 
     @cached_property
     def state(self) -> Engine:
-        if self.config.state is None:
+        if self._state_in_store:  # opened (never created) through the store's checks
             return init_state(self.store)
         return init_state(create_db_engine(self.config.state))
 

@@ -16,6 +16,7 @@ from sqlalchemy import (
     DateTime,
     ForeignKey,
     Index,
+    Integer,
     MetaData,
     String,
     Table,
@@ -79,4 +80,16 @@ identities = Table(
     Column("system", String(64), primary_key=True),  # "hubspot", "salesforce", "stripe", ...
     Column("external_id", String(255), nullable=False),
     Index("ix_identities_lookup", "system", "entity", "external_id"),
+)
+
+#: The store's schema version. ``syncer init`` records it; a run refuses a store at another one
+#: (a store made by another syncer release, or never initialised) instead of guessing.
+STORE_SCHEMA_VERSION = 1
+
+# One row: the version ``init_store`` created the tables at. A table (not SQLite's
+# ``PRAGMA user_version``) so that SQLite and PostgreSQL read it the same way.
+store_version = Table(
+    "syncer_store_version",
+    metadata,
+    Column("version", Integer, primary_key=True),
 )
