@@ -202,6 +202,9 @@ class ObjectMapping:
         """Evaluate every field and hint for ``view`` and format the values for the
         destination. A value the formatter refuses rejects this record only."""
         key = self.key(view)
+        if isinstance(view, ResolvedAccount) and view.problem is not None:
+            refused = RecordRejected(key, view.problem, field="parent_account_id")
+            return Formatted(key, {self.key_field: key}, {}, refused)
         ctx = context_for(view, self.ladder)
         payload: dict[str, str | None] = {self.key_field: key}
         hints: dict[str, Any] = {}

@@ -373,6 +373,7 @@ class ResolvedAccount:
     ancestors: tuple[str, ...]  # parent first, root last
     children: tuple[str, ...] = ()
     rule: str = ""
+    problem: str | None = None  # why the account cannot sync (its place in the hierarchy)
 
     @property
     def key(self) -> str:

@@ -21,8 +21,11 @@ Decisions:
 * Integer inputs give integer sums. Float sums add the node's own value first, then each child's
   subtotal in ``account_id`` order, so the result depends only on the tree, never on input order.
 
-A cycle or a parent that is not an account is a :class:`~syncer.errors.BadInputError` naming the
-accounts (every cycle in full, every missing parent), all found at once. Everything is iterative:
+An account in a cycle or whose parent is not an account is *rejected*, and so is every account
+under it (:meth:`Hierarchy.problem` says why, naming the whole cycle or the missing parent); the
+rest of the forest is built, rolled up and synced as usual. A rejected account has no depth, no
+ancestors, no children and no roll-ups; the mappings refuse it with that reason, so it shows in
+the run report and ``syncer errors`` like any record the formatter refuses. Everything is iterative:
 depth is unbounded and 200k accounts take well under a second. Virtual child accounts (account ×
 product, ``XYZ_Widget1`` under ``XYZ``) need nothing special: they are accounts with a parent.
 """
@@ -60,7 +63,17 @@ class Hierarchy:
     kept, not the :class:`Account` records, so a few hundred thousand accounts stay small.
     """
 
-    __slots__ = ("_children", "_depth", "_info", "_parent", "_rollups", "aggregates", "skipped")
+    __slots__ = (
+        "_cause",
+        "_children",
+        "_culprit",
+        "_depth",
+        "_info",
+        "_parent",
+        "_rollups",
+        "aggregates",
+        "skipped",
+    )
 
     def __init__(
         self,
@@ -77,6 +90,10 @@ class Hierarchy:
         self._rollups: dict[str, dict[str, Number]] = {}
         #: attribute -> how many present values were skipped because they are not numbers.
         self.skipped: dict[str, int] = {}
+        # Rejected accounts: each names the account whose own parent is wrong (itself, or the
+        # ancestor it sits under), and that account says what is wrong.
+        self._culprit: dict[str, str] = {}
+        self._cause: dict[str, str] = {}
 
     # --- building ---------------------------------------------------------------------------
 
@@ -86,7 +103,9 @@ class Hierarchy:
     ) -> Hierarchy:
         """The hierarchy of ``accounts`` with ``rollups`` (attribute -> aggregate) computed.
 
-        Raises :class:`BadInputError` for duplicate ids, cycles and missing parents, and
+        Accounts in a cycle or under a missing parent, and their descendants, are rejected (see
+        :meth:`problem`), not raised: the rest of the forest syncs. Raises
+        :class:`BadInputError` for an id listed twice (the store's primary key prevents it) and
         ``ValueError`` for an aggregate name that is not one of :data:`AGGREGATES`.
         """
         aggregates = dict(rollups or {})
@@ -111,68 +130,72 @@ class Hierarchy:
                 value = attrs.get(attr)
                 if value is not None:
                     found[aid] = value
-        tree = cls(parent, name, aggregates)
-        problems.extend(tree._link())
         if problems:
-            raise BadInputError(problems, summary="the account hierarchy is not a forest")
+            raise BadInputError(problems, summary="the account list has duplicates")
+        tree = cls(parent, name, aggregates)
+        tree._link()
         tree._roll_up(values)
         return tree
 
-    def _link(self) -> list[Problem]:
-        """Children lists and depths; every cycle and missing parent as a problem."""
-        parent, depth, children = self._parent, self._depth, self._children
-        problems: list[Problem] = []
-        for aid, up in parent.items():
-            if up is not None and up in parent:
-                children.setdefault(up, []).append(aid)
-        for kids in children.values():
-            kids.sort()
+    def _link(self) -> None:
+        """Children lists and depths of the valid accounts; the rejected ones and why.
+
+        An account in a cycle or under a parent that is not an account is rejected, and so is
+        every account under it: no valid account ever has a rejected child (each has one
+        parent), so the valid accounts alone form a forest and roll up as usual.
+        """
+        parent, depth = self._parent, self._depth
+        culprit, cause = self._culprit, self._cause
         for start in parent:
-            if start in depth:
+            if start in depth or start in culprit:
                 continue
-            # Walk up until a node of known depth, a root, or a node already on this path.
+            # Walk up until a node of known fate, a root, or a node already on this path.
             path: list[str] = []
             on_path: dict[str, int] = {}
             node: str | None = start
             base = -1  # depth of the node above the path's top
+            blame: str | None = None  # the rejected account the path ends under
             while node is not None:
                 if node in depth:
                     base = depth[node]
                     break
+                if node in culprit:
+                    blame = culprit[node]
+                    break
                 if node in on_path:
-                    cycle = [*path[on_path[node] :], node]
-                    problems.append(
-                        Problem(
-                            f"parent_account_id forms a cycle: {' → '.join(cycle)}",
-                            key=node,
-                            field="parent_account_id",
-                            hint="an account cannot be its own ancestor; clear or fix one of "
-                            "these parents",
-                        )
-                    )
-                    # Give the cycle's nodes a depth so no later walk reports the cycle again.
-                    for n in path[on_path[node] :]:
-                        depth[n] = 0
+                    members = path[on_path[node] :]
+                    # Named from its smallest id, so the text does not depend on input order.
+                    first = members.index(min(members))
+                    cycle = [*members[first:], *members[:first], members[first]]
+                    reason = f"parent_account_id forms a cycle: {' → '.join(cycle)}"
+                    for n in members:
+                        culprit[n] = n
+                        cause[n] = reason
                     del path[on_path[node] :]
-                    base = 0
+                    blame = node
                     break
                 on_path[node] = len(path)
                 path.append(node)
                 up = parent[node]
                 if up is not None and up not in parent:
-                    problems.append(
-                        Problem(
-                            f"parent_account_id {up!r} is not an account",
-                            key=node,
-                            field="parent_account_id",
-                            hint="load the parent account, or clear parent_account_id",
-                        )
-                    )
-                    up = None
+                    culprit[node] = node
+                    cause[node] = f"parent_account_id {up!r} is not an account"
+                    path.pop()
+                    blame = node
+                    break
                 node = up
+            if blame is not None:
+                for n in path:  # descendants of the rejected account
+                    culprit[n] = blame
+                continue
             for offset, n in enumerate(reversed(path), start=1):
                 depth[n] = base + offset
-        return problems
+        children = self._children
+        for aid, up in parent.items():
+            if up is not None and aid in depth:
+                children.setdefault(up, []).append(aid)
+        for kids in children.values():
+            kids.sort()
 
     def _roll_up(self, values: dict[str, dict[str, Any]]) -> None:
         # Deepest level first, so every child's subtotal exists before its parent needs it.
@@ -245,12 +268,40 @@ class Hierarchy:
         resolver looks memberships up in it directly, without a method call per membership."""
         return self._info
 
+    def problem(self, account_id: str) -> str | None:
+        """Why the account is rejected (in a cycle, under a missing parent, or below such an
+        account), or ``None`` for an account of the forest (or one the hierarchy does not
+        know)."""
+        blame = self._culprit.get(account_id)
+        if blame is None:
+            return None
+        if blame == account_id:
+            return self._cause[account_id]
+        return f"under account {blame!r}, which is rejected: {self._cause[blame]}"
+
+    def problems(self) -> list[Problem]:
+        """Every rejected account with its reason, in ``account_id`` order (for reports)."""
+        return [
+            Problem(
+                reason,
+                key=aid,
+                field="parent_account_id",
+                hint="fix or clear parent_account_id of the account named; the others under "
+                "it sync once it is fixed",
+            )
+            for aid in sorted(self._culprit)
+            if (reason := self.problem(aid)) is not None
+        ]
+
     def depth(self, account_id: str) -> int:
-        """0 for a root, 1 for its children, and so on."""
+        """0 for a root, 1 for its children, and so on; ``KeyError`` for a rejected account."""
         return self._depth[account_id]
 
     def ancestors(self, account_id: str) -> tuple[str, ...]:
-        """The account's ancestors, parent first, root last."""
+        """The account's ancestors, parent first, root last; none for a rejected account (its
+        chain is what is wrong)."""
+        if account_id in self._culprit:
+            return ()
         out: list[str] = []
         up = self._parent.get(account_id)
         while up is not None:

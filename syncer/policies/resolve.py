@@ -212,6 +212,7 @@ class Resolver:
                 tree.ancestors(aid),
                 tree.children(aid),
                 decided.rule,
+                tree.problem(aid),
             ),
             changed,
         )
