@@ -222,9 +222,10 @@ class Sync:
 
     @cached_property
     def state(self) -> Engine:
-        if self._state_in_store:  # opened (never created) through the store's checks
+        url = self.config.state
+        if url is None or self._state_in_store:  # opened (never created) through the store
             return init_state(self.store)
-        return init_state(create_db_engine(self.config.state))
+        return init_state(create_db_engine(url))
 
     def close(self) -> None:
         """Dispose of the database engines (idempotent)."""

@@ -80,6 +80,7 @@ def test_group_maps_standard_traits_to_account_columns(store: Engine, tmp_path: 
         {
             "type": "group",
             "groupId": "STARK",
+            "anonymousId": "visitor-7",  # a call needs one of userId / anonymousId
             "timestamp": _at(1),
             "traits": {
                 "name": "Stark Industries",
@@ -160,8 +161,10 @@ def test_bad_calls_name_line_and_trait(store: Engine, tmp_path: Path) -> None:
         {"type": "alias", "userId": "u1", "previousId": "x"},
         {"type": "identify", "userId": "u2", "traits": {"createdAt": "last week"}},
         {"type": "group", "userId": "u3", "traits": {"name": "No id"}},
-        {"type": "group", "groupId": "G1", "traits": {"account_id": "G2"}},
+        {"type": "group", "groupId": "G1", "userId": "u5", "traits": {"account_id": "G2"}},
         {"type": "screenview", "userId": "u4"},
+        {"type": "identify", "traits": {"email": "nobody@x.io"}},
+        {"type": "group", "groupId": "G3", "traits": {"name": "Nobody's"}},
     )
     with pytest.raises(BadInputError) as caught:
         load_paths(store, [path])
@@ -170,6 +173,8 @@ def test_bad_calls_name_line_and_trait(store: Engine, tmp_path: Path) -> None:
         (4, "groupId", None),
         (5, "traits.account_id", "G1"),
         (6, "type", None),
+        (7, "userId", None),  # neither userId nor anonymousId: not skipped without a word
+        (8, "userId", "G3"),
     ]
     assert all(p.file == str(path) for p in caught.value.problems)
     assert read_user(store, "u1") is None  # the good call did not load either

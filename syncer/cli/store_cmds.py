@@ -23,12 +23,14 @@ from rich.text import Text
 from sqlalchemy.exc import OperationalError
 
 from syncer.cli.app import StoreOption, app, console
-from syncer.db import DEFAULT_STORE_URL, STATE_URL_ENV
+from syncer.config import load_config
+from syncer.db import DEFAULT_STORE_URL, STATE_URL_ENV, STORE_URL_ENV
 from syncer.errors import ConfigError
 from syncer.state import init_state
 from syncer.store.database import display_url, init_store, open_store
 from syncer.store.loaders import LoadReport, load_paths
 from syncer.store.readers import store_stats
+from syncer.store.rules import LoadRules
 
 store_app = typer.Typer(
     name="store", help="Inspect the canonical store.", no_args_is_help=True, add_completion=False
@@ -99,13 +101,37 @@ def load(
         bool,
         typer.Option("--skip-bad", help="Load the good rows and list the bad ones, not nothing."),
     ] = False,
-    store: StoreOption = DEFAULT_STORE_URL,
+    config: Annotated[
+        Path | None,
+        typer.Option(
+            "--config",
+            "-c",
+            help="Check stages and roll-up values against this sync configuration (and use "
+            "its store unless --store is given). Default: the default ladder and roll-ups.",
+            show_default=False,
+        ),
+    ] = None,
+    store: Annotated[
+        str | None,
+        typer.Option(
+            "--store",
+            envvar=STORE_URL_ENV,
+            help="Canonical store URL (SQLAlchemy). Default: the config's, or "
+            f"{DEFAULT_STORE_URL}.",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Load files into the store: upsert by key, all files in one transaction.
 
     Any bad row stops the load, writing nothing, and every problem is listed (file, line, field).
     """
-    engine = open_store(store)
+    rules = LoadRules.default()
+    if config is not None:
+        sync_config = load_config(config)
+        rules = LoadRules.from_config(sync_config, str(config))
+        store = store or sync_config.store
+    engine = open_store(store or DEFAULT_STORE_URL)
     try:
         with _LoadProgress(console) as progress:
             report = load_paths(
@@ -114,6 +140,7 @@ def load(
                 kind=kind.value if kind else None,
                 skip_bad=skip_bad,
                 progress=progress,
+                rules=rules,
             )
     finally:
         engine.dispose()

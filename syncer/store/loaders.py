@@ -26,18 +26,18 @@ from sqlalchemy.engine import Connection, Engine
 
 from syncer.db import as_utc, is_postgres, upsert
 from syncer.errors import BadInputError, Problem
+from syncer.store.rules import LoadRules
 from syncer.store.sources import (
     CSV_SUFFIXES,
     JSONL_SUFFIXES,
     KINDS,
     SEGMENT,
     TABLE_KINDS,
-    ParsedRow,
     Source,
     SourceError,
     kind_from_name,
 )
-from syncer.store.values import SPECS, Patch, TableSpec
+from syncer.store.values import SPECS, ParsedRow, Patch, TableSpec
 
 DEFAULT_BATCH_SIZE = 2000
 Progress = Callable[[str, int, int], None]
@@ -71,8 +71,12 @@ class LoadReport:
         return sum(int(getattr(f, what)) for f in self.files)
 
 
-def expand_sources(paths: Sequence[Path], kind: str | None = None) -> list[Source]:
-    """The files to load, in load order; :class:`BadInputError` naming every unusable path."""
+def expand_sources(
+    paths: Sequence[Path], kind: str | None = None, rules: LoadRules | None = None
+) -> list[Source]:
+    """The files to load, in load order, each checked against ``rules`` (default:
+    :meth:`LoadRules.default`); :class:`BadInputError` naming every unusable path."""
+    rules = rules or LoadRules.default()
     if kind is not None:
         kind = {"events": SEGMENT}.get(kind.strip().lower(), kind.strip().lower())
         if kind not in KINDS:
@@ -127,7 +131,7 @@ def expand_sources(paths: Sequence[Path], kind: str | None = None) -> list[Sourc
                 )
             )
         else:
-            sources.append(Source(path, file_kind, suffix in CSV_SUFFIXES))
+            sources.append(Source(path, file_kind, suffix in CSV_SUFFIXES, rules))
     if problems:
         raise BadInputError(problems, summary="nothing was loaded")
     return sorted(sources, key=lambda s: KINDS.index(s.kind))
@@ -148,15 +152,17 @@ def load_paths(
     skip_bad: bool = False,
     progress: Progress | None = None,
     batch_size: int = DEFAULT_BATCH_SIZE,
+    rules: LoadRules | None = None,
 ) -> LoadReport:
     """Load CSV / JSON Lines files (directories stand for their data files) into the store.
 
     Raises :class:`BadInputError` listing every problem (file, line, field, key, hint) and
     writes nothing, unless ``skip_bad``: then good rows load and bad ones are in
     :attr:`LoadReport.skipped`. A file that cannot be read at all (not UTF-8, missing columns)
-    stops the load either way.
+    stops the load either way. Rows are checked against ``rules`` (the configured ladder and
+    roll-ups; default: :meth:`LoadRules.default`).
     """
-    sources = expand_sources(paths, kind)
+    sources = expand_sources(paths, kind, rules)
     check = _Check(sources)
     with engine.connect() as conn:
         check.read_all(progress)

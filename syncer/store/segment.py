@@ -22,8 +22,9 @@ One call per JSON line, applied in file order (a later call's traits win):
 
 ``timestamp`` becomes ``updated_at`` of what the call describes (and of the membership it
 touches), and a membership's ``joined_at`` is the earliest call that tied the two. ``track``,
-``page``, ``screen`` and ``alias`` calls, and anonymous calls without ``userId``, are counted as
-ignored; any other ``type`` is an error.
+``page``, ``screen`` and ``alias`` calls, and anonymous identify calls (an ``anonymousId``, no
+``userId``), are counted as ignored; any other ``type`` is an error, and so is an identify or
+group call with neither ``userId`` nor ``anonymousId`` (Segment's spec requires one).
 """
 
 from __future__ import annotations
@@ -33,10 +34,10 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from syncer.errors import Problem
-from syncer.store.sources import ParsedRow
 from syncer.store.values import (
     SPECS,
     BadValue,
+    ParsedRow,
     Patch,
     column_value,
     json_attribute,
@@ -95,7 +96,7 @@ class _Event:
         try:
             return key_text(self.top(field, *names))
         except BadValue as exc:
-            self.bad(field, str(exc))
+            self.bad(field, str(exc), exc.hint)
             return None
 
     def traits(self) -> dict[str, Any]:
@@ -115,21 +116,21 @@ class _Event:
             text = text_value(raw)
             return None if text is None else parse_timestamp(text)
         except BadValue as exc:
-            self.bad("timestamp", str(exc))
+            self.bad("timestamp", str(exc), exc.hint)
             return None
 
     def column(self, table: str, column: str, trait: str, raw: Any) -> Any:
         try:
             return column_value(SPECS[table], column, raw)
         except BadValue as exc:
-            self.bad(f"traits.{trait}", str(exc))
+            self.bad(f"traits.{trait}", str(exc), exc.hint)
             return None
 
     def attribute(self, trait: str, raw: Any) -> Any:
         try:
             return json_attribute(raw)
         except BadValue as exc:
-            self.bad(f"traits.{trait}", str(exc))
+            self.bad(f"traits.{trait}", str(exc), exc.hint)
             return None
 
 
@@ -147,6 +148,17 @@ def parse_event(obj: dict[str, Any], file: str, line: int) -> ParsedRow:
         )
         return ParsedRow(line, problems=event.problems)
     user_id = event.id("userId", "user_id")
+    if user_id is None and not event.problems and event.top("anonymousId") in (None, ""):
+        # Segment's spec requires one of the two on every call: this is not a call at all.
+        group_id = event.top("groupId", "group_id") if kind == "group" else None
+        event.key = None if group_id is None else str(group_id)
+        event.bad(
+            "userId",
+            f"{'an' if kind == 'identify' else 'a'} {kind} call needs a userId (or an "
+            "anonymousId, for a visitor); it has neither",
+            hint="fix the exporter, or remove the line",
+        )
+        return ParsedRow(line, problems=event.problems)
     if kind == "identify":
         if user_id is None and not event.problems:
             return ParsedRow(line, ignored=True)  # anonymous: no product id to key it by
@@ -168,7 +180,7 @@ def _identify(event: _Event, user_id: str | None) -> list[Patch]:
             try:
                 account_id = key_text(traits[name])
             except BadValue as exc:
-                event.bad(f"traits.{name}", str(exc))
+                event.bad(f"traits.{name}", str(exc), exc.hint)
     user = Patch("users", (user_id or "",))
     member_values: dict[str, Any] = {}
     for trait, raw in traits.items():
@@ -203,7 +215,11 @@ def _group(event: _Event, user_id: str | None) -> list[Patch]:
     group_id = event.id("groupId", "group_id")
     event.key = group_id
     if group_id is None and not event.problems:
-        event.bad("groupId", "missing; a group call needs the account id in groupId")
+        event.bad(
+            "groupId",
+            "missing; a group call needs the account id in groupId",
+            hint="fix the exporter, or remove the line",
+        )
     traits = event.traits()
     ts = event.timestamp()
     account = Patch("accounts", (group_id or "",))

@@ -26,9 +26,12 @@ from pathlib import Path
 from typing import Any
 
 from syncer.errors import Problem
+from syncer.store.rules import LoadRules
+from syncer.store.segment import parse_event
 from syncer.store.values import (
     SPECS,
     BadValue,
+    ParsedRow,
     Patch,
     TableSpec,
     cell_attribute,
@@ -60,17 +63,6 @@ class SourceError(Exception):
         self.problem = problem
 
 
-@dataclass(slots=True)
-class ParsedRow:
-    """One data row (CSV record or JSON line) and what it says, or why it is bad."""
-
-    line: int
-    patches: list[Patch] = field(default_factory=list)
-    problems: list[Problem] = field(default_factory=list)
-    key: tuple[str, ...] | None = None  # the row's own key when known, even if it is bad
-    ignored: bool = False  # a Segment call syncer has no use for (track, page, anonymous, ...)
-
-
 def kind_from_name(path: Path) -> str | None:
     """The kind a file's name announces, or ``None``."""
     name = path.name.lower()
@@ -87,6 +79,7 @@ class Source:
     path: Path
     kind: str
     is_csv: bool
+    rules: LoadRules = field(default_factory=LoadRules)
     bytes_read: int = field(default=0, init=False)
 
     @property
@@ -99,10 +92,14 @@ class Source:
         return TABLE_KINDS[:3] if self.kind == SEGMENT else (self.kind,)
 
     def rows(self) -> Iterator[ParsedRow]:
-        """Every non-blank data row, in file order; :class:`SourceError` for a bad file."""
-        if self.kind == SEGMENT:
-            from syncer.store.segment import parse_event
+        """Every non-blank data row, in file order, checked against :attr:`rules`;
+        :class:`SourceError` for a bad file."""
+        for row in self._parsed():
+            problems = self.rules.check(row, self.label) if row.patches else None
+            yield ParsedRow(row.line, problems=problems, key=row.key) if problems else row
 
+    def _parsed(self) -> Iterator[ParsedRow]:
+        if self.kind == SEGMENT:
             for line, obj, problem in self._json_objects():
                 if obj is None:
                     yield ParsedRow(line, problems=[problem] if problem else [])
@@ -361,17 +358,14 @@ def _table_row(
             try:
                 values[name] = column_value(spec, name, raw)
             except BadValue as exc:
-                bad(name, str(exc))
+                bad(name, str(exc), exc.hint)
         elif name == "attributes" and spec.has_attributes:
             _attributes_object(raw, from_csv, attributes, bad)
         elif spec.has_attributes:
-            if from_csv:
-                attributes[name] = cell_attribute(raw)
-            else:
-                try:
-                    attributes[name] = json_attribute(raw)
-                except BadValue as exc:
-                    bad(name, str(exc))
+            try:
+                attributes[name] = cell_attribute(raw) if from_csv else json_attribute(raw)
+            except BadValue as exc:
+                bad(name, str(exc), exc.hint)
         else:
             bad(
                 name,
@@ -418,4 +412,4 @@ def _attributes_object(raw: Any, from_csv: bool, into: dict[str, Any], bad: Any)
     try:
         into.update({str(k): json_attribute(v) for k, v in value.items()})
     except BadValue as exc:
-        bad("attributes", str(exc))
+        bad("attributes", str(exc), exc.hint)

@@ -9,12 +9,16 @@ accounts, Segment ``group`` calls) describe the same record.
 Value rules, shared by the CSV, JSON Lines and Segment readers:
 
 * keys (and ``parent_account_id``) are trimmed; a JSON integer is accepted as its decimal text.
-* stages are trimmed and stored as given: the policies validate them against the configured
-  ladder, so a store can hold stages of a ladder that is configured later.
+* stages are trimmed and stored as given; :mod:`syncer.store.rules` checks them against the
+  ladder (the configured one with ``syncer load --config``, else the default).
 * timestamps are ISO 8601 dates or date-times (``2024-03-31``, ``2024-03-31T09:30:00Z``,
   ``…+02:00``), stored in UTC; a date-time without offset is read as UTC.
 * other text is stored exactly as given (an email with capitals or spaces stays so: the field
-  formatters normalise at sync time); a blank value is ``NULL``.
+  formatters normalise at sync time); a blank value is ``NULL``. An email must be an address
+  the formatters accept (:func:`syncer.fields.normalize_email`), so a bad one is refused here,
+  with its file and line, not at every sync.
+* no text (key, value or attribute, at any depth) may hold a control character (NUL, ESC, ...);
+  tab, line feed and carriage return are allowed except in keys.
 * a CSV attribute cell becomes a number only when the number's own text is exactly the cell
   (``25``, ``1200.5``; not ``007``, ``1e3`` or ``1200.50``), so nothing is ever lost; anything
   else stays text. JSON values keep their JSON type.
@@ -30,7 +34,10 @@ from typing import Any
 
 from sqlalchemy import String, Table
 
+from syncer.errors import Problem
+from syncer.fields import normalize_email
 from syncer.store.schema import accounts, identities, memberships, users
+from syncer.tokens import InvalidValue
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,6 +52,7 @@ class TableSpec:
     timestamps: frozenset[str] = frozenset()
     stages: frozenset[str] = frozenset()
     refs: frozenset[str] = frozenset()  # key-like value columns (trimmed like keys)
+    emails: frozenset[str] = frozenset()  # checked as addresses (stored as given)
     has_attributes: bool = False
 
     @property
@@ -77,6 +85,7 @@ SPECS: dict[str, TableSpec] = {
         required=("user_id",),
         timestamps=frozenset({"created_at", "updated_at"}),
         stages=frozenset({"lead_stage"}),
+        emails=frozenset({"email"}),
         has_attributes=True,
     ),
     "memberships": TableSpec(
@@ -142,8 +151,24 @@ class Patch:
         return row
 
 
+@dataclass(slots=True)
+class ParsedRow:
+    """One data row (CSV record or JSON line) and what it says, or why it is bad."""
+
+    line: int
+    patches: list[Patch] = field(default_factory=list)
+    problems: list[Problem] = field(default_factory=list)
+    key: tuple[str, ...] | None = None  # the row's own key when known, even if it is bad
+    ignored: bool = False  # a Segment call syncer has no use for (track, page, anonymous, ...)
+
+
 class BadValue(ValueError):
-    """A value that cannot be stored; the message says what was expected."""
+    """A value that cannot be stored; the message says what was expected, ``hint`` (when the
+    message alone does not) what to do."""
+
+    def __init__(self, message: str, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.hint = hint
 
 
 def parse_timestamp(text: str) -> datetime:
@@ -167,7 +192,7 @@ def key_text(value: Any) -> str | None:
     if isinstance(value, int) and not isinstance(value, bool):
         return str(value)
     if isinstance(value, str):
-        return value.strip() or None
+        return no_control(value.strip(), _KEY_CONTROL) or None
     raise BadValue(f"expected an id (text or integer), got {_json_type(value)}")
 
 
@@ -177,7 +202,29 @@ def text_value(value: Any) -> str | None:
         return None
     if not isinstance(value, str):
         raise BadValue(f"expected text, got {_json_type(value)} {value!r}")
-    return value if value.strip() else None
+    return no_control(value) if value.strip() else None
+
+
+# Control characters are never data: a NUL cuts text short in C-based tools (and PostgreSQL
+# refuses it), the others are invisible in every CRM. Tab, line feed and carriage return are
+# text in a long value (a note, an address); in a key none is.
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+_KEY_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_CONTROL_NAMES = {0: "NUL", 9: "TAB", 10: "line feed", 13: "carriage return", 0x7F: "DEL"}
+
+
+def no_control(text: str, pattern: re.Pattern[str] = _CONTROL) -> str:
+    """``text`` unchanged; :class:`BadValue` naming the first control character it holds."""
+    found = pattern.search(text)
+    if found is None:
+        return text
+    code = ord(found.group())
+    name = _CONTROL_NAMES.get(code, "a control character")
+    raise BadValue(
+        f"holds U+{code:04X} ({name}) at character {found.start() + 1}; control characters "
+        "are not text",
+        hint="remove it from the source (an export that wrote binary data, or a stray byte)",
+    )
 
 
 _INT = re.compile(r"-?[1-9][0-9]{0,14}|0")
@@ -188,6 +235,7 @@ def cell_attribute(text: str) -> Any:
     """A CSV cell as an attribute value: a number when that loses nothing, else the text."""
     if not text.strip():
         return None
+    no_control(text)
     if _INT.fullmatch(text):
         return int(text)
     if _DECIMAL.fullmatch(text) and len(text) <= 17:
@@ -198,9 +246,20 @@ def cell_attribute(text: str) -> Any:
 
 
 def json_attribute(value: Any) -> Any:
-    """A JSON value as an attribute value; non-finite numbers cannot be stored as JSON."""
-    if isinstance(value, float) and not math.isfinite(value):
-        raise BadValue(f"{value!r} is not a JSON number")
+    """A JSON value as an attribute value; :class:`BadValue` for a non-finite number (not
+    storable as JSON) or text holding a control character, at any depth."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            no_control(item)
+        elif isinstance(item, float) and not math.isfinite(item):
+            raise BadValue(f"{item!r} is not a JSON number")
+        elif isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
     return value
 
 
@@ -220,6 +279,14 @@ def column_value(spec: TableSpec, column: str, raw: Any) -> Any:
         value = None if text is None else text.strip()
     else:
         value = text_value(raw)
+        if value is not None and column in spec.emails:
+            try:
+                normalize_email(value)
+            except InvalidValue as exc:
+                raise BadValue(
+                    str(exc).split(";")[0],
+                    hint="fix the address in the source, or leave it empty",
+                ) from None
     limit = spec.max_length(column)
     if isinstance(value, str) and limit is not None and len(value) > limit:
         raise BadValue(f"is {len(value)} characters long; at most {limit} fit")
