@@ -1,4 +1,5 @@
-"""Store commands: ``syncer init``, ``syncer load``, ``syncer store stats``."""
+"""Store commands: ``syncer init``, ``syncer load``, ``syncer store stats``, ``syncer store
+delete``."""
 
 from __future__ import annotations
 
@@ -25,11 +26,12 @@ from sqlalchemy.exc import OperationalError
 from syncer.cli.app import StoreOption, app, console
 from syncer.config import load_config
 from syncer.db import DEFAULT_STORE_URL, STATE_URL_ENV, STORE_URL_ENV
-from syncer.errors import ConfigError
+from syncer.errors import BadInputError, ConfigError, Problem
 from syncer.state import init_state
 from syncer.store.database import display_url, init_store, open_store
 from syncer.store.loaders import LoadReport, load_paths
 from syncer.store.readers import store_stats
+from syncer.store.removal import DeleteKeys, delete_records, keys_from_file, parse_membership
 from syncer.store.rules import LoadRules
 
 store_app = typer.Typer(
@@ -161,6 +163,76 @@ def stats(store: StoreOption = DEFAULT_STORE_URL) -> None:
     for name, value in figures.items():
         table.add_row(name.replace("_", " "), f"{value:,}")
     console.print(table)
+
+
+@store_app.command("delete")
+def delete_records_cmd(
+    user: Annotated[
+        list[str] | None,
+        typer.Option("--user", help="A user id to delete (repeatable).", show_default=False),
+    ] = None,
+    account: Annotated[
+        list[str] | None,
+        typer.Option("--account", help="An account id to delete (repeatable).", show_default=False),
+    ] = None,
+    membership: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--membership",
+            help="USER_ID:ACCOUNT_ID of a membership to delete (repeatable).",
+            show_default=False,
+        ),
+    ] = None,
+    from_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--from",
+            help="A CSV of keys: user_id and/or account_id columns (both: a membership).",
+            show_default=False,
+        ),
+    ] = None,
+    store: StoreOption = DEFAULT_STORE_URL,
+) -> None:
+    """Delete users, accounts and memberships from the store, in one transaction.
+
+    A user or an account takes its memberships and identities with it. An id that does not
+    exist, or an account whose child accounts stay, refuses the whole command. The next run of
+    each destination clears or archives what left the store, as its `removal` setting says.
+    """
+    keys = DeleteKeys(list(user or []), list(account or []), [])
+    keys.memberships.extend(parse_membership(m) for m in membership or [])
+    if from_file is not None:
+        extra = keys_from_file(from_file)
+        keys.users += extra.users
+        keys.accounts += extra.accounts
+        keys.memberships += extra.memberships
+    if not keys:
+        raise BadInputError(
+            Problem(
+                "nothing to delete",
+                hint="name keys with --user, --account, --membership USER:ACCOUNT or --from FILE",
+            )
+        )
+    engine = open_store(store)
+    try:
+        report = delete_records(engine, keys)
+    finally:
+        engine.dispose()
+    counts = ", ".join(
+        f"{n:,} {name if n == 1 else name + 's'}"
+        for name, n in (
+            ("user", report.users),
+            ("account", report.accounts),
+            ("membership", report.memberships),
+            ("identity", report.identities),
+        )
+    ).replace("identitys", "identities")
+    console.print(Text(f"deleted {counts} from {display_url(store)}"), highlight=False)
+    console.print(
+        "the next `syncer run` clears or archives them in each destination, as its `removal` "
+        "setting says",
+        highlight=False,
+    )
 
 
 def _print_report(report: LoadReport) -> None:
