@@ -13,9 +13,9 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator, Mapping
-from typing import Any
+from typing import Any, TypeVar
 
-from sqlalchemy import ColumnElement, CursorResult, Select, and_, exists, func, select
+from sqlalchemy import ColumnElement, CursorResult, Select, Table, and_, exists, func, select
 from sqlalchemy.engine import Connection, Engine, Row
 
 from syncer.db import (
@@ -97,62 +97,45 @@ StoreRow = Row[Any] | tuple[Any, ...] | Mapping[str, Any]
 mapping by column name."""
 
 
+def _by_name(row: Mapping[str, Any], table: Table) -> tuple[Any, ...]:
+    """A mapping's values in ``table``'s column order, as the driver would give them."""
+    return tuple(row[column.name] for column in table.c)
+
+
 def account_from_row(row: StoreRow) -> Account:
     """An :class:`Account` from a row of the ``accounts`` table."""
-    if isinstance(row, (tuple, Row)):
-        aid, name, domain, parent, stage, attrs, created, updated = row
-        attributes = _attributes(attrs, decoded=True)
-        return Account(
-            aid, name, domain, parent, stage, attributes, as_utc(created), as_utc(updated)
-        )
-    m = row
-    return Account(
-        account_id=m["account_id"],
-        name=m["name"],
-        domain=m["domain"],
-        parent_account_id=m["parent_account_id"],
-        stage=m["stage"],
-        attributes=_attributes(m["attributes"]),
-        created_at=as_utc(m["created_at"]),
-        updated_at=as_utc(m["updated_at"]),
-    )
+    return _described(row, accounts, Account)
 
 
 def user_from_row(row: StoreRow) -> User:
     """A :class:`User` from a row of the ``users`` table."""
-    if isinstance(row, (tuple, Row)):
-        # Positional: this runs once per user on the hot path of every plan.
-        uid, email, first, last, lead, attrs, created, updated = row
-        attributes = _attributes(attrs, decoded=True)
-        return User(uid, email, first, last, lead, attributes, as_utc(created), as_utc(updated))
-    m = row
-    return User(
-        user_id=m["user_id"],
-        email=m["email"],
-        first_name=m["first_name"],
-        last_name=m["last_name"],
-        lead_stage=m["lead_stage"],
-        attributes=_attributes(m["attributes"]),
-        created_at=as_utc(m["created_at"]),
-        updated_at=as_utc(m["updated_at"]),
-    )
+    return _described(row, users, User)
+
+
+_R = TypeVar("_R", Account, User)
+
+
+def _described(row: StoreRow, table: Table, record: type[_R]) -> _R:
+    """An account or a user: both tables, and both records, are the key, three texts, the
+    stage, attributes and two timestamps, in this order.
+
+    A Row or a driver tuple is unpacked as it is (its JSON was decoded just now and nobody else
+    holds it); a mapping is put in column order first, and its attributes copied. This runs
+    once per user and account of every plan: positional, no lookups by name.
+    """
+    fresh = isinstance(row, (tuple, Row))
+    values = row if fresh else _by_name(row, table)  # type: ignore[arg-type]
+    key, a, b, c, stage, attrs, created, updated = values
+    attributes = _attributes(attrs, decoded=fresh)
+    return record(key, a, b, c, stage, attributes, as_utc(created), as_utc(updated))
 
 
 def membership_from_row(row: StoreRow) -> Membership:
     """A :class:`Membership` from a row whose first columns are the ``memberships`` columns in
     table order (``select(memberships, ...)``)."""
-    if isinstance(row, (tuple, Row)):
-        uid, aid, role, stage, joined, updated = row[:6]
-        return Membership(uid, aid, role, stage, as_utc(joined), as_utc(updated))
-    m = row
-    return Membership(
-        user_id=m["user_id"],
-        account_id=m["account_id"],
-        role=m["role"],
-        stage=m["stage"],
-        joined_at=as_utc(m["joined_at"]),
-        updated_at=as_utc(m["updated_at"]),
-    )
+    values = row if isinstance(row, (tuple, Row)) else _by_name(row, memberships)
+    uid, aid, role, stage, joined, updated = values[:6]
+    return Membership(uid, aid, role, stage, as_utc(joined), as_utc(updated))
 
 
 def _k(col: ColumnElement[Any], conn: Connection) -> Any:

@@ -10,6 +10,8 @@ any product id (numeric, UUID, slug) fits; ordering uses code-point order (see
 
 from __future__ import annotations
 
+from typing import Any
+
 from sqlalchemy import (
     JSON,
     Column,
@@ -29,6 +31,18 @@ metadata = MetaData()
 # syncer.db.key_order); with the locale's default collation every chunk would re-sort the table.
 KEY = String(255).with_variant(String(255, collation="C"), "postgresql")
 
+
+def _described(stage: str) -> tuple[Column[Any], ...]:
+    """The columns every described record (account, user) ends with, in this order: its stage,
+    its free attributes and its timestamps. The readers unpack rows positionally."""
+    return (
+        Column(stage, String(64)),
+        Column("attributes", JSON, nullable=False, default=dict),
+        Column("created_at", DateTime(timezone=True)),
+        Column("updated_at", DateTime(timezone=True)),
+    )
+
+
 accounts = Table(
     "accounts",
     metadata,
@@ -38,10 +52,7 @@ accounts = Table(
     # No foreign key: a child may be loaded before its parent; the hierarchy policy reports
     # missing parents and cycles by account id, which a constraint error could not.
     Column("parent_account_id", KEY, index=True),
-    Column("stage", String(64)),
-    Column("attributes", JSON, nullable=False, default=dict),
-    Column("created_at", DateTime(timezone=True)),
-    Column("updated_at", DateTime(timezone=True)),
+    *_described("stage"),
 )
 
 users = Table(
@@ -51,10 +62,7 @@ users = Table(
     Column("email", String(320), index=True),
     Column("first_name", String(1024)),
     Column("last_name", String(1024)),
-    Column("lead_stage", String(64)),
-    Column("attributes", JSON, nullable=False, default=dict),
-    Column("created_at", DateTime(timezone=True)),
-    Column("updated_at", DateTime(timezone=True)),
+    *_described("lead_stage"),
 )
 
 memberships = Table(

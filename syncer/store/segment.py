@@ -202,13 +202,7 @@ def _identify(event: _Event, user_id: str | None) -> list[Patch]:
                 user.values["lead_stage"] = event.column("users", "lead_stage", trait, raw)
         else:
             user.attributes[trait] = event.attribute(trait, raw)
-    if ts is not None:
-        user.values["updated_at"] = ts
-    patches = [user]
-    if account_id is not None and user_id is not None:
-        patches.insert(0, Patch("accounts", (account_id,)))
-        patches.append(_membership(user_id, account_id, member_values, ts))
-    return patches
+    return _patches(user, ts, user_id, account_id, member_values)
 
 
 def _group(event: _Event, user_id: str | None) -> list[Patch]:
@@ -241,23 +235,29 @@ def _group(event: _Event, user_id: str | None) -> list[Patch]:
             account.values["domain"] = event.column("accounts", "domain", trait, _host(raw))
         else:
             account.attributes[trait] = event.attribute(trait, raw)
-    if ts is not None:
-        account.values["updated_at"] = ts
-    patches = [account]
-    if user_id is not None and group_id is not None:
-        patches.append(Patch("users", (user_id,)))
-        patches.append(_membership(user_id, group_id, member_values, ts))
-    return patches
+    return _patches(account, ts, user_id, group_id, member_values)
 
 
-def _membership(
-    user_id: str, account_id: str, values: dict[str, Any], ts: datetime | None
-) -> Patch:
-    patch = Patch("memberships", (user_id, account_id), values)
+def _patches(
+    described: Patch,
+    ts: datetime | None,
+    user_id: str | None,
+    account_id: str | None,
+    member_values: dict[str, Any],
+) -> list[Patch]:
+    """The record a call describes, stamped with its timestamp; when the call ties a user to an
+    account, also the other end (bare if new) and their membership, in load order."""
     if ts is not None:
-        patch.values["updated_at"] = ts
-        patch.earliest["joined_at"] = ts
-    return patch
+        described.values["updated_at"] = ts
+    if user_id is None or account_id is None:
+        return [described]
+    account = described if described.table == "accounts" else Patch("accounts", (account_id,))
+    user = described if described.table == "users" else Patch("users", (user_id,))
+    membership = Patch("memberships", (user_id, account_id), member_values)
+    if ts is not None:
+        membership.values["updated_at"] = ts
+        membership.earliest["joined_at"] = ts
+    return [account, user, membership]
 
 
 def _same_id(raw: Any, group_id: str | None) -> bool:

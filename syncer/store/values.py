@@ -65,29 +65,26 @@ class TableSpec:
         return col_type.length if isinstance(col_type, String) else None
 
 
+def _described_spec(table: Table, stage: str, **checks: frozenset[str]) -> TableSpec:
+    """The spec of an account or user table: keyed by its one primary-key column, every other
+    column but ``attributes`` a value, unknown input columns attributes."""
+    (key,) = (c.name for c in table.primary_key.columns)
+    return TableSpec(
+        str(table.name),
+        table,
+        key=(key,),
+        columns=tuple(c.name for c in table.c if c.name not in (key, "attributes")),
+        required=(key,),
+        timestamps=frozenset({"created_at", "updated_at"}),
+        stages=frozenset({stage}),
+        has_attributes=True,
+        **checks,
+    )
+
+
 SPECS: dict[str, TableSpec] = {
-    "accounts": TableSpec(
-        "accounts",
-        accounts,
-        key=("account_id",),
-        columns=("name", "domain", "parent_account_id", "stage", "created_at", "updated_at"),
-        required=("account_id",),
-        timestamps=frozenset({"created_at", "updated_at"}),
-        stages=frozenset({"stage"}),
-        refs=frozenset({"parent_account_id"}),
-        has_attributes=True,
-    ),
-    "users": TableSpec(
-        "users",
-        users,
-        key=("user_id",),
-        columns=("email", "first_name", "last_name", "lead_stage", "created_at", "updated_at"),
-        required=("user_id",),
-        timestamps=frozenset({"created_at", "updated_at"}),
-        stages=frozenset({"lead_stage"}),
-        emails=frozenset({"email"}),
-        has_attributes=True,
-    ),
+    "accounts": _described_spec(accounts, "stage", refs=frozenset({"parent_account_id"})),
+    "users": _described_spec(users, "lead_stage", emails=frozenset({"email"})),
     "memberships": TableSpec(
         "memberships",
         memberships,
