@@ -5,10 +5,15 @@ rejected accounts included."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING
 
+import pytest
 from sqlalchemy import update
+from typer.testing import CliRunner
 
+from syncer.cli import app
+from syncer.cli.app import console
 from syncer.db import create_db_engine
 from syncer.state.failures import FailureLog
 from syncer.store.schema import accounts
@@ -16,6 +21,8 @@ from syncer.testing.memory import MemoryConnector, MemoryStore
 
 if TYPE_CHECKING:
     from syncer.engine import Sync
+
+runner = CliRunner()
 
 CYCLE = "parent_account_id forms a cycle: ACME → ACME-EU-RD → ACME-EU → ACME"
 MISSING = "parent_account_id 'GHOST' is not an account"
@@ -42,7 +49,10 @@ def _break_the_hierarchy(store_url: str) -> None:
 
 
 def test_bad_accounts_are_rejected_with_the_reason_and_everything_else_syncs(
-    store_url: str, memory_sync: Callable[..., Sync]
+    store_url: str,
+    memory_sync: Callable[..., Sync],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     _break_the_hierarchy(store_url)
     dest = MemoryStore()
@@ -71,6 +81,12 @@ def test_bad_accounts_are_rejected_with_the_reason_and_everything_else_syncs(
     # `syncer errors` reads these: one per rejected account, with the reason and the field.
     assert {f.key: f.reason for f in failures} == EXPECTED
     assert {f.field for f in failures} == {"parent_account_id"}
+    monkeypatch.setattr(console, "width", 400)
+    shown = runner.invoke(app, ["errors", "--config", str(tmp_path / "syncer.yaml")])
+    assert shown.exit_code == 0, shown.output
+    lines = [" ".join(line.split()) for line in shown.output.splitlines()]
+    assert any("ACME-US" in line and EXPECTED["ACME-US"] in line for line in lines)
+    assert any("UMBRELLA" in line and MISSING in line for line in lines)
 
 
 def test_once_the_hierarchy_is_fixed_the_rejected_accounts_sync(
