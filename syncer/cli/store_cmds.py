@@ -29,9 +29,10 @@ from syncer.db import DEFAULT_STORE_URL, STATE_URL_ENV, STORE_URL_ENV
 from syncer.errors import BadInputError, ConfigError, Problem
 from syncer.state import init_state
 from syncer.store.database import display_url, init_store, open_store
-from syncer.store.loaders import LoadReport, load_paths
+from syncer.store.loaders import load_paths
 from syncer.store.readers import store_stats
 from syncer.store.removal import DeleteKeys, delete_records, keys_from_file, parse_membership
+from syncer.store.reports import LoadReport
 from syncer.store.rules import LoadRules
 
 store_app = typer.Typer(
@@ -218,15 +219,11 @@ def delete_records_cmd(
         report = delete_records(engine, keys)
     finally:
         engine.dispose()
+    singular = {"users": "user", "accounts": "account", "memberships": "membership"}
     counts = ", ".join(
-        f"{n:,} {name if n == 1 else name + 's'}"
-        for name, n in (
-            ("user", report.users),
-            ("account", report.accounts),
-            ("membership", report.memberships),
-            ("identity", report.identities),
-        )
-    ).replace("identitys", "identities")
+        f"{n:,} {table if n != 1 else singular.get(table, 'identity')}"
+        for table, n in report.items()
+    )
     console.print(Text(f"deleted {counts} from {display_url(store)}"), highlight=False)
     console.print(
         "the next `syncer run` clears or archives them in each destination, as its `removal` "

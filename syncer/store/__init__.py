@@ -6,7 +6,7 @@ The public API is re-exported here; the modules hold the details.
 from __future__ import annotations
 
 from syncer.store.database import init_store, open_store
-from syncer.store.loaders import FileReport, LoadReport, load_paths
+from syncer.store.loaders import load_paths
 from syncer.store.readers import (
     iter_accounts,
     iter_all_accounts,
@@ -17,10 +17,17 @@ from syncer.store.readers import (
     read_user,
     store_stats,
 )
+from syncer.store.removal import DeleteKeys, DeleteReport, delete_records
+from syncer.store.reports import FileReport, LoadReport
+from syncer.store.rules import LoadRules
 
 __all__ = [
+    "DeleteKeys",
+    "DeleteReport",
     "FileReport",
     "LoadReport",
+    "LoadRules",
+    "delete_records",
     "init_store",
     "iter_accounts",
     "iter_all_accounts",

@@ -17,15 +17,12 @@ same files twice writes nothing and the report counts inserted, updated and unch
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
-from sqlalchemy import Column, ColumnElement, and_, select, tuple_
 from sqlalchemy.engine import Connection, Engine
 
-from syncer.db import as_utc, is_postgres, upsert
 from syncer.errors import BadInputError, Problem
+from syncer.store.reports import FileReport, LoadReport
 from syncer.store.rules import LoadRules
 from syncer.store.sources import (
     CSV_SUFFIXES,
@@ -37,38 +34,12 @@ from syncer.store.sources import (
     SourceError,
     kind_from_name,
 )
-from syncer.store.values import SPECS, ParsedRow, Patch, TableSpec
+from syncer.store.values import SPECS, ParsedRow, TableSpec
+from syncer.store.writer import BatchWriter, stored_keys
 
 DEFAULT_BATCH_SIZE = 2000
 Progress = Callable[[str, int, int], None]
 """``progress(phase, done, total)``: phase ``"reading"`` counts bytes, ``"writing"`` records."""
-
-
-@dataclass(slots=True)
-class FileReport:
-    """What one input file did: rows read, records written, rows skipped or ignored."""
-
-    path: str
-    kind: str
-    rows: int = 0
-    inserted: int = 0
-    updated: int = 0
-    unchanged: int = 0
-    skipped: int = 0
-    ignored: int = 0  # Segment calls syncer has no use for
-
-
-@dataclass(slots=True)
-class LoadReport:
-    """The outcome of :func:`load_paths`: one :class:`FileReport` per file, skipped rows."""
-
-    files: list[FileReport]
-    skipped: list[Problem] = field(default_factory=list)
-    tables: dict[str, dict[str, int]] = field(default_factory=dict)
-
-    def total(self, what: str) -> int:
-        """The sum of one :class:`FileReport` counter (``"rows"``, ``"inserted"``, ...)."""
-        return sum(int(getattr(f, what)) for f in self.files)
 
 
 def expand_sources(
@@ -188,7 +159,7 @@ def load_paths(
             for src in sources:
                 if table not in src.tables:
                     continue
-                writer = _Writer(conn, SPECS[table], check.reports[src], counts, batch_size)
+                writer = BatchWriter(conn, SPECS[table], check.reports[src], counts, batch_size)
                 for row in src.rows():
                     if row.ignored or row.line in check.bad_lines[src]:
                         continue
@@ -285,7 +256,7 @@ class _Check:
             unknown = keys - self.defined[table]
             if unknown:
                 column = SPECS[table].table.c[SPECS[table].key[0]]
-                unknown -= _stored(conn, column, unknown)
+                unknown -= stored_keys(conn, column, unknown)
             missing[table] = unknown
         if not any(missing.values()):
             return
@@ -356,97 +327,3 @@ def _unknown_refs(
             )
         )
     return problems
-
-
-def _stored(conn: Connection, column: Column[Any], keys: set[str]) -> set[str]:
-    """Those of ``keys`` that the store holds."""
-    ordered = sorted(keys)
-    found: set[str] = set()
-    for i in range(0, len(ordered), 500):
-        chunk = ordered[i : i + 500]
-        found.update(conn.execute(select(column).where(column.in_(chunk))).scalars())
-    return found
-
-
-class _Writer:
-    """Upserts one file's patches for one table in batches, counting what changed."""
-
-    def __init__(
-        self,
-        conn: Connection,
-        spec: TableSpec,
-        report: FileReport,
-        counts: dict[str, int],
-        batch_size: int,
-    ) -> None:
-        self.conn = conn
-        self.spec = spec
-        self.report = report
-        self.counts = counts
-        self.batch_size = batch_size
-        self.pending: dict[tuple[str, ...], Patch] = {}
-        self.key_cols = [spec.table.c[k] for k in spec.key]
-
-    def add(self, patch: Patch) -> int:
-        """Queue ``patch`` (folding it into an earlier one for the same key); 1 for progress."""
-        earlier = self.pending.get(patch.key)
-        if earlier is None:
-            self.pending[patch.key] = patch
-        else:
-            earlier.fold(patch)
-        if len(self.pending) >= self.batch_size:
-            self.flush()
-        return 1
-
-    def flush(self) -> None:
-        if not self.pending:
-            return
-        stored = self._stored_rows(list(self.pending))
-        changed: list[dict[str, Any]] = []
-        for key, patch in self.pending.items():
-            before = stored.get(key)
-            after = patch.apply(self.spec, before)
-            if before is None:
-                outcome = "inserted"
-            elif after == before:
-                outcome = "unchanged"
-            else:
-                outcome = "updated"
-            if outcome != "unchanged":
-                changed.append(after)
-            setattr(self.report, outcome, getattr(self.report, outcome) + 1)
-            self.counts[outcome] += 1
-        upsert(self.conn, self.spec.table, changed, self.spec.key)
-        self.pending.clear()
-
-    def _stored_rows(self, keys: list[tuple[str, ...]]) -> dict[tuple[str, ...], dict[str, Any]]:
-        table = self.spec.table
-        where: ColumnElement[bool]
-        if len(self.key_cols) == 1:
-            where = self.key_cols[0].in_([k[0] for k in keys])
-        elif is_postgres(self.conn):
-            # One IN list per key column (a superset of the keys; the rest are dropped below):
-            # a row-value IN list of thousands of pairs makes PostgreSQL plan and scan for
-            # seconds per batch, while per-column lists use the primary key index.
-            where = and_(
-                *(col.in_(sorted({k[i] for k in keys})) for i, col in enumerate(self.key_cols))
-            )
-        else:
-            # SQLite looks row values up in the primary key; per-column lists made it walk the
-            # account index through every member of a batch's popular accounts.
-            where = tuple_(*self.key_cols).in_(keys)
-        wanted = set(keys)
-        rows: dict[tuple[str, ...], dict[str, Any]] = {}
-        for r in self.conn.execute(select(table).where(where)):
-            if (
-                len(self.key_cols) > 1
-                and tuple(r._mapping[c.name] for c in self.key_cols) not in wanted
-            ):
-                continue
-            row = dict(r._mapping)
-            for column in self.spec.timestamps:
-                row[column] = as_utc(row[column])
-            if self.spec.has_attributes and row["attributes"] is None:
-                row["attributes"] = {}
-            rows[tuple(row[k] for k in self.spec.key)] = row
-        return rows

@@ -24,14 +24,9 @@ from syncer.store.schema import accounts, identities, memberships, users
 MembershipKey = tuple[str, str]
 
 
-@dataclass(slots=True)
-class DeleteReport:
-    """How many rows one delete removed, by table (cascaded ones included)."""
-
-    users: int = 0
-    accounts: int = 0
-    memberships: int = 0
-    identities: int = 0
+DeleteReport = dict[str, int]
+"""How many rows one delete removed, by table (``users``, ``accounts``, ``memberships``,
+``identities``; cascaded ones included)."""
 
 
 @dataclass(slots=True)
@@ -104,7 +99,7 @@ def keys_from_file(path: Path) -> DeleteKeys:
 def delete_records(engine: Engine, keys: DeleteKeys) -> DeleteReport:
     """Delete ``keys`` in one transaction; :class:`BadInputError` (nothing deleted) naming
     every key that does not exist and every account that would leave child accounts behind."""
-    report = DeleteReport()
+    report: DeleteReport = dict.fromkeys(("users", "accounts", "memberships", "identities"), 0)
     user_ids, account_ids = sorted(set(keys.users)), sorted(set(keys.accounts))
     pairs = sorted(set(keys.memberships))
     with engine.begin() as conn:
@@ -114,7 +109,7 @@ def delete_records(engine: Engine, keys: DeleteKeys) -> DeleteReport:
         m, i = memberships.c, identities.c
         # Memberships first, counted here: the cascades below would take them silently.
         for chunk in _chunks(pairs):
-            report.memberships += _count_deleted(
+            report["memberships"] += _count_deleted(
                 conn, delete(memberships).where(tuple_(m.user_id, m.account_id).in_(chunk))
             )
         for entity, ids, table, column, member_col in (
@@ -122,18 +117,16 @@ def delete_records(engine: Engine, keys: DeleteKeys) -> DeleteReport:
             ("account", account_ids, accounts, accounts.c.account_id, m.account_id),
         ):
             for chunk in _chunks(ids):
-                report.memberships += _count_deleted(
+                report["memberships"] += _count_deleted(
                     conn, delete(memberships).where(member_col.in_(chunk))
                 )
-                report.identities += _count_deleted(
+                report["identities"] += _count_deleted(
                     conn,
                     delete(identities).where(and_(i.entity == entity, i.entity_id.in_(chunk))),
                 )
-                deleted = _count_deleted(conn, delete(table).where(column.in_(chunk)))
-                if entity == "user":
-                    report.users += deleted
-                else:
-                    report.accounts += deleted
+                report[str(table.name)] += _count_deleted(
+                    conn, delete(table).where(column.in_(chunk))
+                )
     return report
 
 

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from syncer.errors import Problem
+from syncer.store.encoding import UTF8_HINT, NotUtf8, csv_field, json_field
 from syncer.store.rules import LoadRules
 from syncer.store.segment import parse_event
 from syncer.store.values import (
@@ -49,10 +50,6 @@ _NAME_PREFIXES: tuple[tuple[str, str], ...] = (
 )
 CSV_SUFFIXES = frozenset({".csv"})
 JSONL_SUFFIXES = frozenset({".jsonl", ".ndjson"})
-UTF8_HINT = (
-    "save the file as UTF-8 (in Excel: Save As > 'CSV UTF-8'; or `iconv -f latin1 -t utf-8`) "
-    "and load it again"
-)
 
 
 class SourceError(Exception):
@@ -118,7 +115,7 @@ class Source:
     def _lines(self) -> Iterator[str]:
         """The file's lines decoded strictly as UTF-8 (a leading BOM dropped).
 
-        Raises :class:`_NotUtf8`; the readers turn it into a :class:`SourceError` that also
+        Raises :class:`NotUtf8`; the readers turn it into a :class:`SourceError` that also
         names the column (or JSON key) holding the bad byte when they can tell.
         """
         offset = 0
@@ -127,14 +124,14 @@ class Source:
                 try:
                     text = raw.decode("utf-8")
                 except UnicodeDecodeError as exc:
-                    raise _NotUtf8(number, offset + exc.start, raw, raw[exc.start]) from None
+                    raise NotUtf8(number, offset + exc.start, raw, raw[exc.start]) from None
                 if number == 1 and text.startswith("\ufeff"):
                     text = text[1:]
                 offset += len(raw)
                 self.bytes_read = offset
                 yield text
 
-    def _not_utf8(self, bad: _NotUtf8, field: str | None) -> SourceError:
+    def _not_utf8(self, bad: NotUtf8, field: str | None) -> SourceError:
         return SourceError(
             Problem(
                 f"not valid UTF-8: byte 0x{bad.byte:02x} at byte offset {bad.offset}; "
@@ -150,8 +147,8 @@ class Source:
         """(line, object, None) or (line, None, problem) for every non-blank line."""
         try:
             yield from self._json_lines()
-        except _NotUtf8 as bad:
-            raise self._not_utf8(bad, _json_field(bad.raw)) from None
+        except NotUtf8 as bad:
+            raise self._not_utf8(bad, json_field(bad.raw)) from None
 
     def _json_lines(self) -> Iterator[tuple[int, dict[str, Any] | None, Problem | None]]:
         for number, text in enumerate(self._lines(), 1):
@@ -189,8 +186,8 @@ class Source:
         header: list[str] = []
         try:
             yield from self._csv_records(spec, header)
-        except _NotUtf8 as bad:
-            raise self._not_utf8(bad, _csv_field(header, bad.raw)) from None
+        except NotUtf8 as bad:
+            raise self._not_utf8(bad, csv_field(header, bad.raw)) from None
 
     def _csv_records(self, spec: TableSpec, header: list[str]) -> Iterator[ParsedRow]:
         """The data rows; fills ``header`` (the caller's list) once the header row is read."""
@@ -277,60 +274,6 @@ class Source:
                     f"{', '.join(spec.required)}",
                 )
             )
-
-
-class _NotUtf8(Exception):
-    """A line that is not UTF-8: where, and the raw bytes to find the column in."""
-
-    def __init__(self, line: int, offset: int, raw: bytes, byte: int) -> None:
-        super().__init__(f"line {line}: byte 0x{byte:02x} at offset {offset} is not UTF-8")
-        self.line = line
-        self.offset = offset
-        self.raw = raw
-        self.byte = byte
-
-
-def _undecodable(text: str) -> bool:
-    # surrogateescape turns each undecodable byte into one of U+DC80..U+DCFF.
-    return any("\udc80" <= ch <= "\udcff" for ch in text)
-
-
-def _csv_field(header: list[str], raw: bytes) -> str | None:
-    """The header column whose cell holds the undecodable byte, when the line says so alone."""
-    if not header:
-        return None  # the bad byte is in the header itself
-    try:
-        cells = next(csv.reader([raw.decode("utf-8", "surrogateescape")], strict=True))
-    except (csv.Error, StopIteration):
-        return None
-    if len(cells) != len(header):
-        return None  # a continuation line of a quoted multi-line cell: cannot tell
-    for name, cell in zip(header, cells, strict=True):
-        if _undecodable(cell):
-            return name
-    return None
-
-
-def _json_field(raw: bytes) -> str | None:
-    """The (dotted) key whose value holds the undecodable byte, if the line is valid JSON."""
-    try:
-        obj = json.loads(raw.decode("utf-8", "surrogateescape"))
-    except ValueError:
-        return None
-    stack: list[tuple[str, Any]] = [("", obj)]
-    while stack:
-        path, value = stack.pop()
-        if isinstance(value, dict):
-            for key, item in reversed(list(value.items())):
-                name = f"{path}.{key}" if path else str(key)
-                if _undecodable(str(key)):
-                    return name
-                stack.append((name, item))
-        elif isinstance(value, list):
-            stack.extend((path, item) for item in reversed(value))
-        elif isinstance(value, str) and _undecodable(value):
-            return path or None
-    return None
 
 
 def _reject_constant(name: str) -> Any:
