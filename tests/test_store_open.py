@@ -5,6 +5,8 @@ writing nothing (not even an empty SQLite file)."""
 from __future__ import annotations
 
 import os
+import sqlite3
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -76,6 +78,22 @@ def test_a_read_only_sqlite_store_is_refused_when_the_run_writes_to_it(tmp_path:
     open_store(read_only).dispose()  # reading is fine
     with pytest.raises(ConfigError, match=r"is read-only .*keep the state elsewhere"):
         open_store(read_only, writable=True)
+
+
+def test_a_store_another_process_is_writing_is_writable_and_opens_at_once(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "store.db"
+    init_store(f"sqlite:///{path}").dispose()
+    writer = sqlite3.connect(path, isolation_level=None)
+    writer.execute("BEGIN IMMEDIATE")  # a run in progress holds the write lock
+    try:
+        started = time.monotonic()
+        open_store(f"sqlite:///{path}", writable=True).dispose()
+        assert time.monotonic() - started < 5  # not the 30 s busy timeout
+    finally:
+        writer.execute("ROLLBACK")
+        writer.close()
 
 
 @pytest.mark.skipif(os.geteuid() == 0, reason="root writes files whatever their mode")

@@ -141,6 +141,10 @@ def _check_writable(conn: Connection, shown: str, sqlite_file: Path | None) -> N
     if sqlite_file is None:
         return
     reason: str | None = None
+    # Another process writing (a run in progress) holds the lock: that proves the store
+    # writable, and waiting out the busy timeout would only delay this command.
+    waits = conn.exec_driver_sql("PRAGMA busy_timeout").scalar()
+    conn.exec_driver_sql("PRAGMA busy_timeout = 0")
     try:
         # A write rolled back: the cheapest proof that a write would work (file and directory
         # permissions, a read-only mount or a ``mode=ro`` URI alike; BEGIN IMMEDIATE alone
@@ -152,6 +156,10 @@ def _check_writable(conn: Connection, shown: str, sqlite_file: Path | None) -> N
             conn.exec_driver_sql("ROLLBACK")
     except OperationalError as exc:
         reason = str(exc.orig)
+        if "locked" in reason or "busy" in reason:
+            reason = None
+    finally:
+        conn.exec_driver_sql(f"PRAGMA busy_timeout = {int(waits or 0)}")
     if reason is None and not _os_writable(sqlite_file):
         reason = "the file or its directory is not writable"
     if reason is not None:
