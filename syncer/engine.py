@@ -83,12 +83,10 @@ log = logging.getLogger("syncer.engine")
 
 View = ResolvedUser | ResolvedAccount
 _MARK_FLUSH = 5000
-#: How long a run's lease on its destination lasts without renewal, in seconds. The engine renews
-#: it as it goes and at the start of every step (``ensure``, ``apply_object``, ``associate``); a
-#: caller that pauses between steps for longer (a scheduler's task retry delay) passes a longer
-#: ``lease_ttl`` to :meth:`Sync.start_run`. A run whose process died blocks its destination for
-#: at most this long.
-LEASE_TTL = 300.0
+#: How long a run's lease on its destination lasts without renewal, in seconds. A heartbeat thread
+#: renews it every third of that for as long as the run's process lives (through any pause between
+#: steps), so a run whose process died blocks its destination for at most this long.
+LEASE_TTL = 45.0
 #: The name of the field in a mapping that holds the record's stage when no field is filled by
 #: the expression ``stage`` alone (see :func:`stage_field`).
 STAGE_FIELD_NAMES = ("syncer_stage", "Syncer_Stage__c")
@@ -443,14 +441,15 @@ class Sync:
         for each object of the mapping, ``associate``); leaving the block records how the run
         ended and releases the lease. The Prefect flow drives the steps as separate tasks.
 
-        ``lease_ttl`` (seconds) must outlast the longest pause between or within steps: each
-        step renews the lease when it starts and as it goes, but nothing renews it while a
-        caller waits (see :data:`LEASE_TTL`)."""
+        The lease is renewed by a heartbeat while this process lives, and each step renews it
+        when it starts (see :data:`LEASE_TTL`)."""
         dest = self.destination(name)
         runs = RunLog(self.state)
         run_id = runs.start_run(name, dry_run=False)
         try:
-            lease = acquire(self.state, name, run_id, lease_ttl, wait_seconds=lease_wait)
+            lease = acquire(
+                self.state, name, run_id, lease_ttl, wait_seconds=lease_wait, heartbeat=True
+            )
         except SyncerError as exc:
             runs.finish_run(run_id, "failed", {}, str(exc))
             raise
@@ -481,12 +480,14 @@ class RunSession:
         self.dest = dest
         self.connector = connector
         self.lease = lease
-        # One call's retries must end well inside the lease: the lease is renewed between
-        # batches (every third of its TTL), so a call retrying for longer could let another run
-        # take the destination while this one still writes. A call that gives up is retried by
-        # the next run (its batch was never acknowledged).
+        # Without a heartbeat, one call's retries must end well inside the lease: it is renewed
+        # only between batches, so a call retrying for longer could let another run take the
+        # destination while this one still writes. A call that gives up is retried by the next
+        # run (its batch was never acknowledged). The heartbeat renews it during the call.
         deadline = lease.ttl_seconds / 2
-        if sync.retry.deadline is None or sync.retry.deadline > deadline:
+        if not lease.heartbeat_running and (
+            sync.retry.deadline is None or sync.retry.deadline > deadline
+        ):
             self.retry = dataclasses.replace(sync.retry, deadline=deadline)
         else:
             self.retry = sync.retry

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,15 +120,32 @@ class BatchRejected(SyncerError):
 class LeaseHeldError(SyncerError):
     """Another run holds the destination's lease; this run writes nothing."""
 
-    def __init__(self, destination: str, holder: str, expires_at: object) -> None:
+    def __init__(
+        self,
+        destination: str,
+        holder: str,
+        expires_at: object,
+        *,
+        host: str | None = None,
+        pid: int | None = None,
+    ) -> None:
+        where = f"pid {pid} on {host}, " if host is not None and pid is not None else ""
         super().__init__(
-            f"destination {destination!r} is being synced by run {holder} (lease until "
-            f"{expires_at}); wait for it to finish, or if that run died, wait for the lease to "
-            "expire or release it with `syncer status --release`"
+            f"destination {destination!r} is being synced by run {holder} ({where}lease until "
+            f"{_when(expires_at)}); wait for it to finish (`syncer run --wait SECONDS` waits), or "
+            f"if that run died, its lease lapses by then or `syncer lease release -d "
+            f"{destination}` releases it now"
         )
         self.destination = destination
         self.holder = holder
         self.expires_at = expires_at
+        self.host = host
+        self.pid = pid
+
+
+def _when(at: object) -> str:
+    """A lease's expiry as people read it: to the second, in UTC."""
+    return at.isoformat(sep=" ", timespec="seconds") if isinstance(at, datetime) else str(at)
 
 
 class LeaseLostError(LeaseHeldError):
@@ -140,13 +158,36 @@ class LeaseLostError(LeaseHeldError):
         SyncerError.__init__(
             self,
             f"run {lost_by} lost its lease on destination {destination!r} "
-            + (f"to run {holder} (lease until {expires_at})" if holder else "(it was released)")
-            + "; it stopped writing. If renewals were too far apart, raise the lease TTL",
+            + (f"to run {holder} (lease until {_when(expires_at)})" if holder else "(released)")
+            + "; it stopped writing. Either an operator released it (`syncer lease release "
+            "--force`) or its heartbeat could not renew it in time (this process stalled, or "
+            "the state database was unreachable, for longer than the lease lasts); the next "
+            "run sends what this one did not",
         )
         self.destination = destination
         self.holder = holder or ""
         self.expires_at = expires_at
         self.lost_by = lost_by
+        self.host = None
+        self.pid = None
+
+
+class LeaseReleaseRefused(LeaseHeldError):
+    """An operator asked to release a lease whose holder may be alive; nothing was released."""
+
+    def __init__(self, destination: str, holder: str, expires_at: object, reason: str) -> None:
+        SyncerError.__init__(
+            self,
+            f"not releasing the lease on destination {destination!r}: run {holder} holds it "
+            f"until {_when(expires_at)} and {reason}. If it died, its lease lapses by then; to "
+            "release it now anyway (the run stops writing at its next renewal): "
+            f"`syncer lease release -d {destination} --force`",
+        )
+        self.destination = destination
+        self.holder = holder
+        self.expires_at = expires_at
+        self.host = None
+        self.pid = None
 
 
 class FatalError(SyncerError):

@@ -16,8 +16,8 @@ from sqlalchemy import delete, update
 
 from syncer.connectors.base import WriteRecord, WriteResult
 from syncer.db import create_db_engine
-from syncer.engine import Sync
-from syncer.state import AssociationLedger, FailureLog, RecordState
+from syncer.engine import RunSession, Sync
+from syncer.state import AssociationLedger, FailureLog, RecordState, acquire
 from syncer.store.schema import memberships, users
 from syncer.testing.memory import MemoryConfig, MemoryConnector, MemoryStore
 
@@ -273,9 +273,30 @@ def test_one_call_retries_for_at_most_half_the_lease(
     expected: float,
     memory_sync: Callable[..., Sync],
 ) -> None:
-    # The lease is renewed between batches: a call retrying longer than the lease could let a
-    # second run take the destination while this one still writes.
+    # A lease without a heartbeat is renewed between batches only: a call retrying longer than
+    # the lease could let a second run take the destination while this one still writes.
     with memory_sync(removal="clear") as sync:
         sync.retry = dataclasses.replace(sync.retry, deadline=policy_deadline)
-        with sync.start_run("crm", lease_ttl=lease_ttl, connector=MemoryConnector()) as session:
+        with acquire(sync.state, "crm", "run-1", lease_ttl) as lease:
+            session = RunSession(
+                sync,
+                sync.destination("crm"),
+                MemoryConnector(),
+                lease,
+                "run-1",
+                owns_connector=True,
+            )
             assert session.retry.deadline == expected
+
+
+@pytest.mark.parametrize("policy_deadline", [900.0, None, 10.0])
+def test_a_heartbeat_leaves_a_calls_retries_to_the_policy(
+    policy_deadline: float | None, memory_sync: Callable[..., Sync]
+) -> None:
+    # The heartbeat renews the run's lease while a call retries, so a short lease does not cut
+    # the destination's backoff short.
+    with memory_sync(removal="clear") as sync:
+        sync.retry = dataclasses.replace(sync.retry, deadline=policy_deadline)
+        with sync.start_run("crm", lease_ttl=6, connector=MemoryConnector()) as session:
+            assert session.lease.heartbeat_running
+            assert session.retry.deadline == policy_deadline

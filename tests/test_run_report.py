@@ -195,7 +195,9 @@ def test_a_step_whose_lease_another_run_took_writes_nothing(
     with memory_sync() as sync:
         session = sync.start_run("crm", lease_ttl=0.5, connector=connector)
         session.ensure()
-        time.sleep(0.7)  # a task retry waited longer than the lease lasts
+        # The process stalled (its heartbeat did not run) for longer than the lease lasts.
+        session.lease.stop_heartbeat()
+        time.sleep(0.7)
         other = acquire(sync.state, "crm", "another-run", 60)
         with pytest.raises(LeaseLostError):
             session.apply_object("companies")

@@ -17,6 +17,7 @@ from syncer.cli import demo_cmds  # noqa: F401  isort: skip
 from syncer.cli import filter_cmds  # noqa: F401  isort: skip
 from syncer.cli import emulate_cmds  # noqa: F401  isort: skip
 from syncer.cli import explain_cmds  # noqa: F401  isort: skip
+from syncer.cli import lease_cmds  # noqa: F401  isort: skip
 
 __all__ = ["app", "main"]
 

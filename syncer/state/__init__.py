@@ -14,7 +14,8 @@ from syncer.state.associations import AssociationLedger, AssociationLike, Link
 from syncer.state.database import as_utc, init_state, open_state, utcnow
 from syncer.state.failures import Failure, FailureLog, Rejection
 from syncer.state.hashing import canonical_text, payload_hash
-from syncer.state.lease import Lease, LeaseInfo, acquire, current_lease, force_release
+from syncer.state.lease import Lease, LeaseInfo, acquire, current_lease
+from syncer.state.lease_holders import HolderState, LeaseStatus, lease_statuses, release_lease
 from syncer.state.records import Ack, RecordState, StoredRecord
 from syncer.state.runs import FINAL_STATUSES, RunInfo, RunLog
 
@@ -25,8 +26,10 @@ __all__ = [
     "AssociationLike",
     "Failure",
     "FailureLog",
+    "HolderState",
     "Lease",
     "LeaseInfo",
+    "LeaseStatus",
     "Link",
     "RecordState",
     "Rejection",
@@ -37,9 +40,10 @@ __all__ = [
     "as_utc",
     "canonical_text",
     "current_lease",
-    "force_release",
     "init_state",
+    "lease_statuses",
     "open_state",
     "payload_hash",
+    "release_lease",
     "utcnow",
 ]

@@ -102,7 +102,9 @@ sync_associations = Table(
     Index("ix_sync_associations_to", "destination", "to_object", "to_key"),
 )
 
-# One lease per destination so two runs never write the same destination at once.
+# One lease per destination so two runs never write the same destination at once. host and pid
+# name the holding process (NULL in rows of a syncer that did not record them); a table made
+# before they existed gets them from syncer.state.lease.upgrade_lease_table, run by init_state.
 sync_locks = Table(
     "sync_locks",
     metadata,
@@ -110,4 +112,6 @@ sync_locks = Table(
     Column("holder", String(64), nullable=False),
     Column("acquired_at", DateTime(timezone=True), nullable=False),
     Column("expires_at", DateTime(timezone=True), nullable=False),
+    Column("host", String(255)),
+    Column("pid", Integer),
 )
