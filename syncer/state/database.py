@@ -33,7 +33,7 @@ def init_state(url: str | Engine) -> Engine:
     """
     engine = url if isinstance(url, Engine) else create_db_engine(url)
     metadata.create_all(engine)
-    from syncer.state.lease import upgrade_lease_table  # lease imports this module
+    from syncer.state.lease_holders import upgrade_lease_table  # it imports this module
 
     upgrade_lease_table(engine)
     return engine

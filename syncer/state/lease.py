@@ -22,8 +22,8 @@ keeps its lease through any pause (a scheduler's retry delay, a long backoff). T
 :meth:`Lease.renew` / :meth:`Lease.renew_if_due` calls stay as checkpoints: they raise
 :class:`syncer.errors.LeaseLostError` once the lease is no longer ours, so the run stops writing.
 
-The row records the holder's host name and process id, so an operator can tell a dead holder
-from a live one (:func:`release_lease`, ``syncer lease release``).
+The row names the holder's host and process, so an operator can tell a dead holder from a live
+one (:mod:`syncer.state.lease_holders`, ``syncer lease release``).
 """
 
 from __future__ import annotations
@@ -40,9 +40,9 @@ from datetime import datetime, timedelta
 from types import TracebackType
 from typing import Any
 
-from sqlalchemy import Interval, case, delete, func, inspect, literal, select, text, update
+from sqlalchemy import Interval, case, delete, func, literal, select, update
 from sqlalchemy.engine import Connection, Engine
-from sqlalchemy.exc import OperationalError, ProgrammingError, SQLAlchemyError
+from sqlalchemy.exc import SQLAlchemyError
 
 from syncer.db import is_postgres
 from syncer.errors import LeaseHeldError, LeaseLostError
@@ -54,11 +54,9 @@ __all__ = [
     "LeaseInfo",
     "acquire",
     "current_lease",
-    "db_now",
     "leases",
     "sql_now",
     "this_holder",
-    "upgrade_lease_table",
 ]
 
 log = logging.getLogger("syncer.lease")
@@ -105,7 +103,6 @@ class Lease:
         self._heartbeat: _Heartbeat | None = None
         # Set by the heartbeat when it finds the lease gone; the next renew raises.
         self._lost = False
-        self._lock = threading.Lock()
 
     def renew(self, ttl_seconds: float | None = None) -> None:
         """Extend the lease to ``ttl_seconds`` (default: the TTL it was taken with) from now.
@@ -149,9 +146,8 @@ class Lease:
             ).first()
         if row is None:
             return False
-        with self._lock:
-            self.expires_at = _aware(row[0])
-            self._renewed_at = time.monotonic()
+        self.expires_at = as_utc(row[0])
+        self._renewed_at = time.monotonic()
         return True
 
     # --- heartbeat ------------------------------------------------------------------------------
@@ -166,12 +162,11 @@ class Lease:
         :meth:`renew_if_due` raises :class:`LeaseLostError`. An in-memory SQLite database gets
         no heartbeat: it has one connection per thread, and it dies with the process anyway.
         """
+        if interval is not None and interval <= 0:
+            raise ValueError(f"heartbeat interval must be positive, got {interval}")
         if self.released or self._lost or self.heartbeat_running or _in_memory(self.engine):
             return
-        every = self.ttl_seconds / 3 if interval is None else interval
-        if every <= 0:
-            raise ValueError(f"heartbeat interval must be positive, got {every}")
-        self._heartbeat = _Heartbeat(self, every)
+        self._heartbeat = _Heartbeat(self, interval)
         self._heartbeat.thread.start()
 
     def stop_heartbeat(self) -> None:
@@ -241,10 +236,10 @@ class _Heartbeat:
     """The thread that renews one lease. It holds the lease weakly: a lease object nobody holds
     any more (dropped without release) is not kept alive, in the database or in memory."""
 
-    def __init__(self, lease: Lease, interval: float) -> None:
+    def __init__(self, lease: Lease, interval: float | None) -> None:
         self._lease = weakref.ref(lease)
         self._stopped = threading.Event()
-        self.interval = interval
+        self._interval = interval
         self.thread = threading.Thread(
             target=self._run, name=f"syncer-lease-{lease.destination}", daemon=True
         )
@@ -254,8 +249,14 @@ class _Heartbeat:
         if self.thread is not threading.current_thread() and self.thread.is_alive():
             self.thread.join(_JOIN_SECONDS)
 
+    def _every(self, lease: Lease) -> float:
+        # A third of the lease's current TTL unless told: a renew() with another TTL moves it.
+        return self._interval or lease.ttl_seconds / 3
+
     def _run(self) -> None:
-        delay = self.interval
+        lease = self._lease()
+        delay = self._every(lease) if lease is not None else 0.0
+        del lease
         while not self._stopped.wait(delay):
             lease = self._lease()
             if lease is None:
@@ -263,13 +264,13 @@ class _Heartbeat:
             try:
                 if not lease._beat():
                     return
-                delay = self.interval
+                delay = self._every(lease)
             except SQLAlchemyError as exc:
                 # The state database is down or busy: keep trying, sooner, while the TTL lasts.
                 log.warning(
                     "could not renew the lease on destination %r: %s", lease.destination, exc
                 )
-                delay = self.interval / _RETRY_FRACTION
+                delay = self._every(lease) / _RETRY_FRACTION
             finally:
                 del lease
 
@@ -364,37 +365,6 @@ def leases(engine: Engine, destination: str | None = None) -> list[LeaseInfo]:
         return [_info(row[0], row[1:]) for row in conn.execute(stmt)]
 
 
-def upgrade_lease_table(engine: Engine) -> None:
-    """Add the holder's ``host`` and ``pid`` columns to a ``sync_locks`` table created before
-    syncer recorded them (``init_state`` calls this; idempotent, safe to race)."""
-    present = {c["name"] for c in inspect(engine).get_columns(_T.name)}
-    for column in (_T.c.host, _T.c.pid):
-        if column.name in present:
-            continue
-        kind = column.type.compile(dialect=engine.dialect)
-        # Old rows get NULL: a holder whose host is unknown, which release treats as not local.
-        if is_postgres(engine):
-            ddl = f"ALTER TABLE {_T.name} ADD COLUMN IF NOT EXISTS {column.name} {kind}"
-        else:
-            ddl = f"ALTER TABLE {_T.name} ADD COLUMN {column.name} {kind}"
-        try:
-            with engine.begin() as conn:
-                conn.execute(text(ddl))
-        except (OperationalError, ProgrammingError):
-            # Another process added it between our look and our ALTER (SQLite has no IF NOT
-            # EXISTS here); anything else is a real failure.
-            columns = {c["name"] for c in inspect(engine).get_columns(_T.name)}
-            if column.name not in columns:
-                raise
-
-
-def db_now(conn: Connection) -> datetime:
-    """The clock leases are compared against: the database's on PostgreSQL, ours on SQLite."""
-    if is_postgres(conn):
-        return _aware(conn.execute(select(func.now())).scalar_one())
-    return utcnow()
-
-
 def sql_now(conn: Connection) -> Any:
     """``now`` as a SQL expression on the clock leases are compared against (see :func:`_times`)."""
     return _times(conn, 0)[0]
@@ -418,7 +388,7 @@ def _times(conn: Connection, ttl_seconds: float) -> tuple[Any, Any]:
 
 def _info(destination: str, row: Any) -> LeaseInfo:
     holder, acquired, expires, host, pid = row
-    return LeaseInfo(destination, holder, _aware(acquired), _aware(expires), host, pid)
+    return LeaseInfo(destination, holder, as_utc(acquired), as_utc(expires), host, pid)
 
 
 def _in_memory(engine: Engine) -> bool:
@@ -426,7 +396,3 @@ def _in_memory(engine: Engine) -> bool:
     return engine.dialect.name == "sqlite" and (
         database in ("", ":memory:") or "mode=memory" in database
     )
-
-
-def _aware(value: datetime) -> datetime:
-    return as_utc(value)
