@@ -19,6 +19,7 @@ from sqlalchemy.exc import ArgumentError, OperationalError
 from syncer.db import as_utc, create_db_engine, is_postgres
 from syncer.errors import ConfigError
 from syncer.state.schema import metadata
+from syncer.state.upgrade import add_new_columns
 
 __all__ = ["as_utc", "init_state", "open_state", "utcnow"]
 
@@ -33,9 +34,7 @@ def init_state(url: str | Engine) -> Engine:
     """
     engine = url if isinstance(url, Engine) else create_db_engine(url)
     metadata.create_all(engine)
-    from syncer.state.lease_holders import upgrade_lease_table  # it imports this module
-
-    upgrade_lease_table(engine)
+    add_new_columns(engine)  # to tables made by an earlier syncer
     return engine
 
 

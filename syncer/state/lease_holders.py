@@ -1,5 +1,4 @@
-"""Whether a lease's holder is still there, the operator's release (``syncer lease``), and the
-columns that name the holder in a state database made before them.
+"""Whether a lease's holder is still there, and the operator's release (``syncer lease``).
 
 A lease row names its holder's host and process id (see :mod:`syncer.state.lease`). From the
 holder's own host syncer can tell a dead holder from a live one; from anywhere else it only knows
@@ -16,9 +15,8 @@ from datetime import datetime
 from enum import StrEnum
 from pathlib import Path
 
-from sqlalchemy import delete, func, inspect, select, text
+from sqlalchemy import delete, func, select
 from sqlalchemy.engine import Connection, Engine
-from sqlalchemy.exc import OperationalError, ProgrammingError
 
 from syncer.db import is_postgres
 from syncer.errors import LeaseReleaseRefused
@@ -32,7 +30,6 @@ __all__ = [
     "lease_statuses",
     "pid_alive",
     "release_lease",
-    "upgrade_lease_table",
 ]
 
 
@@ -128,30 +125,6 @@ def pid_alive(pid: int) -> bool:
         return stat.read_text().rsplit(")", 1)[1].split()[0] != "Z"
     except (OSError, IndexError):
         return True  # no /proc (macOS): the signal said it exists
-
-
-def upgrade_lease_table(engine: Engine) -> None:
-    """Add the holder's ``host`` and ``pid`` columns to a ``sync_locks`` table created before
-    syncer recorded them (``init_state`` calls this; idempotent, safe to race)."""
-    present = {c["name"] for c in inspect(engine).get_columns(sync_locks.name)}
-    for column in (sync_locks.c.host, sync_locks.c.pid):
-        if column.name in present:
-            continue
-        kind = column.type.compile(dialect=engine.dialect)
-        # Old rows get NULL: a holder whose host is unknown, which release treats as not local.
-        if is_postgres(engine):
-            ddl = f"ALTER TABLE {sync_locks.name} ADD COLUMN IF NOT EXISTS {column.name} {kind}"
-        else:
-            ddl = f"ALTER TABLE {sync_locks.name} ADD COLUMN {column.name} {kind}"
-        try:
-            with engine.begin() as conn:
-                conn.execute(text(ddl))
-        except (OperationalError, ProgrammingError):
-            # Another process added it between our look and our ALTER (SQLite has no IF NOT
-            # EXISTS here); anything else is a real failure.
-            columns = {c["name"] for c in inspect(engine).get_columns(sync_locks.name)}
-            if column.name not in columns:
-                raise
 
 
 def db_now(conn: Connection) -> datetime:

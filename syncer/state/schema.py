@@ -104,7 +104,7 @@ sync_associations = Table(
 
 # One lease per destination so two runs never write the same destination at once. host and pid
 # name the holding process (NULL in rows of a syncer that did not record them); init_state adds
-# them to a table made before they existed (syncer.state.lease_holders.upgrade_lease_table).
+# them to a table made before they existed (syncer.state.upgrade).
 sync_locks = Table(
     "sync_locks",
     metadata,
