@@ -27,10 +27,17 @@ lease_app = typer.Typer(
 app.add_typer(lease_app, name="lease")
 
 _SHOWN = {
-    HolderState.LAPSED: "lapsed (free to take)",
-    HolderState.DEAD: "holder dead",
-    HolderState.ALIVE: "holder alive",
-    HolderState.REMOTE: "held elsewhere",
+    HolderState.LAPSED: "gone (lease lapsed)",
+    HolderState.DEAD: "dead",
+    HolderState.ALIVE: "alive",
+    HolderState.REMOTE: "on another host",
+}
+
+_RELEASED = {
+    HolderState.LAPSED: "its lease had lapsed",
+    HolderState.DEAD: "its process was gone",
+    HolderState.ALIVE: "its process still runs and stops writing at its next renewal",
+    HolderState.REMOTE: "if it still runs on its host, it stops writing at its next renewal",
 }
 
 
@@ -53,18 +60,19 @@ def show(
     if not found:
         console.print("no leases held" + (f" on {destination}" if destination else ""))
         return
-    table = Table(box=box.SIMPLE_HEAD)
-    for col in ("destination", "run", "host", "pid", "acquired", "expires", "state"):
+    # Short cells, as in `syncer status`, so the table fits an 80-column terminal; --json has
+    # the full run id and times.
+    table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False)
+    for col in ("destination", "run", "host", "pid", "expires", "holder"):
         table.add_column(col, no_wrap=True)
     for status in found:
         info = status.lease
         table.add_row(
             info.destination,
-            info.holder,
+            info.holder[:8],
             info.host or "?",
             str(info.pid) if info.pid is not None else "?",
-            info.acquired_at.strftime("%Y-%m-%d %H:%M:%S"),
-            info.expires_at.strftime("%H:%M:%S") + _left(status),
+            f"in {status.seconds_left:.0f} s" if status.seconds_left > 0 else "lapsed",
             _SHOWN[status.holder],
         )
     console.print(table)
@@ -98,8 +106,8 @@ def release(
     info = released.lease
     where = f" (pid {info.pid} on {info.host})" if info.host and info.pid is not None else ""
     console.print(
-        f"released the lease of run {info.holder}{where} on {destination} "
-        f"({_SHOWN[released.holder]}); the next run may start"
+        f"released the lease of run {info.holder}{where} on {destination}: "
+        f"{_RELEASED[released.holder]}; the next run may start"
     )
 
 
@@ -117,7 +125,3 @@ def lease_json(status: LeaseStatus) -> dict[str, Any]:
         "holder": status.holder.value,
         "releasable": status.releasable,
     }
-
-
-def _left(status: LeaseStatus) -> str:
-    return f" (in {status.seconds_left:.0f} s)" if status.seconds_left > 0 else ""
