@@ -84,8 +84,8 @@ log = logging.getLogger("syncer.engine")
 View = ResolvedUser | ResolvedAccount
 _MARK_FLUSH = 5000
 #: How long a run's lease on its destination lasts without renewal, in seconds. A heartbeat thread
-#: renews it every third of that for as long as the run's process lives (through any pause between
-#: steps), so a run whose process died blocks its destination for at most this long.
+#: renews it several times within that for as long as the run's process lives (through any pause
+#: between steps), so a run whose process died blocks its destination for at most this long.
 LEASE_TTL = 45.0
 #: The name of the field in a mapping that holds the record's stage when no field is filled by
 #: the expression ``stage`` alone (see :func:`stage_field`).

@@ -15,8 +15,8 @@ this process's on SQLite (one host by construction).
 
 A lease lives only as long as its holder keeps renewing it, so its time-to-live is short (the
 engine's is 45 s) and a **heartbeat** renews it: a daemon thread of the holding process
-(:meth:`Lease.start_heartbeat`, or ``acquire(..., heartbeat=True)``) that renews every third of
-the TTL, in its own short transaction, and stops when the lease is released, found lost, or the
+(:meth:`Lease.start_heartbeat`, or ``acquire(..., heartbeat=True)``) that renews every quarter
+of the TTL, in its own short transaction, and stops when the lease is released, found lost, or the
 process ends. A killed run therefore blocks its destination for at most one TTL, while a live one
 keeps its lease through any pause (a scheduler's retry delay, a long backoff). The engine's own
 :meth:`Lease.renew` / :meth:`Lease.renew_if_due` calls stay as checkpoints: they raise
@@ -153,7 +153,7 @@ class Lease:
     # --- heartbeat ------------------------------------------------------------------------------
 
     def start_heartbeat(self, interval: float | None = None) -> None:
-        """Renew the lease from a daemon thread every ``interval`` seconds (a third of the TTL by
+        """Renew the lease from a daemon thread every ``interval`` seconds (a quarter of the TTL by
         default) until it is released, found lost, or the process ends. Idempotent.
 
         Each beat borrows a pooled connection for one short transaction and gives it back. A beat
@@ -250,8 +250,9 @@ class _Heartbeat:
             self.thread.join(_JOIN_SECONDS)
 
     def _every(self, lease: Lease) -> float:
-        # A third of the lease's current TTL unless told: a renew() with another TTL moves it.
-        return self._interval or lease.ttl_seconds / 3
+        # A quarter of the lease's current TTL unless told (a renew() with another TTL moves it):
+        # more often than renew_if_due's third, so the engine's checkpoints rarely renew too.
+        return self._interval or lease.ttl_seconds / 4
 
     def _run(self) -> None:
         lease = self._lease()
