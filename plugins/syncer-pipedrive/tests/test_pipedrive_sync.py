@@ -1,0 +1,113 @@
+"""examples/ → syncer.engine.Sync → the Pipedrive emulator, through the default mapping."""
+
+from __future__ import annotations
+
+import re
+import time
+
+from pipedrive_emulator import PipedriveEmulator
+
+from syncer.engine import Sync
+
+N_ACCOUNTS, N_USERS = 11, 14
+
+
+def _writes(pipedrive: PipedriveEmulator, prefix: str) -> list[str]:
+    return [f"{e.method} {e.path}" for e in pipedrive.write_requests() if e.path.startswith(prefix)]
+
+
+def test_a_first_sync_lands_every_record_with_its_custom_fields_and_organization(
+    sync: Sync, pipedrive: PipedriveEmulator
+) -> None:
+    report = sync.run("pipedrive")
+    assert report.status == "succeeded", report.objects
+    orgs = pipedrive.by_field("organizations", "syncer_account_id")
+    persons = pipedrive.by_field("persons", "syncer_user_id")
+    assert (len(orgs), len(persons)) == (N_ACCOUNTS, N_USERS)
+    # Custom fields were created with generated 40-character keys, and values landed by key.
+    code = pipedrive.field_code("persons", "syncer_accounts")
+    assert re.fullmatch(r"[0-9a-f]{40}", code)
+    ada = persons["u01"]
+    assert ada["name"] == "Ada Lovelace"
+    assert ada["emails"] == [{"value": "ada@acme.example", "primary": True, "label": "work"}]
+    assert ada["custom_fields"][code] == ";acmexcus;zxyzzxmql;"  # x in XYZ is escaped: zx
+    # Numbers go as numbers (v2 refuses "100"), dates as YYYY-MM-DD.
+    acme = orgs["ACME"]["custom_fields"]
+    assert acme[pipedrive.field_code("organizations", "syncer_licenses")] == 100
+    assert acme[pipedrive.field_code("organizations", "syncer_renewal_date")] == "2025-03-31"
+    # A person is linked to its primary account's organization; no account, no organization.
+    assert ada["org_id"] == orgs["ACME"]["id"]
+    assert persons["u07"]["org_id"] is None
+    # One create per record, after one search each: 2 requests per record on a first run.
+    assert len(_writes(pipedrive, "/api/v2/organizations")) == N_ACCOUNTS
+    assert len(_writes(pipedrive, "/api/v2/persons")) == N_USERS
+    searches = pipedrive.requests(path_contains="/search")
+    assert len(searches) == N_ACCOUNTS + N_USERS
+
+
+def test_a_no_change_rerun_sends_nothing(sync: Sync, pipedrive: PipedriveEmulator) -> None:
+    sync.run("pipedrive")
+    pipedrive.reset_log()
+    again = sync.run("pipedrive")
+    assert again.status == "succeeded"
+    assert pipedrive.write_requests() == []
+    assert again.totals()["unchanged"] == N_ACCOUNTS + N_USERS
+    # Only ensure's field lists are read: one GET per object.
+    assert [e.path for e in pipedrive.requests()] == [
+        "/api/v2/organizationFields",
+        "/api/v2/personFields",
+    ]
+
+
+def test_a_refused_record_is_rejected_alone_and_sent_again_next_run(
+    sync: Sync, pipedrive: PipedriveEmulator
+) -> None:
+    pipedrive.inject_status(400, path_prefix="/api/v2/persons", method="POST", count=1, after=2)
+    report = sync.run("pipedrive")
+    persons = next(o for o in report.objects if o.object == "persons")
+    assert report.status == "partial"
+    [(key, reason)] = persons.errors
+    assert "HTTP 400" in reason
+    assert "Injected 400" in reason  # Pipedrive's own message is kept
+    landed = pipedrive.by_field("persons", "syncer_user_id")
+    assert key not in landed
+    assert len(landed) == N_USERS - 1
+    pipedrive.reset_log()
+    assert sync.run("pipedrive").status == "succeeded"
+    assert _writes(pipedrive, "/api/v2/persons") == ["POST /api/v2/persons"]
+    assert key in pipedrive.by_field("persons", "syncer_user_id")
+
+
+def test_a_429_is_retried_after_retry_after(sync: Sync, pipedrive: PipedriveEmulator) -> None:
+    rule = pipedrive.inject_status(429, path_prefix="/api/v2/organizations", method="POST", count=1)
+    started = time.monotonic()
+    report = sync.run("pipedrive")
+    assert report.status == "succeeded"
+    assert rule.fired == 1
+    assert sum(o.retries for o in report.objects) == 1
+    assert time.monotonic() - started >= 1.0  # the emulator's Retry-After: 1
+    assert len(pipedrive.by_field("organizations", "syncer_account_id")) == N_ACCOUNTS
+
+
+def test_an_archived_user_is_deleted_in_pipedrive(tmp_path, pipedrive: PipedriveEmulator) -> None:
+    from conftest import TOKEN, write_config
+    from sqlalchemy import delete
+
+    from syncer.config import load_config
+    from syncer.db import create_db_engine
+    from syncer.retry import RetryPolicy
+    from syncer.store.schema import memberships, users
+
+    config = load_config(write_config(tmp_path, pipedrive.url, "    removal: archive\n"))
+    with Sync(config, environ={"PD_TOKEN": TOKEN}, retry=RetryPolicy.no_wait()) as sync:
+        sync.run("pipedrive")
+        gone = pipedrive.by_field("persons", "syncer_user_id")["u07"]["id"]
+        engine = create_db_engine(str(sync.config.store))
+        with engine.begin() as conn:
+            conn.execute(delete(memberships).where(memberships.c.user_id == "u07"))
+            conn.execute(delete(users).where(users.c.user_id == "u07"))
+        engine.dispose()
+        pipedrive.reset_log()
+        assert sync.run("pipedrive").status == "succeeded"
+    assert _writes(pipedrive, "/api/v2/persons") == [f"DELETE /api/v2/persons/{gone}"]
+    assert "u07" not in pipedrive.by_field("persons", "syncer_user_id")
