@@ -4,21 +4,19 @@ dataset into it through the default mapping (``mappings/pipedrive.yaml``)."""
 from __future__ import annotations
 
 import json
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+# pytest puts this directory on sys.path (no __init__.py): the emulator module sits here.
+from pipedrive_emulator import PipedriveEmulator
 
 from syncer.config import load_config
 from syncer.engine import Sync
 from syncer.retry import RetryPolicy
 from syncer.store.database import init_store
 from syncer.store.loaders import load_paths
-
-sys.path.insert(0, str(Path(__file__).parent))  # the emulator module sits next to the tests
-
-from pipedrive_emulator import PipedriveEmulator
 
 ROOT = Path(__file__).resolve().parents[3]
 TOKEN = "pd-test-token"

@@ -19,7 +19,7 @@ FIELDS = [FieldSpec("syncer_note"), FieldSpec("syncer_count", FieldType.NUMBER)]
 
 def _connector(pipedrive: PipedriveEmulator, **credential: str) -> PipedriveConnector:
     secrets = {k: SecretStr(v) for k, v in (credential or {"api_token": TOKEN}).items()}
-    return PipedriveConnector(PipedriveConfig(base_url=pipedrive.url, **secrets))  # type: ignore[arg-type]
+    return PipedriveConnector(PipedriveConfig(base_url=pipedrive.url, **secrets))
 
 
 @pytest.fixture
