@@ -57,7 +57,9 @@ STANDARD_FIELDS = {
                       ("address", "Address", "address")],
 }  # fmt: skip
 DATE = re.compile(r"\d{4}-\d{2}-\d{2}").fullmatch
-USER = {"id": 1, "name": "Emulator Admin", "email": "admin@example.com", "company_id": 1}
+# GET /v1/users/me (marketplace-getting-user-data): the user and the bound company.
+USER = {"id": 1, "name": "Emulator Admin", "email": "admin@example.com", "company_id": 1,
+        "company_name": "Emulated Co", "company_domain": "emulated", "is_admin": 1}  # fmt: skip
 
 
 class PipedriveError(Exception):
