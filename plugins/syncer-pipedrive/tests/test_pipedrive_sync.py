@@ -4,12 +4,28 @@ from __future__ import annotations
 
 import re
 import time
+from pathlib import Path
 
+from conftest import TOKEN, write_config
 from pipedrive_emulator import PipedriveEmulator
+from sqlalchemy import delete
 
+from syncer.config import load_config
+from syncer.db import create_db_engine
 from syncer.engine import Sync
+from syncer.retry import RetryPolicy
+from syncer.store.schema import memberships, users
 
 N_ACCOUNTS, N_USERS = 11, 14
+
+
+def _remove_user(sync: Sync, user_id: str) -> None:
+    """The user leaves the product: gone from the store with their memberships."""
+    engine = create_db_engine(str(sync.config.store))
+    with engine.begin() as conn:
+        conn.execute(delete(memberships).where(memberships.c.user_id == user_id))
+        conn.execute(delete(users).where(users.c.user_id == user_id))
+    engine.dispose()
 
 
 def _writes(pipedrive: PipedriveEmulator, prefix: str) -> list[str]:
@@ -89,25 +105,29 @@ def test_a_429_is_retried_after_retry_after(sync: Sync, pipedrive: PipedriveEmul
     assert len(pipedrive.by_field("organizations", "syncer_account_id")) == N_ACCOUNTS
 
 
-def test_an_archived_user_is_deleted_in_pipedrive(tmp_path, pipedrive: PipedriveEmulator) -> None:
-    from conftest import TOKEN, write_config
-    from sqlalchemy import delete
-
-    from syncer.config import load_config
-    from syncer.db import create_db_engine
-    from syncer.retry import RetryPolicy
-    from syncer.store.schema import memberships, users
-
+def test_an_archived_user_is_deleted_in_pipedrive(
+    tmp_path: Path, pipedrive: PipedriveEmulator
+) -> None:
     config = load_config(write_config(tmp_path, pipedrive.url, "    removal: archive\n"))
     with Sync(config, environ={"PD_TOKEN": TOKEN}, retry=RetryPolicy.no_wait()) as sync:
         sync.run("pipedrive")
         gone = pipedrive.by_field("persons", "syncer_user_id")["u07"]["id"]
-        engine = create_db_engine(str(sync.config.store))
-        with engine.begin() as conn:
-            conn.execute(delete(memberships).where(memberships.c.user_id == "u07"))
-            conn.execute(delete(users).where(users.c.user_id == "u07"))
-        engine.dispose()
+        _remove_user(sync, "u07")
         pipedrive.reset_log()
         assert sync.run("pipedrive").status == "succeeded"
     assert _writes(pipedrive, "/api/v2/persons") == [f"DELETE /api/v2/persons/{gone}"]
     assert "u07" not in pipedrive.by_field("persons", "syncer_user_id")
+
+
+def test_a_cleared_user_keeps_name_and_email_but_loses_syncer_fields(
+    tmp_path: Path, pipedrive: PipedriveEmulator
+) -> None:
+    config = load_config(write_config(tmp_path, pipedrive.url, "    removal: clear\n"))
+    with Sync(config, environ={"PD_TOKEN": TOKEN}, retry=RetryPolicy.no_wait()) as sync:
+        sync.run("pipedrive")
+        _remove_user(sync, "u01")
+        assert sync.run("pipedrive").status == "succeeded"
+    ada = pipedrive.by_field("persons", "syncer_user_id")["u01"]
+    assert ada["name"] == "Ada Lovelace"
+    assert ada["emails"][0]["value"] == "ada@acme.example"
+    assert ada["custom_fields"][pipedrive.field_code("persons", "syncer_accounts")] is None
