@@ -105,29 +105,35 @@ def test_a_429_is_retried_after_retry_after(sync: Sync, pipedrive: PipedriveEmul
     assert len(pipedrive.by_field("organizations", "syncer_account_id")) == N_ACCOUNTS
 
 
+def _sync_then_remove(
+    directory: Path, pipedrive: PipedriveEmulator, removal: str, user: str
+) -> None:
+    """A first sync with ``removal``, then ``user`` leaves the product and a second sync runs
+    (the log holds only the second run)."""
+    config = load_config(write_config(directory, pipedrive.url, f"    removal: {removal}\n"))
+    with Sync(config, environ={"PD_TOKEN": TOKEN}, retry=RetryPolicy.no_wait()) as sync:
+        sync.run("pipedrive")
+        _remove_user(sync, user)
+        pipedrive.reset_log()
+        assert sync.run("pipedrive").status == "succeeded"
+
+
 def test_an_archived_user_is_deleted_in_pipedrive(
     tmp_path: Path, pipedrive: PipedriveEmulator
 ) -> None:
-    config = load_config(write_config(tmp_path, pipedrive.url, "    removal: archive\n"))
-    with Sync(config, environ={"PD_TOKEN": TOKEN}, retry=RetryPolicy.no_wait()) as sync:
-        sync.run("pipedrive")
-        gone = pipedrive.by_field("persons", "syncer_user_id")["u07"]["id"]
-        _remove_user(sync, "u07")
-        pipedrive.reset_log()
-        assert sync.run("pipedrive").status == "succeeded"
-    assert _writes(pipedrive, "/api/v2/persons") == [f"DELETE /api/v2/persons/{gone}"]
-    assert "u07" not in pipedrive.by_field("persons", "syncer_user_id")
+    _sync_then_remove(tmp_path, pipedrive, "archive", "u07")
+    [delete_request] = _writes(pipedrive, "/api/v2/persons")
+    gone = pipedrive.records["persons"][int(delete_request.rsplit("/", 1)[1])]
+    assert gone["is_deleted"]
+    assert gone["custom_fields"][pipedrive.field_code("persons", "syncer_user_id")] == "u07"
 
 
 def test_a_cleared_user_keeps_name_and_email_but_loses_syncer_fields(
     tmp_path: Path, pipedrive: PipedriveEmulator
 ) -> None:
-    config = load_config(write_config(tmp_path, pipedrive.url, "    removal: clear\n"))
-    with Sync(config, environ={"PD_TOKEN": TOKEN}, retry=RetryPolicy.no_wait()) as sync:
-        sync.run("pipedrive")
-        _remove_user(sync, "u01")
-        assert sync.run("pipedrive").status == "succeeded"
+    _sync_then_remove(tmp_path, pipedrive, "clear", "u01")
     ada = pipedrive.by_field("persons", "syncer_user_id")["u01"]
+    assert _writes(pipedrive, "/api/v2/persons") == [f"PATCH /api/v2/persons/{ada['id']}"]
     assert ada["name"] == "Ada Lovelace"
     assert ada["emails"][0]["value"] == "ada@acme.example"
     assert ada["custom_fields"][pipedrive.field_code("persons", "syncer_accounts")] is None
