@@ -12,6 +12,7 @@ from syncer.connectors.registry import GROUP, get_connector
 
 PUBLIC = {
     "syncer.connectors.base",
+    "syncer.connectors.http",
     "syncer.connectors.http_status",
     "syncer.errors",
     "syncer.fields",

@@ -7,20 +7,21 @@ from typing import Self
 
 from pydantic import Field, SecretStr, model_validator
 
-from syncer.connectors.base import Capabilities, ConnectorConfig, ObjectSpec, RateLimit
+from syncer.connectors.base import Capabilities, ObjectSpec, RateLimit
+from syncer.connectors.http import HttpConfig
 from syncer.connectors.http_status import Action, Failure, StatusRule
 from syncer.fields import FieldSpec, FieldType
 
 __all__ = ["CAPABILITIES", "OBJECTS", "PipedriveConfig"]
 
 
-class PipedriveConfig(ConnectorConfig):
-    """Pipedrive settings (``settings:`` in syncer.yaml) and one credential (``credentials:``)."""
+class PipedriveConfig(HttpConfig):
+    """Pipedrive settings (``settings:`` in syncer.yaml) and one credential (``credentials:``);
+    ``timeout`` and ``daily_limit_share`` come from :class:`HttpConfig`."""
 
     api_token: SecretStr | None = None  # a user's API token, sent as the x-api-token header
     access_token: SecretStr | None = None  # an OAuth app's access token, sent as Bearer
     base_url: str = Field(default="https://api.pipedrive.com", pattern=r"^https?://")
-    timeout: float = Field(default=30.0, gt=0)
 
     @model_validator(mode="after")
     def _one_credential(self) -> Self:

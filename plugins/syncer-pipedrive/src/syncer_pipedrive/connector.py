@@ -1,11 +1,9 @@
 """Pipedrive: organizations and persons through API v2, custom fields by their hash keys.
 
-Written only against syncer's public connector API; the engine owns batching, retries, pacing,
-concurrency and state. One request per record (no batch write in Pipedrive), each one through
-:meth:`PipedriveConnector._call` (plumbing: :mod:`syncer_pipedrive.transport`). Custom fields
-are keyed by generated 40-character hashes, read from the field lists and kept in the instance.
-Upsert by the product id in the key field: PATCH by the remote id, else an exact search, then
-PATCH or POST. docs/connectors.md walks through it.
+On syncer's public connector API and HTTP base; one request per record (Pipedrive has no batch
+write). Custom fields are keyed by generated 40-character hashes, read from the field lists and
+kept in the instance. Upsert by the product id in the key field: PATCH by the remote id, else an
+exact search, then PATCH or POST. docs/connectors.md walks through it.
 """
 
 from __future__ import annotations
@@ -15,13 +13,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from syncer.connectors.base import Connector, ConnectorConfig, EnsureReport, WriteRecord
+from syncer.connectors.base import ConnectorConfig, EnsureReport, WriteRecord
 from syncer.connectors.base import WriteResult as Result
-from syncer.errors import BatchRejected, ConfigError, FatalError, RecordRejected
+from syncer.connectors.http import HttpConnector
+from syncer.errors import BatchRejected, ConfigError, RecordRejected
 from syncer.fields import FieldSpec
 from syncer_pipedrive import config as pd
+from syncer_pipedrive.client import Client
 from syncer_pipedrive.config import PipedriveConfig
-from syncer_pipedrive.transport import Transport
 
 __all__ = ["PipedriveConfig", "PipedriveConnector"]
 
@@ -32,27 +31,25 @@ class _Field:
     type: str  # Pipedrive's field type; "ambiguous" when two custom fields share the name
 
 
-class PipedriveConnector(Connector[PipedriveConfig]):
+class PipedriveConnector(HttpConnector[PipedriveConfig]):
     """The Pipedrive destination. See the module docstring."""
 
     name = "pipedrive"
     config_model: ClassVar[type[ConnectorConfig]] = PipedriveConfig
     capabilities = pd.CAPABILITIES
     objects = pd.OBJECTS
+    status_overrides = pd.OVERRIDES
 
     def __init__(self, config: PipedriveConfig) -> None:
         super().__init__(config)
-        self._http = Transport(config, self.report_rate_limit)
+        self._client = Client(config)
         self._fields: dict[str, dict[str, _Field]] = {}  # object → syncer field name → field
         self._org_ids: dict[str, str] = {}  # account key → organization id
         self._lock = threading.Lock()
 
     def check(self) -> None:
         """One cheap authenticated read: the token's own user."""
-        try:
-            self._call("GET", "/v1/users/me")
-        except FatalError as exc:
-            raise ConfigError(str(exc)) from exc
+        self._check_call("GET /v1/users/me", self._client.sender("GET", "/v1/users/me"))
 
     def ensure(self, object_name: str, fields: Sequence[FieldSpec]) -> EnsureReport:
         """Create the missing custom fields (the key field too); report wrong types."""
@@ -66,7 +63,7 @@ class PipedriveConnector(Connector[PipedriveConfig]):
                 continue
             if found is None:
                 body = {"field_name": spec.name, "field_type": want}
-                made = self._call("POST", f"{pd.API}/{pd.FIELD_LISTS[object_name]}", body)
+                made = self._request("POST", f"{pd.API}/{pd.FIELD_LISTS[object_name]}", body)
                 have[spec.name] = _Field(made["field_code"], made["field_type"])
                 report.created.append(spec.name)
             elif found.type == "ambiguous":
@@ -87,21 +84,23 @@ class PipedriveConnector(Connector[PipedriveConfig]):
 
     def _delete(self, object_name: str, r: WriteRecord) -> Result:
         try:
-            self._call("DELETE", f"{pd.API}/{object_name}/{r.remote_id}")
+            self._request("DELETE", f"{pd.API}/{object_name}/{r.remote_id}")
         except BatchRejected as exc:
             if exc.status != 404:  # 404: deleted already
                 return Result(r.key, rejected=str(exc))
         return Result(r.key, r.remote_id)
 
     def close(self) -> None:
-        self._http.close()
+        self._client.close()
 
     def _upsert(self, object_name: str, r: WriteRecord) -> Result:
         path = f"{pd.API}/{object_name}"
         try:
             if r.remote_id is not None:
                 try:
-                    data = self._call("PATCH", f"{path}/{r.remote_id}", self._body(object_name, r))
+                    data = self._request(
+                        "PATCH", f"{path}/{r.remote_id}", self._body(object_name, r)
+                    )
                     return self._done(object_name, r.key, data, created=False)
                 except BatchRejected as exc:
                     if exc.status != 404:  # else deleted in Pipedrive: find or create it again
@@ -110,9 +109,9 @@ class PipedriveConnector(Connector[PipedriveConfig]):
             body = self._body(object_name, r, full=True)
             if found is None:
                 body.setdefault("name", r.key)  # Pipedrive requires a name on create
-                data = self._call("POST", path, body)
+                data = self._request("POST", path, body)
             else:
-                data = self._call("PATCH", f"{path}/{found}", body)
+                data = self._request("PATCH", f"{path}/{found}", body)
             return self._done(object_name, r.key, data, created=found is None)
         except BatchRejected as exc:
             return Result(r.key, rejected=str(exc))
@@ -160,10 +159,10 @@ class PipedriveConnector(Connector[PipedriveConfig]):
         code = self._field_map(object_name)[self.objects[object_name].key_field].key
         path = f"{pd.API}/{object_name}"
         query = {"term": key, "fields": "custom_fields", "exact_match": "true", "limit": "100"}
-        if not (items := self._call("GET", f"{path}/search", params=query)["items"]):
+        if not (items := self._request("GET", f"{path}/search", params=query)["items"]):
             return None
         ids = ",".join(str(i["item"]["id"]) for i in items)
-        rows = self._call("GET", path, params={"ids": ids, "custom_fields": code})
+        rows = self._request("GET", path, params={"ids": ids, "custom_fields": code})
         hits = [int(row["id"]) for row in rows if (row["custom_fields"] or {}).get(code) == key]
         return str(min(hits)) if hits else None
 
@@ -179,18 +178,16 @@ class PipedriveConnector(Connector[PipedriveConfig]):
         page: dict[str, Any] = {"additional_data": {"next_cursor": ""}}
         while (cursor := (page.get("additional_data") or {}).get("next_cursor")) is not None:
             query = {"limit": "500", **({"cursor": cursor} if cursor else {})}
-            page = self._call("GET", path, params=query, whole=True)
+            page = self._call(f"GET {path}", self._client.sender("GET", path, None, query)).json()
             for f in (f for f in page["data"] if f["is_custom_field"]):
                 kind = "ambiguous" if f["field_name"] in out else f["field_type"]
                 out[f["field_name"]] = _Field(f["field_code"], kind)
         return out
 
-    def _call(
-        self, method: str, path: str, body: Any = None, whole: bool = False, **kw: Any
-    ) -> Any:
-        """Every request goes through here: the answer's ``data`` (``whole``: the envelope)."""
-        answer = self._http.call(method, path, body, **kw)
-        return answer if whole else answer.get("data")
+    def _request(self, method: str, path: str, body: Any = None, params: Any = None) -> Any:
+        """A request through the HTTP base (:meth:`HttpConnector._call`): the answer's data."""
+        send = self._client.sender(method, path, body, params)
+        return (self._call(f"{method} {path}", send).json() or {}).get("data")
 
 
 def _typed(value: str | None, field_type: str) -> Any:
