@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator
 from typing import ClassVar
 
@@ -54,3 +55,23 @@ class TestPipedriveOrganizationsConformance(_Pipedrive):
 
 class TestPipedrivePersonsConformance(_Pipedrive):
     object_name = "persons"
+
+
+class TestPipedrivePersonsInBatchesConformance(_Pipedrive):
+    """The connector writes any batch record by record: with batches of 5 the suite's per-record
+    refusal test runs too (one oversized value rejected, the rest landed)."""
+
+    object_name = "persons"
+
+    @pytest.fixture
+    def connector(
+        self, module_pipedrive: PipedriveEmulator, monkeypatch: pytest.MonkeyPatch
+    ) -> Iterator[Connector]:
+        batches = dataclasses.replace(PipedriveConnector.capabilities, max_batch=5)
+        monkeypatch.setattr(PipedriveConnector, "capabilities", batches)
+        connector = PipedriveConnector(
+            PipedriveConfig(base_url=module_pipedrive.url, api_token=SecretStr(TOKEN))
+        )
+        connector.ensure("persons", [NOTE])
+        yield connector
+        connector.close()
