@@ -23,7 +23,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from syncer.apply import apply_records
+from syncer.engine.operations import apply_records
 from syncer.connectors.base import RateLimit, WriteRecord, WriteResult
 from syncer.ratelimit import RateLimiter
 from syncer.retry import RetryPolicy

@@ -21,29 +21,33 @@ destination's removal mode says what that means: nothing, clear the fields, or a
 
 from __future__ import annotations
 
-from collections.abc import Callable, Generator, Iterable, Mapping
+from collections.abc import Callable, Generator, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
+from syncer.connectors.base import RemovalMode
+from syncer.errors import RecordRejected
 from syncer.state.hashing import payload_hash
 from syncer.state.records import StoredRecord
 
 Action = Literal["create", "update", "unchanged", "remove", "rejected", "skipped"]
 ACTIONS: tuple[Action, ...] = ("create", "update", "unchanged", "remove", "rejected", "skipped")
-RemovalMode = Literal["none", "clear", "archive"]
 
-__all__ = ["ACTIONS", "Action", "Change", "PlanCounts", "Planned", "plan_changes"]
+__all__ = ["ACTIONS", "Action", "Change", "Formatted", "PlanCounts", "plan_changes"]
 
 
-@dataclass(frozen=True, slots=True)
-class Planned:
-    """One formatted source record, ready to diff: what a mapping produced for one view."""
+class Formatted(Protocol):
+    """One formatted source record, as a mapping's ``format`` returns it
+    (:class:`syncer.mapping.Formatted`): the plan diffs it as it comes, no copy."""
 
-    key: str
-    payload: Mapping[str, str | None]
-    hints: Mapping[str, Any] = field(default_factory=dict)
-    rejected: str | None = None  # the formatter's reason, when it refused the record
-    rejected_field: str | None = None
+    @property
+    def key(self) -> str: ...
+    @property
+    def payload(self) -> Mapping[str, str | None]: ...
+    @property
+    def hints(self) -> Mapping[str, Any]: ...
+    @property
+    def rejected(self) -> RecordRejected | None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,7 +102,7 @@ class PlanCounts:
 def plan_changes(
     object_name: str,
     key_field: str,
-    planned: Iterable[Planned],
+    planned: Iterable[Formatted],
     stored: Iterable[StoredRecord],
     *,
     removal: RemovalMode = "none",
@@ -113,15 +117,23 @@ def plan_changes(
     misordered stream would send creates for records that exist.
     """
     aside = set_aside or {}
-    stored_iter = iter(stored)
+    stored_iter = _in_order(object_name, stored)
     current: StoredRecord | None = next(stored_iter, None)
     last_key: str | None = None
-    last_stored: str | None = None
 
     def emit(change: Change) -> Change:
         if on_change is not None:
             on_change(change)
         return change
+
+    def removals_before(key: str | None) -> Iterator[Change]:
+        # State records the source no longer has: every key below ``key`` (None: all left).
+        nonlocal current
+        while current is not None and (key is None or current.key < key):
+            removal_change = _removal(object_name, key_field, current, removal)
+            if removal_change is not None:
+                yield emit(removal_change)
+            current = next(stored_iter, None)
 
     for item in planned:
         if last_key is not None and item.key <= last_key:
@@ -130,32 +142,28 @@ def plan_changes(
                 f"{last_key!r}"
             )
         last_key = item.key
-        while current is not None and current.key < item.key:
-            if last_stored is not None and current.key <= last_stored:
-                raise ValueError(f"{object_name}: state keys out of order at {current.key!r}")
-            last_stored = current.key
-            removal_change = _removal(object_name, key_field, current, removal)
-            if removal_change is not None:
-                yield emit(removal_change)
-            current = next(stored_iter, None)
+        yield from removals_before(item.key)
         previous: StoredRecord | None = None
         if current is not None and current.key == item.key:
-            previous, last_stored = current, current.key
+            previous = current
             current = next(stored_iter, None)
         yield emit(_diff(object_name, item, previous, aside))
-    while current is not None:
-        if last_stored is not None and current.key <= last_stored:
-            raise ValueError(f"{object_name}: state keys out of order at {current.key!r}")
-        last_stored = current.key
-        removal_change = _removal(object_name, key_field, current, removal)
-        if removal_change is not None:
-            yield emit(removal_change)
-        current = next(stored_iter, None)
+    yield from removals_before(None)
+
+
+def _in_order(object_name: str, stored: Iterable[StoredRecord]) -> Iterator[StoredRecord]:
+    """``stored`` as it comes; ValueError at the first key out of order or repeated."""
+    last: str | None = None
+    for record in stored:
+        if last is not None and record.key <= last:
+            raise ValueError(f"{object_name}: state keys out of order at {record.key!r}")
+        last = record.key
+        yield record
 
 
 def _diff(
     object_name: str,
-    item: Planned,
+    item: Formatted,
     previous: StoredRecord | None,
     aside: Mapping[str, str | None],
 ) -> Change:
@@ -169,8 +177,8 @@ def _diff(
             {},
             "",
             remote_id=remote_id,
-            reason=item.rejected,
-            field=item.rejected_field,
+            reason=item.rejected.reason,
+            field=item.rejected.field,
         )
     digest = payload_hash(item.payload)
     if previous is not None and not previous.removed and previous.payload_hash == digest:

@@ -9,7 +9,8 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from syncer.apply import ApplyStats, apply_records, archive_records, associate_changes, batches
+from syncer.engine.operations import apply_records, archive_records, associate_changes
+from syncer.engine.pipeline import NO_RESULT, ApplyStats, batches
 from syncer.connectors.base import (
     AssociationChange,
     AssociationResult,
@@ -278,18 +279,34 @@ class RepeatingConnector(MemoryConnector):
 @pytest.mark.parametrize(
     ("connector_cls", "message"),
     [
-        (DroppingConnector, "returned no result for key 'u0000'"),
-        (InventingConnector, "returned a result for key 'ghost', not in the batch"),
+        (InventingConnector, "returned a result for key 'ghost', not sent"),
         (RepeatingConnector, "returned two results for key 'u0000'"),
     ],
 )
-def test_a_wrong_answer_from_the_connector_is_a_fatal_error_naming_it(
+def test_a_result_for_a_key_not_sent_is_a_fatal_error_naming_the_connector(
     connector_cls: type[MemoryConnector], message: str
 ) -> None:
+    delivered = Delivered()
     with pytest.raises(FatalError, match=message) as exc:
-        run(connector_cls(), make_records(3))
+        apply_records(
+            connector_cls(),
+            "contacts",
+            make_records(3),
+            on_results=delivered,
+            limiter=RateLimiter(None),
+            retry=RetryPolicy.no_wait(),
+        )
     assert "connector 'memory'" in str(exc.value)
     assert "bug in the connector" in str(exc.value)
+    assert delivered.results == []  # nothing of that batch reaches the state
+
+
+def test_a_sent_key_without_a_result_is_answered_as_refused_no_result() -> None:
+    stats, delivered = run(DroppingConnector(), make_records(3))
+    assert list(delivered.rejected) == ["u0000"]
+    assert delivered.rejected["u0000"].rejected == NO_RESULT == "no result from the destination"
+    assert [r.key for r in delivered.results if r.ok] == ["u0001", "u0002"]
+    assert (stats.acknowledged, stats.rejected) == (2, 1)
 
 
 # --- crash and resume ----------------------------------------------------------------------------

@@ -148,11 +148,11 @@ def test_a_transient_failure_is_retried_by_the_task_and_a_bug_is_not(
 def test_task_runs_do_not_grow_with_batches(
     prefect_server: None, config: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import syncer.engine
+    import syncer.engine.sync
 
     # Batches of two: 25 records take 13 write requests, still in one task per object.
     monkeypatch.setattr(
-        syncer.engine, "get_connector", lambda _name: MemoryConnector.configured(max_batch=2)
+        syncer.engine.sync, "get_connector", lambda _name: MemoryConnector.configured(max_batch=2)
     )
     from flows.sync import sync
 
@@ -164,16 +164,16 @@ def test_task_runs_do_not_grow_with_batches(
 def test_the_flow_takes_a_lease_that_outlasts_its_task_retries(
     prefect_server: None, config: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import syncer.engine
+    import syncer.engine.sync
 
     ttls: list[float] = []
-    real = syncer.engine.acquire
+    real = syncer.engine.sync.acquire
 
     def recording(*args: Any, **kwargs: Any) -> Any:
         ttls.append(args[3])
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(syncer.engine, "acquire", recording)
+    monkeypatch.setattr(syncer.engine.sync, "acquire", recording)
     from flows.sync import LEASE_SECONDS, sync
 
     assert sync(config=str(config), destination="crm")["status"] == "succeeded"

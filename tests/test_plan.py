@@ -12,7 +12,9 @@ from hypothesis import strategies as st
 
 from syncer.config import load_config
 from syncer.engine import Sync
-from syncer.plan import Change, Planned, plan_changes
+from syncer.errors import RecordRejected
+from syncer.mapping import Formatted
+from syncer.plan import Change, plan_changes
 from syncer.state import Ack, RecordState
 from syncer.state.hashing import payload_hash
 from syncer.state.records import StoredRecord
@@ -32,7 +34,18 @@ def _stored(key: str, payload: dict[str, str | None], *, removed: bool = False) 
     )
 
 
-def _plan(planned: list[Planned], stored: list[StoredRecord], **kw: object) -> list[Change]:
+def Planned(
+    key: str,
+    payload: dict[str, str | None],
+    *,
+    rejected: str | None = None,
+    field: str | None = None,
+) -> Formatted:
+    refusal = RecordRejected(key, rejected, field=field) if rejected is not None else None
+    return Formatted(key, payload, {}, refusal)
+
+
+def _plan(planned: list[Formatted], stored: list[StoredRecord], **kw: object) -> list[Change]:
     return list(plan_changes("contacts", "uid", planned, stored, **kw))  # type: ignore[arg-type]
 
 
@@ -88,7 +101,7 @@ def test_a_removed_record_is_not_removed_twice_and_comes_back_whole() -> None:
 
 
 def test_a_formatter_rejection_is_planned_as_rejected_with_its_reason() -> None:
-    [change] = _plan([Planned("u1", {}, rejected="invalid email 'x'", rejected_field="email")], [])
+    [change] = _plan([Planned("u1", {}, rejected="invalid email 'x'", field="email")], [])
     assert (change.action, change.reason, change.field) == (
         "rejected",
         "invalid email 'x'",

@@ -14,7 +14,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 from rich.text import Text
 
-from syncer.apply import ApplyStats
+from syncer.engine import ApplyStats
 from syncer.cli.app import app, console
 from syncer.config import load_config
 from syncer.engine import ObjectReport, PlanReport, RunReport, Sync

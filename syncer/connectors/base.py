@@ -35,13 +35,20 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Generic, TypeVar, final
+from typing import Any, ClassVar, Generic, Literal, TypeVar, final, get_args
 
 from pydantic import BaseModel, ConfigDict
 
 from syncer.fields import FieldSpec
 
 # --- declarations (data the engine and the tests read) -------------------------------------------
+
+#: What a destination does with a record that left the source: nothing, clear syncer's fields,
+#: or archive (soft-delete) it. The one definition: config validation, the plan and the
+#: capabilities below read it; a connector declares the modes it supports in
+#: ``Capabilities.removal_modes``.
+RemovalMode = Literal["none", "clear", "archive"]
+REMOVAL_MODES: frozenset[str] = frozenset(get_args(RemovalMode))
 
 
 @dataclass(frozen=True, slots=True)

@@ -30,7 +30,7 @@ from typing import ClassVar
 import pytest
 from pydantic import SecretStr
 
-from syncer.apply import apply_records
+from syncer.engine.operations import apply_records
 from syncer.connectors.base import (
     AssociationChange,
     Connector,

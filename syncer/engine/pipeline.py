@@ -1,25 +1,30 @@
-"""The engine's apply loop: batches to a connector, with rate limiting, retries and bisection.
+"""The write pipeline: every destination write goes through :func:`apply`, one loop.
 
-What a caller (the engine) gets:
+An :class:`Operation` says what a write is — a batch upsert, a removal (clear or archive), a
+bulk job, association changes (:mod:`syncer.engine.operations` builds them) — and this loop
+gives every one of them the same guarantees:
 
-* **Batches** of ``capabilities.max_batch`` records (``association_batch`` for associations),
-  built while the input streams in (memory stays bounded by a few batches). A batch never holds
-  two records with one key: a repeated key waits for a later batch, in input order, and with
-  ``concurrency > 1`` that later batch is not sent before the earlier one was answered, so the
-  destination always ends with the last version.
-* Each batch goes through the shared :class:`~syncer.ratelimit.RateLimiter` and the
-  :class:`~syncer.retry.RetryPolicy` (transient errors only). The connector's answer is checked:
-  exactly one result per input key, or :class:`~syncer.errors.FatalError` naming the connector
-  and the key — a lost record is never silent.
+* **Batches** of ``op.batch_size`` items, built while the input streams in (memory stays
+  bounded by a few batches). A batch never holds two items with one key: a repeated key waits
+  for a later batch, in input order, and with ``concurrency > 1`` that later batch is not sent
+  before the earlier one was answered, so the destination always ends with the last version.
+* Each call goes through the destination's :class:`~syncer.ratelimit.RateLimiter` and the
+  :class:`~syncer.retry.RetryPolicy` (transient errors only); ``heartbeat`` (the run's lease
+  renewal) is called after every answered batch and every retry.
 * A batch the destination refuses as a whole (:class:`~syncer.errors.BatchRejected`) is split in
-  halves, recursively, until the bad records are alone; a record refused on its own becomes a
+  halves, recursively, until the bad items are alone; an item refused on its own becomes a
   rejected result carrying the destination's message.
-* ``on_results`` receives each acknowledged batch (or acknowledged half of a bisected one) as it
+* **The result contract**, enforced here for every kind of write: each item sent gets exactly
+  one result. A result for a key that was not sent (or two results for one key) is a connector
+  bug: :class:`~syncer.errors.FatalError` naming the connector, before anything of that batch is
+  reported, so nothing of it is recorded. An item sent without a result is answered here as
+  refused with :data:`NO_RESULT` — recorded as failed, and sent again by the next run.
+* ``on_results`` receives each answered batch (or answered half of a bisected one) as it
   completes — only those — always on the calling thread, one call at a time. This is where the
   engine commits sync state, so state advances only after the destination acknowledged.
 * A :class:`FatalError`, :class:`ConfigError` or any unknown exception (a bug) stops the loop:
-  no new batch starts, batches in flight finish and their acknowledgements are still reported,
-  then the error propagates. Records not reported are sent again by the next run (at least once,
+  no new batch starts, batches in flight finish and their answers are still reported, then the
+  error propagates. Items not reported are sent again by the next run (at least once,
   idempotent upserts).
 """
 
@@ -34,31 +39,27 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
-from syncer.connectors.base import (
-    AssociationChange,
-    AssociationResult,
-    Connector,
-    WriteRecord,
-    WriteResult,
-)
 from syncer.errors import BatchRejected, ConfigError, FatalError, RecordRejected
 from syncer.ratelimit import RateLimiter
 from syncer.retry import RetryEvent, RetryPolicy, call_with_retry
 
-__all__ = ["ApplyStats", "apply_records", "archive_records", "associate_changes"]
+__all__ = ["NO_RESULT", "Answer", "ApplyStats", "Operation", "apply", "batches"]
 
 I = TypeVar("I")  # noqa: E741  an input item: WriteRecord or AssociationChange
 R = TypeVar("R")  # its result: WriteResult or AssociationResult
+
+#: The reason recorded for an item the destination answered nothing about.
+NO_RESULT = "no result from the destination"
 
 
 @dataclass(slots=True)
 class ApplyStats:
     """Counts of one apply call, for progress bars and the run report."""
 
-    records_sent: int = 0  # input records handed to the destination (each counted once)
+    records_sent: int = 0  # input items handed to the destination (each counted once)
     acknowledged: int = 0  # results that were accepted
-    rejected: int = 0  # results the destination refused, with its reason
-    requests: int = 0  # calls to the connector, including retries and bisection halves
+    rejected: int = 0  # results the destination refused (or did not give)
+    requests: int = 0  # HTTP calls, including retries, bisection halves and a bulk job's calls
     retries: int = 0
     bisections: int = 0  # batches split in two after a whole-batch refusal
     rate_wait_seconds: float = 0.0  # time spent waiting for the rate limiter
@@ -66,142 +67,58 @@ class ApplyStats:
 
     @property
     def records_per_second(self) -> float:
-        """Records answered (acknowledged or rejected) per second of elapsed time."""
+        """Items answered (acknowledged or rejected) per second of elapsed time."""
         done = self.acknowledged + self.rejected
         return done / self.elapsed if self.elapsed > 0 else 0.0
 
 
 @dataclass(frozen=True, slots=True)
-class _Op(Generic[I, R]):
-    """One kind of connector call, described for the generic loop."""
+class Answer(Generic[R]):
+    """What one call returned: its results and how many HTTP requests it took (a batch call
+    one, a bulk job its create, upload, polls and result reads)."""
+
+    results: Sequence[R]
+    requests: int = 1
+
+
+@dataclass(frozen=True, slots=True)
+class Operation(Generic[I, R]):
+    """One kind of destination write, described for the loop."""
 
     what: str  # "hubspot write contacts", used in every message
     connector: str
     batch_size: int
     key: Callable[[I], Hashable]
     result_key: Callable[[R], Hashable]
-    call: Callable[[Sequence[I]], Sequence[R]]
+    call: Callable[[Sequence[I]], Answer[R]]
     reject: Callable[[I, str, str | None], R]
     ok: Callable[[R], bool]
 
 
-def apply_records(
-    connector: Connector,
-    object_name: str,
-    records: Iterable[WriteRecord],
+def apply(
+    op: Operation[I, R],
+    items: Iterable[I],
     *,
-    on_results: Callable[[Sequence[WriteResult]], None],
+    on_results: Callable[[Sequence[R]], None],
     limiter: RateLimiter,
     retry: RetryPolicy,
     concurrency: int = 1,
     progress: Callable[[ApplyStats], None] | None = None,
+    heartbeat: Callable[[], object] | None = None,
 ) -> ApplyStats:
-    """Upsert ``records`` into ``object_name`` through ``connector.write``; see the module doc.
-
-    ``on_results`` gets each acknowledged batch's results in input order; ``progress`` gets a
-    snapshot of the counts after each one. Returns the final counts.
-    """
-    connector.object_spec(object_name)  # ConfigError for an object the connector lacks
-    op: _Op[WriteRecord, WriteResult] = _Op(
-        what=f"{connector.name} write {object_name}",
-        connector=connector.name,
-        batch_size=connector.capabilities.max_batch,
-        key=_record_key,
-        result_key=_result_key,
-        call=lambda batch: connector.write(object_name, batch),
-        reject=_reject_record,
-        ok=_result_ok,
-    )
-    return _Runner(
-        op,
-        connector=connector,
-        limiter=limiter,
-        retry=retry,
-        on_results=on_results,
-        progress=progress,
-    ).run(records, concurrency)
-
-
-def archive_records(
-    connector: Connector,
-    object_name: str,
-    records: Iterable[WriteRecord],
-    *,
-    on_results: Callable[[Sequence[WriteResult]], None],
-    limiter: RateLimiter,
-    retry: RetryPolicy,
-    concurrency: int = 1,
-    progress: Callable[[ApplyStats], None] | None = None,
-) -> ApplyStats:
-    """Archive ``records`` (removed from the source) through ``connector.archive``; same loop as
-    :func:`apply_records`. ConfigError if the connector does not declare the ``archive`` mode."""
-    connector.object_spec(object_name)
-    if "archive" not in connector.capabilities.removal_modes:
-        modes = ", ".join(sorted(connector.capabilities.removal_modes))
-        raise ConfigError(
-            f"connector {connector.name!r} cannot archive records (its removal modes: {modes}); "
-            "choose one of those for this destination"
-        )
-    op: _Op[WriteRecord, WriteResult] = _Op(
-        what=f"{connector.name} archive {object_name}",
-        connector=connector.name,
-        batch_size=connector.capabilities.max_batch,
-        key=_record_key,
-        result_key=_result_key,
-        call=lambda batch: connector.archive(object_name, batch),
-        reject=_reject_record,
-        ok=_result_ok,
-    )
-    return _Runner(
-        op,
-        connector=connector,
-        limiter=limiter,
-        retry=retry,
-        on_results=on_results,
-        progress=progress,
-    ).run(records, concurrency)
-
-
-def associate_changes(
-    connector: Connector,
-    changes: Iterable[AssociationChange],
-    *,
-    on_results: Callable[[Sequence[AssociationResult]], None],
-    limiter: RateLimiter,
-    retry: RetryPolicy,
-    concurrency: int = 1,
-    progress: Callable[[ApplyStats], None] | None = None,
-) -> ApplyStats:
-    """Create or remove associations through ``connector.associate`` in batches of
-    ``capabilities.association_batch``; one pair (from, to) appears at most once per batch.
-    ConfigError if the connector does not declare associations."""
-    if not connector.capabilities.associations:
-        raise ConfigError(f"connector {connector.name!r} does not support associations")
-    op: _Op[AssociationChange, AssociationResult] = _Op(
-        what=f"{connector.name} associate",
-        connector=connector.name,
-        batch_size=connector.capabilities.association_batch,
-        key=_pair_key,
-        result_key=lambda result: _pair_key(result.change),
-        call=connector.associate,
-        reject=lambda change, reason, _field: AssociationResult(change, rejected=reason),
-        ok=lambda result: result.ok,
-    )
-    return _Runner(
-        op,
-        connector=connector,
-        limiter=limiter,
-        retry=retry,
-        on_results=on_results,
-        progress=progress,
-    ).run(changes, concurrency)
+    """Send ``items`` through ``op``; see the module docstring. ``on_results`` gets each
+    answered batch's results in input order; ``progress`` a snapshot of the counts after each.
+    Returns the final counts."""
+    loop = _Loop(op, limiter, retry, on_results)
+    loop.progress, loop.heartbeat = progress, heartbeat
+    return loop.run(items, concurrency)
 
 
 def batches(items: Iterable[I], size: int, key: Callable[[I], Hashable]) -> Iterator[list[I]]:
     """Group ``items`` in batches of at most ``size`` with unique keys, streaming.
 
-    A record whose key is already in the batch being filled is carried to a later batch; carried
-    records go first, in input order, so several versions of one key leave in their input order.
+    An item whose key is already in the batch being filled is carried to a later batch; carried
+    items go first, in input order, so several versions of one key leave in their input order.
     Memory: one batch plus the carried duplicates.
     """
     if size < 1:
@@ -238,19 +155,16 @@ def batches(items: Iterable[I], size: int, key: Callable[[I], Hashable]) -> Iter
         yield batch
 
 
-# --- the loop ---------------------------------------------------------------------------------
+_Event = tuple[int, Sequence[R] | None, BaseException | None]
 
 
-class _Runner(Generic[I, R]):
+class _Loop(Generic[I, R]):
     def __init__(
         self,
-        op: _Op[I, R],
-        *,
-        connector: Connector,
+        op: Operation[I, R],
         limiter: RateLimiter,
         retry: RetryPolicy,
         on_results: Callable[[Sequence[R]], None],
-        progress: Callable[[ApplyStats], None] | None,
     ) -> None:
         if op.batch_size < 1:
             raise ConfigError(f"connector {op.connector!r} declares a batch size below 1")
@@ -258,12 +172,11 @@ class _Runner(Generic[I, R]):
         self.limiter = limiter
         self.retry = retry
         self.on_results = on_results
-        self.progress = progress
+        self.progress: Callable[[ApplyStats], None] | None = None
+        self.heartbeat: Callable[[], object] | None = None
         self.stats = ApplyStats()
         self._lock = threading.Lock()  # guards stats: workers count requests and retries
         self._started = time.monotonic()
-        # The destination's rate-limit headers reach the shared limiter.
-        connector.set_rate_observer(limiter.observe)
 
     def run(self, items: Iterable[I], concurrency: int) -> ApplyStats:
         if concurrency < 1:
@@ -288,7 +201,7 @@ class _Runner(Generic[I, R]):
 
     def _run_pooled(self, source: Iterator[list[I]], concurrency: int) -> None:
         """Workers send; this thread alone calls ``on_results`` (events arrive on a queue)."""
-        events: queue.Queue[tuple[int, Sequence[R] | None, BaseException | None]] = queue.Queue()
+        events: queue.Queue[_Event[R]] = queue.Queue()
         in_flight: dict[int, set[Hashable]] = {}
         held: list[I] | None = None
         error: BaseException | None = None
@@ -330,12 +243,7 @@ class _Runner(Generic[I, R]):
         if error is not None:
             raise error
 
-    def _work(
-        self,
-        batch_id: int,
-        batch: list[I],
-        events: queue.Queue[tuple[int, Sequence[R] | None, BaseException | None]],
-    ) -> None:
+    def _work(self, batch_id: int, batch: list[I], events: queue.Queue[_Event[R]]) -> None:
         try:
             self._process(batch, lambda results: events.put((batch_id, results, None)))
         except BaseException as exc:  # handed to the main thread, which re-raises it
@@ -347,6 +255,8 @@ class _Runner(Generic[I, R]):
         self.on_results(results)
         ok = sum(1 for r in results if self.op.ok(r))
         self._count(acknowledged=ok, rejected=len(results) - ok)
+        if self.heartbeat is not None:
+            self.heartbeat()
         if self.progress is not None:
             self.progress(self.snapshot())
 
@@ -364,12 +274,10 @@ class _Runner(Generic[I, R]):
             self._process(batch[middle:], emit)
             return
         except RecordRejected as exc:
-            # A connector may refuse one record by raising: reject it, send the others again.
+            # A connector may refuse one item by raising: reject it, send the others again.
             index = next((i for i, item in enumerate(batch) if self.op.key(item) == exc.key), None)
             if index is None:
-                raise self._bug(
-                    f"raised RecordRejected for key {exc.key!r}, not in the batch"
-                ) from exc
+                raise self._bug(f"raised RecordRejected for key {exc.key!r}, not sent") from exc
             emit([self.op.reject(batch[index], exc.reason, exc.field)])
             rest = batch[:index] + batch[index + 1 :]
             if rest:
@@ -378,49 +286,48 @@ class _Runner(Generic[I, R]):
         emit(results)
 
     def _send(self, batch: list[I]) -> list[R]:
-        def attempt() -> Sequence[R]:
+        def attempt() -> Answer[R]:
             waited = self.limiter.acquire()
             self._count(requests=1, rate_wait_seconds=waited)
             return self.op.call(batch)
 
-        results = call_with_retry(
+        answer = call_with_retry(
             attempt,
             policy=self.retry,
             what=f"{self.op.what} ({len(batch)} records)",
             limiter=self.limiter,
             on_retry=self._on_retry,
         )
-        return self._validated(batch, results)
+        self._count(requests=answer.requests - 1)  # a bulk job's own calls beyond the first
+        return self._checked(batch, answer.results)
 
     def _on_retry(self, _event: RetryEvent) -> None:
         self._count(retries=1)
+        if self.heartbeat is not None:
+            self.heartbeat()  # a long backoff (a bulk job's) must not lose the run's lease
 
-    def _validated(self, batch: list[I], results: Sequence[R]) -> list[R]:
-        """Results in input order; FatalError if any key is missing, repeated or unknown."""
+    def _checked(self, batch: list[I], results: Sequence[R]) -> list[R]:
+        """The result contract: results in input order, one per item; an item without one is
+        refused with :data:`NO_RESULT`; FatalError for a repeated key or one not sent."""
         by_key: dict[Hashable, R] = {}
         for result in results:
             k = self.op.result_key(result)
             if k in by_key:
                 raise self._bug(f"returned two results for key {k!r}")
             by_key[k] = result
-        ordered: list[R] = []
-        for item in batch:
-            k = self.op.key(item)
-            if k not in by_key:
-                raise self._bug(
-                    f"returned no result for key {k!r} ({len(results)} results for "
-                    f"{len(batch)} records)"
-                )
-            ordered.append(by_key.pop(k))
+        ordered = [by_key.pop(self.op.key(item), None) or self._unanswered(item) for item in batch]
         if by_key:
-            raise self._bug(f"returned a result for key {next(iter(by_key))!r}, not in the batch")
+            raise self._bug(f"returned a result for key {next(iter(by_key))!r}, not sent")
         return ordered
+
+    def _unanswered(self, item: I) -> R:
+        return self.op.reject(item, NO_RESULT, None)
 
     def _bug(self, what: str) -> FatalError:
         return FatalError(
             f"connector {self.op.connector!r} {what} during {self.op.what}: a bug in the "
-            "connector (it must return exactly one result per input record); stopping so that "
-            "no record is lost silently"
+            "connector (one result per record sent, for that record only); the run stops and "
+            "records nothing of this batch"
         )
 
     def _count(self, **deltas: float) -> None:
@@ -428,23 +335,3 @@ class _Runner(Generic[I, R]):
             for name, delta in deltas.items():
                 setattr(self.stats, name, getattr(self.stats, name) + delta)
             self.stats.elapsed = time.monotonic() - self._started
-
-
-def _record_key(record: WriteRecord) -> str:
-    return record.key
-
-
-def _result_key(result: WriteResult) -> str:
-    return result.key
-
-
-def _result_ok(result: WriteResult) -> bool:
-    return result.ok
-
-
-def _reject_record(record: WriteRecord, reason: str, field: str | None) -> WriteResult:
-    return WriteResult(record.key, rejected=reason, field=field)
-
-
-def _pair_key(change: AssociationChange) -> tuple[str, str, str, str]:
-    return (change.from_object, change.from_key, change.to_object, change.to_key)

@@ -1,0 +1,43 @@
+"""The engine: store → resolve → map → format → plan → apply → record, one job per module.
+
+* :mod:`~syncer.engine.sync` — :class:`Sync` (one ``syncer.yaml``: store, state, destinations,
+  plan, run and its preflight);
+* :mod:`~syncer.engine.planning` — read, resolve, format and diff one object in one pass;
+* :mod:`~syncer.engine.workers` — the same plan spread over processes;
+* :mod:`~syncer.engine.run` — :class:`RunSession`, a run step by step, recording what the
+  destination acknowledged;
+* :mod:`~syncer.engine.pipeline` — the one write loop every destination write goes through;
+  :mod:`~syncer.engine.operations` — the writes a connector offers, as operations of that loop;
+* :mod:`~syncer.engine.associations` — association differences planned in the records' pass;
+* :mod:`~syncer.engine.reports` — what a plan or a run came to.
+
+See ``docs/architecture.md`` for the layers and the write pipeline on one page.
+"""
+
+from syncer.engine.pipeline import NO_RESULT, ApplyStats
+from syncer.engine.reports import (
+    LinkStats,
+    ObjectReport,
+    PlanReport,
+    RunReport,
+    StageMove,
+    stage_field,
+)
+from syncer.engine.run import LEASE_TTL, Progress, RunSession
+from syncer.engine.sync import Destination, Sync
+
+__all__ = [
+    "LEASE_TTL",
+    "NO_RESULT",
+    "ApplyStats",
+    "Destination",
+    "LinkStats",
+    "ObjectReport",
+    "PlanReport",
+    "Progress",
+    "RunReport",
+    "RunSession",
+    "StageMove",
+    "Sync",
+    "stage_field",
+]

@@ -1,0 +1,124 @@
+"""Read → resolve → format → plan, for one object of one destination, streamed in key order.
+
+One pass over the store: :func:`views` merge-joins a store reader with the policy marks and
+resolves each record; :func:`changes` formats each view with the object's mapping and diffs it
+against the sync state (:func:`syncer.plan.plan_changes`). The formatted record is what the plan
+diffs, as it comes (no copy). A real run sees each view too (``on_view``: the associations are
+planned from the same views) and collects the marks that changed (``on_marks``); a plan passes
+neither and so leaves the state untouched.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Generator, Iterator, Sequence
+from contextlib import closing
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING
+
+from syncer.db import ALL_KEYS, KeyRange
+from syncer.mapping import Formatted, ObjectMapping
+from syncer.model import Mark, ResolvedAccount, ResolvedUser
+from syncer.plan import Change, plan_changes
+from syncer.policies.resolve import Resolver
+from syncer.state import FailureLog, RecordState
+from syncer.state.marks import MarkStore
+from syncer.store.readers import iter_accounts, iter_users
+
+from .reports import ObjectReport
+
+if TYPE_CHECKING:
+    from .sync import Destination, Sync
+
+__all__ = ["View", "changes", "formatted", "plan_object", "views"]
+
+View = ResolvedUser | ResolvedAccount
+MarkSink = Callable[[list[Mark]], None]
+
+
+def views(
+    sync: Sync, source: str, *, on_marks: MarkSink | None = None, keys: KeyRange = ALL_KEYS
+) -> Iterator[View]:
+    """Resolved users or accounts (those whose key is in ``keys``) in key order. ``on_marks``
+    receives the marks that changed; without it they are not kept (a plan writes nothing)."""
+    resolver = Resolver(sync.settings, sync.hierarchy, now=sync.now or datetime.now(UTC))
+    marks = MarkStore(sync.state)
+    stream: Iterator[tuple[View, list[Mark]]]
+    if source == "users":
+        stream = resolver.resolve_users(
+            iter_users(sync.store, keys=keys), marks.iter_marks(keys=keys), on_vanished=on_marks
+        )
+    else:
+        stream = resolver.resolve_accounts(
+            iter_accounts(sync.store, keys=keys),
+            marks.iter_account_marks(keys=keys),
+            on_vanished=on_marks,
+        )
+    for view, changed in stream:
+        if changed and on_marks is not None:
+            on_marks(changed)
+        yield view
+
+
+def formatted(
+    sync: Sync,
+    obj: ObjectMapping,
+    *,
+    on_marks: MarkSink | None = None,
+    on_view: Callable[[View], None] | None = None,
+    keys: KeyRange = ALL_KEYS,
+) -> Iterator[Formatted]:
+    """The object's source records, formatted for the destination, in key order; ``on_view``
+    sees each resolved view first."""
+    for view in views(sync, obj.source, on_marks=on_marks, keys=keys):
+        if on_view is not None:
+            on_view(view)
+        yield obj.format(view)
+
+
+def changes(
+    sync: Sync,
+    dest: Destination,
+    obj: ObjectMapping,
+    *,
+    on_marks: MarkSink | None = None,
+    on_view: Callable[[View], None] | None = None,
+    on_change: Callable[[Change], None] | None = None,
+    keys: KeyRange = ALL_KEYS,
+) -> Generator[Change, None, None]:
+    """The plan of one object: one :class:`Change` per key (in ``keys``) of the source or
+    the state."""
+    aside = FailureLog(sync.state).set_aside_keys(dest.name, obj.name)
+    stored = RecordState(sync.state).iter_records(dest.name, obj.name, keys=keys)
+    return plan_changes(
+        obj.name,
+        obj.key_field,
+        formatted(sync, obj, on_marks=on_marks, on_view=on_view, keys=keys),
+        stored,
+        removal=dest.config.removal,
+        set_aside=aside,
+        on_change=on_change,
+    )
+
+
+def plan_object(
+    sync: Sync,
+    dest: Destination,
+    obj: ObjectMapping,
+    *,
+    shard: KeyRange,
+    samples: int,
+    keys: Sequence[str] | None,
+    on_change: Callable[[Change], None] | None = None,
+) -> ObjectReport:
+    """Counts and samples of one object's plan over the keys in ``shard``."""
+    rep = ObjectReport(obj.name)
+    wanted = set(keys) if keys is not None else None
+    with closing(changes(sync, dest, obj, on_change=on_change, keys=shard)) as stream:
+        for change in stream:
+            rep.counts.add(change.action)
+            if wanted is not None:
+                if change.key in wanted:
+                    rep.samples.append(change)
+            elif change.action not in ("unchanged", "skipped") and len(rep.samples) < samples:
+                rep.samples.append(change)
+    return rep

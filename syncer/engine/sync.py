@@ -1,0 +1,276 @@
+"""The engine: store → resolve → map → format → plan → apply → record, for one destination.
+
+:class:`Sync` ties the steps together for one ``syncer.yaml``. The CLI and the Prefect flows
+call the same two methods:
+
+* :meth:`Sync.plan` — a dry run: everything up to the diff, nothing written anywhere (not even
+  the policy marks), counts and samples returned;
+* :meth:`Sync.run` — the real thing, under the destination's lease, after a preflight that
+  proves the run can succeed (see :meth:`Sync.start_run`): ``ensure`` the custom fields, then
+  for each object in write order stream the plan into the write pipeline, committing what the
+  destination acknowledged (and only that) to the sync state, then the associations planned in
+  the same pass.
+
+A run that crashes leaves every acknowledged batch recorded; the next run plans against that
+state and sends only the rest (at-least-once delivery, idempotent upserts: a batch sent but not
+recorded is sent again, harmlessly).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Generator, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from functools import cached_property, partial
+from typing import Any
+
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import DBAPIError
+
+from syncer.config import (
+    DestinationConfig,
+    SecretLoader,
+    SyncConfig,
+    build_connector_config,
+    resolve_credentials,
+)
+from syncer.connectors.base import Connector
+from syncer.connectors.registry import get_connector
+from syncer.db import ALL_KEYS, create_db_engine, resolve_store_url
+from syncer.errors import ConfigError, Problem, SyncerError
+from syncer.mapping import MappingFile, ObjectMapping, load_mapping
+from syncer.plan import Change
+from syncer.policies import PolicySettings
+from syncer.policies.hierarchy import Hierarchy
+from syncer.ratelimit import RateLimiter
+from syncer.retry import RetryPolicy, call_with_retry
+from syncer.state import RunLog, acquire, init_state
+from syncer.store.database import open_store
+from syncer.store.readers import iter_all_accounts
+
+from .planning import changes, plan_object
+from .reports import PlanReport, RunReport
+from .run import LEASE_TTL, Progress, RunSession
+from .workers import plan_in_processes
+
+__all__ = ["Destination", "Sync"]
+
+
+@dataclass(frozen=True, slots=True)
+class Destination:
+    """A configured destination, checked: its connector class and its loaded mapping."""
+
+    name: str
+    config: DestinationConfig
+    connector_cls: type[Connector[Any]]
+    mapping: MappingFile
+
+
+class Sync:
+    """One ``syncer.yaml``: its store, state, policies and destinations.
+
+    ``environ`` and ``secret_loader`` say where credentials come from (the process environment,
+    and Prefect Secret blocks when the flows pass a loader). ``retry`` and ``clock`` are for tests.
+    """
+
+    def __init__(
+        self,
+        config: SyncConfig,
+        *,
+        environ: Mapping[str, str] | None = None,
+        secret_loader: SecretLoader | None = None,
+        retry: RetryPolicy | None = None,
+        now: datetime | None = None,
+    ) -> None:
+        self.config = config
+        self.environ = environ
+        self.secret_loader = secret_loader
+        self.retry = retry or RetryPolicy()
+        self.now = now
+        self.settings = PolicySettings(
+            config.ladder, config.policies.primary, dict(config.policies.rollups)
+        )
+
+    # --- databases and destinations ----------------------------------------------------------
+
+    @cached_property
+    def store(self) -> Engine:
+        return open_store(resolve_store_url(self.config.store), writable=self._state_in_store)
+
+    @property
+    def _state_in_store(self) -> bool:
+        return self.config.state is None or self.config.state == self.config.store
+
+    @cached_property
+    def state(self) -> Engine:
+        url = self.config.state
+        if url is None or self._state_in_store:  # opened (never created) through the store
+            return init_state(self.store)
+        return init_state(create_db_engine(url))
+
+    @cached_property
+    def hierarchy(self) -> Hierarchy:
+        """The account forest with its roll-ups, read once per :class:`Sync`."""
+        return Hierarchy.from_accounts(iter_all_accounts(self.store), self.settings.rollups)
+
+    def close(self) -> None:
+        """Dispose of the database engines (idempotent)."""
+        for name in ("state", "store"):
+            engine = self.__dict__.pop(name, None)
+            if engine is not None:
+                engine.dispose()
+
+    def __enter__(self) -> Sync:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def destination(self, name: str) -> Destination:
+        """The destination ``name`` with its connector class found and its mapping loaded and
+        checked against the connector's objects (every problem reported at once)."""
+        dest = self.config.destination(name)
+        connector_cls = get_connector(dest.connector)
+        mapping = load_mapping(dest.mapping, connector_cls.objects, self.config.ladder)
+        if dest.removal not in connector_cls.capabilities.removal_modes:
+            modes = ", ".join(sorted(connector_cls.capabilities.removal_modes))
+            raise ConfigError(
+                Problem(
+                    f"destination {name!r}: connector {dest.connector!r} cannot remove records "
+                    f"by {dest.removal!r}",
+                    file=dest.source_file,
+                    line=dest.line_of("removal"),
+                    hint=f"set removal to one of: {modes}",
+                )
+            )
+        return Destination(name, dest, connector_cls, mapping)
+
+    def connect(self, dest: Destination) -> Connector[Any]:
+        """A connector instance for ``dest``, its credentials resolved now (never stored)."""
+        credentials = resolve_credentials(
+            dest.config, environ=self.environ, secret_loader=self.secret_loader
+        )
+        model = dest.connector_cls.config_model
+        settings = build_connector_config(dest.config, model, credentials)
+        return dest.connector_cls(settings)
+
+    def changes(
+        self, dest: Destination, obj: ObjectMapping, **options: Any
+    ) -> Generator[Change, None, None]:
+        """The plan of one object (:func:`syncer.engine.planning.changes`)."""
+        return changes(self, dest, obj, **options)
+
+    # --- plan ---------------------------------------------------------------------------------
+
+    def plan(
+        self,
+        name: str,
+        *,
+        samples: int = 5,
+        keys: Sequence[str] | None = None,
+        on_change: Callable[[Change], None] | None = None,
+        workers: int = 1,
+    ) -> PlanReport:
+        """Dry run of destination ``name``: counts per action and up to ``samples`` changes per
+        object that would send something (``keys``: keep exactly those keys' changes instead).
+        Writes nothing.
+
+        ``workers > 1`` plans in that many processes (:mod:`syncer.engine.workers`): the same
+        report, in about ``1 / workers`` of the time on a large store (each process also starts
+        up, imports and reads the account forest, so it only pays off beyond some ten thousand
+        records). ``on_change`` needs the changes in this process, so it plans in one.
+        """
+        if workers < 1:
+            raise ValueError(f"workers must be at least 1, not {workers}")
+        dest = self.destination(name)
+        if workers > 1 and on_change is None:
+            return plan_in_processes(self, dest, samples=samples, keys=keys, workers=workers)
+        plan = partial(plan_object, self, dest, shard=ALL_KEYS, samples=samples, keys=keys)
+        return PlanReport(name, [plan(obj, on_change=on_change) for obj in dest.mapping.objects])
+
+    # --- run ----------------------------------------------------------------------------------
+
+    def run(
+        self,
+        name: str,
+        *,
+        progress: Progress | None = None,
+        lease_wait: float = 0.0,
+        lease_ttl: float = LEASE_TTL,
+        connector: Connector[Any] | None = None,
+    ) -> RunReport:
+        """Sync destination ``name``: see the module docstring. Returns the run's report; the
+        same figures are in ``sync_runs``. Errors propagate after the run is recorded as
+        ``failed`` (acknowledged batches stay recorded)."""
+        with self.start_run(
+            name, lease_wait=lease_wait, lease_ttl=lease_ttl, connector=connector
+        ) as session:
+            session.ensure()
+            for obj in session.dest.mapping.objects:
+                session.apply_object(obj.name, progress=progress)
+            session.associate()
+        return session.report
+
+    def start_run(
+        self,
+        name: str,
+        *,
+        lease_wait: float = 0.0,
+        lease_ttl: float = LEASE_TTL,
+        connector: Connector[Any] | None = None,
+    ) -> RunSession:
+        """Begin a run of ``name`` after its preflight: the run row, the destination's lease,
+        the connector.
+
+        Preflight — before anything is written to the destination (not even ``ensure``'s
+        fields): the config and the mapping are valid, the credentials are present, the account
+        hierarchy loads, the sync state is writable (the run row and the lease are its first
+        writes), and the destination accepts the credentials (``connector.check()``, one cheap
+        authenticated read). A run that fails here is recorded as ``failed`` and nothing else.
+
+        Use it as a context manager and call its steps in order (``ensure``, ``apply_object``
+        for each object of the mapping, ``associate``); leaving the block records how the run
+        ended and releases the lease. The Prefect flow drives the steps as separate tasks.
+
+        The lease is renewed by a heartbeat while this process lives, and each step renews it
+        when it starts (see :data:`~syncer.engine.run.LEASE_TTL`)."""
+        dest = self.destination(name)
+        conn = connector or self.connect(dest)
+        try:
+            self.hierarchy  # noqa: B018  a hierarchy that does not load fails the run here
+            runs = RunLog(self.state)
+            try:
+                run_id = runs.start_run(name, dry_run=False)
+            except DBAPIError as exc:
+                raise ConfigError(
+                    f"the sync state database cannot be written ({exc.orig}); make it writable "
+                    "(or point `state:` in syncer.yaml at one that is) and run again"
+                ) from exc
+        except BaseException:
+            if connector is None:
+                conn.close()
+            raise
+        try:
+            lease = acquire(
+                self.state, name, run_id, lease_ttl, wait_seconds=lease_wait, heartbeat=True
+            )
+        except SyncerError as exc:
+            runs.finish_run(run_id, "failed", {}, str(exc))
+            if connector is None:
+                conn.close()
+            raise
+        try:
+            runs.mark_interrupted(name, run_id)
+            call_with_retry(
+                conn.check,
+                policy=self.retry,
+                what=f"{conn.name} credentials check",
+                limiter=RateLimiter(conn.capabilities.rate_limit),
+            )
+        except BaseException as exc:
+            runs.finish_run(run_id, "failed", {}, str(exc) or type(exc).__name__)
+            lease.release()
+            if connector is None:
+                conn.close()
+            raise
+        return RunSession(self, dest, conn, lease, run_id, owns_connector=connector is None)
