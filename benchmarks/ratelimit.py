@@ -23,8 +23,8 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from syncer.engine.operations import apply_records
 from syncer.connectors.base import RateLimit, WriteRecord, WriteResult
+from syncer.engine.operations import apply_records
 from syncer.ratelimit import RateLimiter
 from syncer.retry import RetryPolicy
 from syncer.testing.memory import MemoryConfig, MemoryConnector

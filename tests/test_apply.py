@@ -9,8 +9,6 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from syncer.engine.operations import apply_records, archive_records, associate_changes
-from syncer.engine.pipeline import NO_RESULT, ApplyStats, batches
 from syncer.connectors.base import (
     AssociationChange,
     AssociationResult,
@@ -18,6 +16,8 @@ from syncer.connectors.base import (
     WriteRecord,
     WriteResult,
 )
+from syncer.engine.operations import apply_records, archive_records, associate_changes
+from syncer.engine.pipeline import NO_RESULT, ApplyStats, batches
 from syncer.errors import ConfigError, FatalError, RecordRejected
 from syncer.ratelimit import RateLimiter
 from syncer.retry import RetryPolicy

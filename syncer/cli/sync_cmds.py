@@ -14,10 +14,9 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 from rich.text import Text
 
-from syncer.engine import ApplyStats
 from syncer.cli.app import app, console
 from syncer.config import load_config
-from syncer.engine import ObjectReport, PlanReport, RunReport, Sync
+from syncer.engine import ApplyStats, ObjectReport, PlanReport, RunReport, Sync
 from syncer.errors import ConfigError, Problem
 from syncer.fields import FieldType, companion_names
 from syncer.mapping import MappingFile

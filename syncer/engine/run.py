@@ -14,35 +14,29 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
 from functools import partial
-from itertools import chain, islice
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from syncer.connectors.base import AssociationResult, Connector, WriteRecord, WriteResult
+from syncer.connectors.base import AssociationResult, Connector
 from syncer.errors import ConfigError, Problem
-from syncer.mapping import ObjectMapping
 from syncer.model import Mark
-from syncer.plan import Change
 from syncer.ratelimit import RateLimiter
 from syncer.retry import call_with_retry
 from syncer.state import (
-    Ack,
     AssociationLedger,
-    FailureLog,
     Lease,
     RecordState,
-    Rejection,
     RunLog,
 )
 from syncer.state.marks import MarkStore
 
 from .associations import LinkPlanner, link_changes
-from .operations import association_op, record_op
+from .object_run import ObjectRun
+from .operations import association_op
 from .pipeline import ApplyStats, Operation, apply
-from .planning import changes
-from .reports import LinkStats, ObjectReport, RunReport, stage_field
+from .reports import LinkStats, ObjectReport, RunReport
 
 if TYPE_CHECKING:
     from .sync import Destination, Sync
@@ -59,8 +53,6 @@ R = TypeVar("R")
 #: between steps), so a run whose process died blocks its destination for at most this long.
 LEASE_TTL = 45.0
 _MARK_FLUSH = 5000
-#: Formatter rejections and removals that send nothing, recorded this many at a time.
-_LOCAL_FLUSH = 1000
 
 #: A progress callback: the object's name and the pipeline's counts so far.
 Progress = Callable[[str, ApplyStats], None]
@@ -173,7 +165,7 @@ class RunSession:
         self.lease.renew()
         rep = ObjectReport(obj.name)
         self.report.objects.append(rep)
-        _ObjectRun(self, obj, rep, progress).run()
+        ObjectRun(self, obj, rep, progress).run()
         self.report.marks_saved = self.marks.flush()
         log.info(
             "%s %s: %s; sent %d, rejected by syncer %d, refused by the destination %d, "
@@ -237,170 +229,6 @@ class RunSession:
             if self._owns_connector:
                 self.connector.close()
         return report
-
-
-class _ObjectRun:
-    """Plan → apply → record for one object of a run."""
-
-    def __init__(
-        self, session: RunSession, obj: ObjectMapping, rep: ObjectReport, progress: Progress | None
-    ) -> None:
-        self.session = session
-        self.obj = obj
-        self.rep = rep
-        self.progress = progress
-        state = session.sync.state
-        self.records = RecordState(state)
-        self.failures = FailureLog(state)
-        self.max_attempts = session.sync.config.policies.max_attempts
-        self.dest = session.dest.name
-        self.stage_field = stage_field(obj)
-        self.pending: dict[str, Change] = {}
-        self.archives: list[WriteRecord] = []
-        self.gone: list[str] = []
-        self.rejected: list[Rejection] = []
-        self._base = (0, 0)  # requests and retries of the earlier operations of this object
-
-    def run(self) -> None:
-        session, conn = self.session, self.session.connector
-        planner = None
-        if self.obj.associations:
-            planner = LinkPlanner(self.dest, self.obj, AssociationLedger(session.sync.state))
-        session.links.pop(self.obj.name, None)  # a retried step plans its links again
-        # Closed however the apply ends: a plan left suspended (a crash, a refused batch) would
-        # keep its store connection, and on PostgreSQL its open transaction, alive as long as
-        # the traceback that references it.
-        source = self.to_send(planner.see if planner is not None else None)
-        try:
-            records: Iterator[WriteRecord] = source
-            kind: Any = "write"
-            threshold = conn.bulk_threshold
-            if threshold is not None:
-                # Look ahead: more changed records than the threshold take the bulk path.
-                head = list(islice(records, threshold + 1))
-                kind = "bulk" if len(head) > threshold else "write"
-                records = chain(head, records)
-            concurrency = session.dest.config.concurrency or conn.capabilities.concurrency
-            if kind == "bulk":
-                concurrency = 1  # a bulk job is already the destination's parallelism
-            self.send(record_op(conn, self.obj.name, kind), records, concurrency)
-            if self.archives:
-                self.send(record_op(conn, self.obj.name, "archive"), self.archives, 1)
-        finally:
-            try:
-                self.flush_local()
-            finally:
-                source.close()
-        if planner is not None:
-            planner.flush()
-            session.links[self.obj.name] = planner
-
-    def send(
-        self,
-        op: Operation[WriteRecord, WriteResult],
-        records: Iterable[WriteRecord],
-        concurrency: int,
-    ) -> None:
-        self._base = (self.rep.requests, self.rep.retries)
-        stats = self.session.write(
-            op,
-            records,
-            on_results=self.on_results,
-            concurrency=concurrency,
-            progress=self.report_progress,
-        )
-        self.rep.requests = self._base[0] + stats.requests
-        self.rep.retries = self._base[1] + stats.retries
-
-    def to_send(self, on_view: Callable[[Any], None] | None) -> Generator[WriteRecord, None, None]:
-        session, rep = self.session, self.rep
-        removal = session.dest.config.removal
-        stream = changes(
-            session.sync, session.dest, self.obj, on_marks=session.marks.add, on_view=on_view
-        )
-        for change in stream:
-            rep.counts.add(change.action)
-            if change.action == "rejected":
-                rep.note_error(change.key, change.reason or "rejected")
-                self.rejected.append(Rejection(change.key, change.reason or "", change.field, None))
-            elif change.action == "remove" and (
-                not change.sends or (removal == "archive" and change.remote_id is None)
-            ):
-                self.gone.append(change.key)  # nothing to send (or no id to archive by)
-            elif change.sends:
-                self.pending[change.key] = change
-                record = WriteRecord(
-                    change.key, change.changes, change.payload, change.remote_id, change.hints
-                )
-                if change.action == "remove" and removal == "archive":
-                    self.archives.append(record)  # after the upserts, through their own call
-                    continue
-                if len(rep.samples) < 5:
-                    rep.samples.append(change)
-                yield record
-            if len(self.rejected) + len(self.gone) >= _LOCAL_FLUSH:
-                self.flush_local()
-                session.lease.renew_if_due()
-
-    def flush_local(self) -> None:
-        """Record formatter rejections and removals that send nothing (and the marks)."""
-        if self.rejected:
-            self.rep.set_aside += len(
-                self.failures.record_rejections(
-                    self.dest, self.obj.name, self.rejected, self.session.run_id, self.max_attempts
-                )
-            )
-            self.rejected.clear()
-        if self.gone:
-            self.records.mark_removed(self.dest, self.obj.name, self.gone, self.session.run_id)
-            self.gone.clear()
-        self.session.marks.flush_if_full()
-
-    def on_results(self, results: Sequence[WriteResult]) -> None:
-        """One answered batch: commit what was accepted, log what was refused (or unanswered)."""
-        rep, run_id = self.rep, self.session.run_id
-        acks: list[Ack] = []
-        refused: list[Rejection] = []
-        for result in results:
-            change = self.pending.pop(result.key)
-            if result.ok:
-                self.tally_stage(change)
-                removed = change.action == "remove"
-                acks.append(
-                    Ack(result.key, change.payload, result.remote_id, change.digest, removed)
-                )
-            else:
-                reason = result.rejected or "rejected"
-                refused.append(Rejection(result.key, reason, result.field, change.digest))
-                rep.note_error(result.key, reason)
-        self.records.commit_acknowledged(self.dest, self.obj.name, acks, run_id)
-        if acks:
-            self.failures.clear(self.dest, self.obj.name, [a.key for a in acks])
-        if refused:
-            rep.set_aside += len(
-                self.failures.record_rejections(
-                    self.dest, self.obj.name, refused, run_id, self.max_attempts
-                )
-            )
-        rep.sent += len(acks)
-        rep.refused += len(refused)
-        self.session.marks.flush_if_full()
-
-    def tally_stage(self, change: Change) -> None:
-        """Count an acknowledged create or update whose stage moved."""
-        name = self.stage_field
-        if name is None or change.action not in ("create", "update"):
-            return
-        before = change.before.get(name) if change.before is not None else None
-        after = change.payload.get(name)
-        if before != after:
-            self.rep.stage_moves[(before, after)] += 1
-
-    def report_progress(self, stats: ApplyStats) -> None:
-        self.rep.requests = self._base[0] + stats.requests
-        self.rep.retries = self._base[1] + stats.retries
-        if self.progress is not None:
-            self.progress(self.obj.name, stats)
 
 
 class _MarkBuffer:

@@ -30,7 +30,6 @@ from typing import ClassVar
 import pytest
 from pydantic import SecretStr
 
-from syncer.engine.operations import apply_records
 from syncer.connectors.base import (
     AssociationChange,
     Connector,
@@ -38,6 +37,7 @@ from syncer.connectors.base import (
     WriteResult,
 )
 from syncer.connectors.registry import validate_connector
+from syncer.engine.operations import apply_records
 from syncer.fields import FieldSpec, FieldType
 from syncer.ratelimit import RateLimiter
 from syncer.retry import RetryPolicy

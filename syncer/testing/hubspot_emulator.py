@@ -58,6 +58,8 @@ from syncer.testing._hubspot_state import (
 )
 
 BatchErrors = Literal["multi_status", "whole_batch"]
+#: A batch answer that breaks the one-result-per-input contract (:meth:`inject_result_fault`).
+ResultFault = Literal["missing", "extra"]
 AUTH_MESSAGE = (
     "Authentication credentials not found. This API supports OAuth 2.0 authentication and you "
     "can find more details at https://developers.hubspot.com/docs/methods/auth/oauth-overview"
@@ -436,10 +438,31 @@ class HubSpotEmulator(EmulatorServer):
                 self._rng.shuffle(results)
         return results
 
+    def inject_result_fault(
+        self, kind: ResultFault, *, otype: str = "contacts", count: int | None = 1
+    ) -> FaultRule:
+        """Make ``otype`` batch upserts answer out of contract: ``"missing"`` applies every
+        input but leaves the first one's result out; ``"extra"`` adds a result for a record
+        that was not sent (a copy of the first result under another key and id)."""
+        return self.inject_partial_failure(
+            path_prefix=f"/crm/v3/objects/{otype}/batch/upsert", count=count, result=kind
+        )
+
+    def _result_fault(self, request: Request, results: list[dict[str, Any]], key: str) -> None:
+        """Apply an injected :data:`ResultFault` to a batch's results (input order)."""
+        kind = request.fault.options.get("result") if request.fault is not None else None
+        if kind == "missing" and results:
+            del results[0]
+        elif kind == "extra" and results:
+            extra = {**results[0], "id": str(10**12 + len(results))}
+            props = dict(extra.get("properties") or {})
+            props[key] = f"{props.get(key)}-not-sent"
+            results.append({**extra, "properties": props})
+
     def _injected_failures(self, request: Request, n_inputs: int) -> dict[int, HubSpotError]:
         """Which inputs an injected partial failure fails (at least one), and with what."""
         rule = request.fault
-        if rule is None or n_inputs == 0:
+        if rule is None or n_inputs == 0 or "result" in rule.options:
             return {}
         share = float(rule.options.get("input_rate", 0.5))
         with self._lock:
@@ -526,6 +549,8 @@ class HubSpotEmulator(EmulatorServer):
                     errors.append(error.standard_error(_input_context(item)))
             if whole_batch:
                 self._state.commit()
+        if inputs and results:
+            self._result_fault(request, results, str(inputs[0].get("idProperty") or ""))
         status = 207 if errors else (201 if op == "create" else 200)
         return Response(status, _batch_body(self._ordered(results), errors))
 

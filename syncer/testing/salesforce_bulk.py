@@ -207,8 +207,13 @@ class BulkIngest:
             return
         job.state = "JobComplete"
 
-    def results(self, job_id: str, kind: str) -> str:
-        """The CSV of ``successfulResults``, ``failedResults`` or ``unprocessedrecords``."""
+    def results(
+        self, job_id: str, kind: str, fault: Callable[[], str | None] = lambda: None
+    ) -> str:
+        """The CSV of ``successfulResults``, ``failedResults`` or ``unprocessedrecords``;
+        ``fault`` (drawn for successful results only) may leave the first row out
+        (``"missing_result"``) or add a row for an external id that was not sent
+        (``"extra_result"``)."""
         job = self.job(job_id)
         kind = kind.lower()
         out = io.StringIO()
@@ -227,9 +232,20 @@ class BulkIngest:
             raise _state_error(job, "results are available once the job is complete")
         success = kind == "successfulresults"
         writer.writerow(["sf__Id", "sf__Created" if success else "sf__Error", *job.header])
+        injected = fault() if success else None
+        written = 0
         for outcome, values in zip(job.outcomes, job.rows or [], strict=False):
             if outcome.success and success:
+                written += 1
+                if injected == "missing_result" and written == 1:
+                    continue
                 writer.writerow([outcome.id, str(outcome.created).lower(), *values])
+                if injected == "extra_result" and written == 1:
+                    names = [h.lower() for h in job.header]
+                    column = names.index(job.external_id_field.lower())
+                    ghost = [*values]
+                    ghost[column] = f"{ghost[column]}-not-sent"
+                    writer.writerow(["001000000000NOTSENT", "true", *ghost])
             elif not outcome.success and not success:
                 writer.writerow(["", " ".join(e.as_bulk() for e in outcome.errors), *values])
         return out.getvalue()

@@ -71,7 +71,9 @@ if TYPE_CHECKING:
 
 __all__ = ["Fault", "FaultKind", "LoggedRequest", "SalesforceApiError", "SalesforceEmulator"]
 
-FaultKind = Literal["server_error", "timeout", "disconnect", "lock_row"]
+FaultKind = Literal[
+    "server_error", "timeout", "disconnect", "lock_row", "missing_result", "extra_result"
+]
 # Assumption: the bodies of 5xx answers (Salesforce documents the statuses, not these bodies).
 _SERVER_ERRORS = {
     500: "UNKNOWN_EXCEPTION",
@@ -87,7 +89,10 @@ class Fault:
 
     ``server_error`` answers ``status`` with a Salesforce error body; ``timeout`` waits
     ``delay`` seconds and closes the connection without an answer; ``disconnect`` closes it at
-    once; ``lock_row`` fails single records with UNABLE_TO_LOCK_ROW (collections and bulk).
+    once; ``lock_row`` fails single records with UNABLE_TO_LOCK_ROW (collections and bulk);
+    ``missing_result`` and ``extra_result`` break the one-result-per-record contract of an
+    sObject Collections answer (the last record unanswered, or the first answered twice) and of
+    a bulk job's successful results (the first row left out, or a row for a key not sent).
     ``rate`` is the chance per request (per record for ``lock_row``), drawn from the seeded
     generator; ``times`` caps how often it fires (``None``: unlimited); ``path`` is a prefix
     of the path after ``/services/data/vXX.X/`` (``"composite/"``, ``"jobs/ingest"``).
@@ -373,6 +378,12 @@ class SalesforceEmulator:
                     return fault
         return None
 
+    def _result_fault(self, method: str, rel: str) -> str | None:
+        for kind in ("missing_result", "extra_result"):
+            if self._draw(kind, method, rel) is not None:
+                return kind
+        return None
+
     def _limit_header(self) -> str:
         return f"api-usage={self._usage}/{self.daily_api_limit}"
 
@@ -421,6 +432,7 @@ class SalesforceEmulator:
             params,
             body,
             lock_row=lambda: self._draw("lock_row", method, rel) is not None,
+            result_fault=lambda: self._result_fault(method, rel),
         )
         try:
             with self.lock:

@@ -46,6 +46,9 @@ class RestRequest:
     params: dict[str, list[str]]
     body: Any
     lock_row: Callable[[], bool] = field(default=lambda: False)
+    #: An injected result fault for this request ("missing_result", "extra_result" or None),
+    #: drawn only by the handlers that answer per record (collections, bulk results).
+    result_fault: Callable[[], str | None] = field(default=lambda: None)
 
     def json_object(self) -> dict[str, Any]:
         """The body, which must be a JSON object."""
@@ -207,7 +210,13 @@ class RestApi:
         outcomes = self.org.upsert(
             obj.name, req.parts[3], rows, all_or_none=all_or_none, lock_row=req.lock_row
         )
-        return Reply(200, [o.as_json() for o in outcomes], records=len(rows))
+        answer = [o.as_json() for o in outcomes]
+        fault = req.result_fault()
+        if fault == "missing_result":
+            answer.pop()  # positional: the last record goes unanswered
+        elif fault == "extra_result":
+            answer.append(dict(answer[0]))
+        return Reply(200, answer, records=len(rows))
 
     def create_field(self, req: RestRequest) -> Reply:
         """``POST tooling/sobjects/CustomField/``: 201 with the new field's id."""
@@ -287,5 +296,5 @@ class RestApi:
 
     def job_results(self, req: RestRequest) -> Reply:
         """``GET jobs/ingest/{id}/successfulResults|failedResults|unprocessedrecords/``."""
-        text = self.bulk.results(req.parts[2], req.parts[3])
+        text = self.bulk.results(req.parts[2], req.parts[3], req.result_fault)
         return Reply(200, text, content_type="text/csv;charset=UTF-8")
