@@ -6,17 +6,19 @@ SQLite and PostgreSQL (``db_url``): the store and the sync state live in the sam
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import json
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 
 import pytest
-from sqlalchemy import delete, update
+from sqlalchemy import delete, func, select, update
 
 from syncer.connectors.base import WriteRecord, WriteResult
 from syncer.db import create_db_engine
 from syncer.engine import RunSession, Sync
+from syncer.model import Mark
 from syncer.state import AssociationLedger, FailureLog, RecordState, acquire
 from syncer.store.schema import memberships, users
 from syncer.testing.memory import MemoryConfig, MemoryConnector, MemoryStore
@@ -300,3 +302,54 @@ def test_a_heartbeat_leaves_a_calls_retries_to_the_policy(
         with sync.start_run("crm", lease_ttl=6, connector=MemoryConnector()) as session:
             assert session.lease.heartbeat_running
             assert session.retry.deadline == policy_deadline
+
+
+def test_a_run_reads_the_store_once(
+    memory_sync: Callable[..., Sync], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Records and associations come from one pass: every user and account is read once."""
+    from syncer.engine import planning
+
+    read: dict[str, int] = {"users": 0, "accounts": 0}
+
+    def counting(name: str, reader: Callable[..., Iterator[object]]) -> Callable[..., object]:
+        def wrapped(*args: object, **kwargs: object) -> Iterator[object]:
+            for item in reader(*args, **kwargs):
+                read[name] += 1
+                yield item
+
+        return wrapped
+
+    monkeypatch.setattr(planning, "iter_users", counting("users", planning.iter_users))
+    monkeypatch.setattr(planning, "iter_accounts", counting("accounts", planning.iter_accounts))
+    with memory_sync() as sync:
+        report = sync.run("crm", connector=MemoryConnector())
+        with sync.store.connect() as conn:
+            n_users = conn.execute(select(func.count()).select_from(users)).scalar_one()
+    assert report.links is not None
+    assert report.links.created > 0  # planned in the same pass
+    assert read == {"users": n_users, "accounts": 11}
+
+
+def test_marks_are_not_saved_while_the_store_is_read(
+    memory_sync: Callable[..., Sync], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Policy marks land with the run's state (at its record points, and when an object is
+    done), never from inside the read stream, however small the flush size."""
+    from syncer.engine import run
+    from syncer.state.marks import MarkStore
+
+    inside_the_stream: list[str] = []
+    real_save = MarkStore.save
+
+    def save(self: MarkStore, marks: Iterable[Mark], **kw: int) -> int:
+        frames = {f.function for f in inspect.stack()}
+        inside_the_stream.extend(sorted(frames & {"views", "formatted", "to_send"}))
+        return real_save(self, marks, **kw)
+
+    monkeypatch.setattr(run, "_MARK_FLUSH", 1)
+    monkeypatch.setattr(MarkStore, "save", save)
+    with memory_sync() as sync:
+        report = sync.run("crm", connector=MemoryConnector())
+    assert report.marks_saved > 0
+    assert inside_the_stream == []

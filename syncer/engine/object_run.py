@@ -138,7 +138,7 @@ class ObjectRun:
                 session.lease.renew_if_due()
 
     def flush_local(self) -> None:
-        """Record formatter rejections and removals that send nothing (and the marks)."""
+        """Record formatter rejections and removals that send nothing."""
         if self.rejected:
             self.rep.set_aside += len(
                 self.failures.record_rejections(
@@ -149,7 +149,6 @@ class ObjectRun:
         if self.gone:
             self.records.mark_removed(self.dest, self.obj.name, self.gone, self.session.run_id)
             self.gone.clear()
-        self.session.marks.flush_if_full()
 
     def on_results(self, results: Sequence[WriteResult]) -> None:
         """One answered batch: commit what was accepted, log what was refused (or unanswered)."""

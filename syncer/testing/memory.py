@@ -30,12 +30,13 @@ from syncer.connectors.base import (
     Capabilities,
     Connector,
     ConnectorConfig,
+    EnsureReport,
     ObjectSpec,
     RateLimitInfo,
     WriteRecord,
     WriteResult,
 )
-from syncer.errors import BatchRejected, RetriableError
+from syncer.errors import BatchRejected, ConfigError, RetriableError
 from syncer.fields import FieldSpec, FieldType
 
 __all__ = [
@@ -97,6 +98,8 @@ class MemoryConfig(ConnectorConfig):
     server_per_seconds: float = Field(default=10.0, gt=0.0)
     #: Longest value accepted in a field without a declared limit.
     max_value_length: int = Field(default=65_536, ge=1)
+    #: The preflight's credentials check (``check``) refuses them: a wrong token.
+    refuse_credentials: bool = False
     #: Unused by the fake, present so config handling of secrets is exercised.
     api_token: SecretStr | None = None
 
@@ -184,6 +187,8 @@ class MemoryConnector(Connector[MemoryConfig]):
         super().__init__(config or MemoryConfig())
         self.store = store if store is not None else MemoryStore()
         self.calls: list[MemoryCall] = []
+        self.checks = 0  # preflight credential checks (not writes: not in ``calls``)
+        self.ensured: list[str] = []  # objects whose fields ``ensure`` was asked for
         self._clock = clock
         self._sleep = sleep
         self._rng = random.Random(self.config.seed)
@@ -197,6 +202,19 @@ class MemoryConnector(Connector[MemoryConfig]):
         return type(cls.__name__, (cls,), {"capabilities": caps, "__doc__": cls.__doc__})
 
     # --- the contract ---------------------------------------------------------------------
+
+    def check(self) -> None:
+        """The preflight's authenticated read: refused with ``refuse_credentials``."""
+        self.checks += 1
+        if self.config.refuse_credentials:
+            raise ConfigError(
+                "memory: the destination refused the credentials (HTTP 401); set a valid token"
+            )
+
+    def ensure(self, object_name: str, fields: Sequence[FieldSpec]) -> EnsureReport:
+        """Every field exists (the fake has no schema); ``ensured`` lists the objects asked."""
+        self.ensured.append(object_name)
+        return EnsureReport(existing=[f.name for f in fields])
 
     def write(self, object_name: str, batch: Sequence[WriteRecord]) -> Sequence[WriteResult]:
         """Upsert by key: a known key keeps its remote id; answers in shuffled order."""
