@@ -12,7 +12,7 @@ what the engine's run does per object, and what the conformance kit and benchmar
 from __future__ import annotations
 
 from collections.abc import Callable, Hashable, Iterable, Sequence
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar, Unpack
 
 from syncer.connectors.base import (
     AssociationChange,
@@ -21,10 +21,8 @@ from syncer.connectors.base import (
     WriteRecord,
     WriteResult,
 )
-from syncer.engine.pipeline import Answer, ApplyStats, Operation, apply
+from syncer.engine.pipeline import Answer, ApplyOptions, ApplyStats, Operation, apply
 from syncer.errors import ConfigError
-from syncer.ratelimit import RateLimiter
-from syncer.retry import RetryPolicy
 
 __all__ = [
     "RecordOp",
@@ -34,6 +32,9 @@ __all__ = [
     "association_op",
     "record_op",
 ]
+
+I = TypeVar("I")  # noqa: E741
+R = TypeVar("R")
 
 #: The record writes a connector has: upsert batches, archive batches, bulk jobs.
 RecordOp = Literal["write", "archive", "bulk"]
@@ -98,33 +99,20 @@ def apply_records(
     object_name: str,
     records: Iterable[WriteRecord],
     *,
-    on_results: Callable[[Sequence[WriteResult]], None],
-    limiter: RateLimiter,
-    retry: RetryPolicy,
-    concurrency: int = 1,
-    progress: Callable[[ApplyStats], None] | None = None,
     kind: RecordOp = "write",
+    **options: Unpack[ApplyOptions[WriteResult]],
 ) -> ApplyStats:
-    """Upsert (or archive, or bulk-write) ``records`` into ``object_name``; see
-    :mod:`syncer.engine.pipeline` for what the loop guarantees."""
-    op = record_op(connector, object_name, kind)
-    connector.set_rate_observer(limiter.observe)
-    return apply(
-        op,
-        records,
-        on_results=on_results,
-        limiter=limiter,
-        retry=retry,
-        concurrency=concurrency,
-        progress=progress,
-    )
+    """Upsert (or archive, or bulk-write) ``records`` into ``object_name``; ``options`` are
+    :func:`~syncer.engine.pipeline.apply`'s (``on_results``, ``limiter``, ``retry``,
+    ``concurrency``, ``progress``)."""
+    return _run(connector, record_op(connector, object_name, kind), records, options)
 
 
 def archive_records(
     connector: Connector[Any],
     object_name: str,
     records: Iterable[WriteRecord],
-    **options: Any,
+    **options: Unpack[ApplyOptions[WriteResult]],
 ) -> ApplyStats:
     """Archive ``records`` (removed from the source): :func:`apply_records` with ``archive``."""
     return apply_records(connector, object_name, records, kind="archive", **options)
@@ -133,25 +121,22 @@ def archive_records(
 def associate_changes(
     connector: Connector[Any],
     changes: Iterable[AssociationChange],
-    *,
-    on_results: Callable[[Sequence[AssociationResult]], None],
-    limiter: RateLimiter,
-    retry: RetryPolicy,
-    concurrency: int = 1,
-    progress: Callable[[ApplyStats], None] | None = None,
+    **options: Unpack[ApplyOptions[AssociationResult]],
 ) -> ApplyStats:
-    """Create or remove associations; one pair (from, to) appears at most once per batch."""
-    op = association_op(connector)
-    connector.set_rate_observer(limiter.observe)
-    return apply(
-        op,
-        changes,
-        on_results=on_results,
-        limiter=limiter,
-        retry=retry,
-        concurrency=concurrency,
-        progress=progress,
-    )
+    """Create or remove associations; one pair (from, to) appears at most once per batch.
+    ``options`` as for :func:`apply_records`."""
+    return _run(connector, association_op(connector), changes, options)
+
+
+def _run(
+    connector: Connector[Any],
+    op: Operation[I, R],
+    items: Iterable[I],
+    options: ApplyOptions[R],
+) -> ApplyStats:
+    # The destination's rate-limit headers reach the caller's limiter.
+    connector.set_rate_observer(options["limiter"].observe)
+    return apply(op, items, **options)
 
 
 def _record_key(item: WriteRecord | WriteResult) -> Hashable:

@@ -37,13 +37,13 @@ import time
 from collections.abc import Callable, Hashable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Generic, TypeVar
+from typing import Generic, Required, TypedDict, TypeVar
 
 from syncer.errors import BatchRejected, ConfigError, FatalError, RecordRejected
 from syncer.ratelimit import RateLimiter
 from syncer.retry import RetryEvent, RetryPolicy, call_with_retry
 
-__all__ = ["NO_RESULT", "Answer", "ApplyStats", "Operation", "apply", "batches"]
+__all__ = ["NO_RESULT", "Answer", "ApplyOptions", "ApplyStats", "Operation", "apply", "batches"]
 
 I = TypeVar("I")  # noqa: E741  an input item: WriteRecord or AssociationChange
 R = TypeVar("R")  # its result: WriteResult or AssociationResult
@@ -79,6 +79,17 @@ class Answer(Generic[R]):
 
     results: Sequence[R]
     requests: int = 1
+
+
+class ApplyOptions(TypedDict, Generic[R], total=False):
+    """The keyword arguments of :func:`apply` besides the operation and its items."""
+
+    on_results: Required[Callable[[Sequence[R]], None]]
+    limiter: Required[RateLimiter]
+    retry: Required[RetryPolicy]
+    concurrency: int
+    progress: Callable[[ApplyStats], None] | None
+    heartbeat: Callable[[], object] | None
 
 
 @dataclass(frozen=True, slots=True)

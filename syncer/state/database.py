@@ -7,12 +7,12 @@ refuses a database that was never initialised instead of creating tables behind 
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
-from sqlalchemy import Table, inspect
+from sqlalchemy import Table, delete, inspect
 from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.exc import ArgumentError, OperationalError
 
@@ -123,3 +123,20 @@ def chunked(items: Sequence[T], size: int = IN_CHUNK) -> Iterator[Sequence[T]]:
     """``items`` in slices of at most ``size``."""
     for start in range(0, len(items), size):
         yield items[start : start + size]
+
+
+def delete_keys(
+    engine: Engine, table: Table, destination: str, object_name: str, keys: Iterable[str]
+) -> int:
+    """Delete the rows of ``keys`` of one destination object from a per-record table
+    (``sync_records``, ``sync_errors``) in one transaction. Returns how many there were."""
+    wanted = list(dict.fromkeys(keys))
+    c = table.c
+    deleted = 0
+    with engine.begin() as conn:
+        for chunk in chunked(wanted):
+            stmt = delete(table).where(
+                c.destination == destination, c.object == object_name, c.key.in_(chunk)
+            )
+            deleted += conn.execute(stmt).rowcount
+    return deleted

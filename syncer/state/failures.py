@@ -14,11 +14,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, NamedTuple
 
-from sqlalchemy import delete, or_, select, update
+from sqlalchemy import or_, select, update
 from sqlalchemy.engine import Engine
 
 from syncer.db import key_order
-from syncer.state.database import as_utc, chunked, dialect_insert, to_db, utcnow
+from syncer.state.database import as_utc, chunked, delete_keys, dialect_insert, to_db, utcnow
 from syncer.state.schema import sync_errors
 
 __all__ = ["Failure", "FailureLog", "Rejection"]
@@ -123,17 +123,7 @@ class FailureLog:
 
     def clear(self, destination: str, object_name: str, keys: Iterable[str]) -> int:
         """Remove records the destination has now accepted. Returns how many were listed."""
-        wanted = list(dict.fromkeys(keys))
-        cleared = 0
-        with self.engine.begin() as conn:
-            for chunk in chunked(wanted):
-                stmt = delete(_T).where(
-                    _T.c.destination == destination,
-                    _T.c.object == object_name,
-                    _T.c.key.in_(chunk),
-                )
-                cleared += conn.execute(stmt).rowcount
-        return cleared
+        return delete_keys(self.engine, _T, destination, object_name, keys)
 
     def iter_failures(
         self,

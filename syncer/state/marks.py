@@ -16,18 +16,10 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
-from sqlalchemy import inspect, select
-from sqlalchemy.engine import Connection, Engine
+from sqlalchemy import Column, inspect, select
+from sqlalchemy.engine import Engine
 
-from syncer.db import (
-    ALL_KEYS,
-    KeyRange,
-    as_utc,
-    key_order,
-    raw_columns,
-    stream_rows,
-    upsert,
-)
+from syncer.db import ALL_KEYS, KeyRange, as_utc, key_order, raw_columns, stream_rows, upsert
 from syncer.model import ACCOUNT_MARK, LEAD_MARK, MEMBERSHIP_MARK, PRIMARY_MARK, Mark
 from syncer.state.schema import metadata, policy_marks
 
@@ -66,12 +58,21 @@ class MarkStore:
         """Whether the marks table exists: a read-only caller treats "no" as "no marks yet"."""
         return inspect(self.engine).has_table(policy_marks.name)
 
-    def _stream(self, build: Any) -> Iterator[Mark]:
-        # Streamed (memory holds one chunk however many marks there are). A steady-state run
-        # reads every mark of every user, about four per user: the columns come raw
-        # (_COLUMNS: no result processors).
+    def _stream(
+        self, subjects: Sequence[str], by: Column[Any], then: Column[Any], keys: KeyRange
+    ) -> Iterator[Mark]:
+        """Marks of ``subjects`` whose ``by`` column is in ``keys``, ordered by ``(by, then,
+        subject)``, streamed: memory holds one chunk however many marks there are. A
+        steady-state run reads every mark of every user, about four per user: the columns come
+        raw (_COLUMNS: no result processors)."""
+        c = policy_marks.c
         with self.engine.connect() as conn:
-            for row in stream_rows(conn, build(conn), self.chunk_size):
+            query = (
+                select(*_COLUMNS)
+                .where(c.subject.in_(subjects), *keys.conditions(by, conn))
+                .order_by(key_order(by, conn), key_order(then, conn), key_order(c.subject, conn))
+            )
+            for row in stream_rows(conn, query, self.chunk_size):
                 yield _mark(row)
 
     def iter_marks(
@@ -79,21 +80,8 @@ class MarkStore:
     ) -> Iterator[Mark]:
         """Marks of ``subjects`` (of users in ``keys``) in ``(user_id, account_id, subject)``
         code-point order."""
-        wanted = list(subjects)
         c = policy_marks.c
-
-        def build(conn: Connection) -> Any:
-            return (
-                select(*_COLUMNS)
-                .where(c.subject.in_(wanted), *keys.conditions(c.user_id, conn))
-                .order_by(
-                    key_order(c.user_id, conn),
-                    key_order(c.account_id, conn),
-                    key_order(c.subject, conn),
-                )
-            )
-
-        return self._stream(build)
+        return self._stream(list(subjects), c.user_id, c.account_id, keys)
 
     def iter_account_marks(
         self, *, include_memberships: bool = True, keys: KeyRange = ALL_KEYS
@@ -106,19 +94,7 @@ class MarkStore:
         """
         subjects = _ACCOUNT_SUBJECTS if include_memberships else (ACCOUNT_MARK,)
         c = policy_marks.c
-
-        def build(conn: Connection) -> Any:
-            return (
-                select(*_COLUMNS)
-                .where(c.subject.in_(subjects), *keys.conditions(c.account_id, conn))
-                .order_by(
-                    key_order(c.account_id, conn),
-                    key_order(c.user_id, conn),
-                    key_order(c.subject, conn),
-                )
-            )
-
-        return self._stream(build)
+        return self._stream(subjects, c.account_id, c.user_id, keys)
 
     def get_user_marks(self, user_id: str) -> list[Mark]:
         """Every user-side mark of one user, in ``(account_id, subject)`` order."""

@@ -18,7 +18,7 @@ from sqlalchemy import Text, bindparam, cast, delete, func, select, update
 from sqlalchemy.engine import Engine
 
 from syncer.db import ALL_KEYS, KeyRange, key_order
-from syncer.state.database import as_utc, chunked, dialect_insert, to_db, utcnow
+from syncer.state.database import as_utc, chunked, delete_keys, dialect_insert, to_db, utcnow
 from syncer.state.hashing import payload_hash
 from syncer.state.schema import sync_records
 
@@ -221,17 +221,7 @@ class RecordState:
     def forget(self, destination: str, object_name: str, keys: Iterable[str]) -> int:
         """Drop records from the state, so the next plan sends them whole as new (e.g. after the
         destination reported the remote record deleted). Returns how many were dropped."""
-        wanted = list(dict.fromkeys(keys))
-        dropped = 0
-        with self.engine.begin() as conn:
-            for chunk in chunked(wanted):
-                stmt = delete(_T).where(
-                    _T.c.destination == destination,
-                    _T.c.object == object_name,
-                    _T.c.key.in_(chunk),
-                )
-                dropped += conn.execute(stmt).rowcount
-        return dropped
+        return delete_keys(self.engine, _T, destination, object_name, keys)
 
     def reset(self, destination: str, object_name: str | None = None) -> int:
         """Forget everything about ``destination`` (one object, or all): a full refresh."""

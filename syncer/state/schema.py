@@ -6,6 +6,8 @@ to it happens only after the destination acknowledged the corresponding records,
 
 from __future__ import annotations
 
+from typing import Any
+
 from sqlalchemy import (
     JSON,
     Boolean,
@@ -27,19 +29,33 @@ KEY = String(255)
 # scans. SQLite's default BINARY collation already is code-point order.
 ORDERED_KEY = String(255).with_variant(String(255, collation="C"), "postgresql")
 
+
+def _per_record(name: str, key: String, *columns: Column[Any]) -> Table:
+    """A table with one row per (destination, object, key) record, and a ``run_id``."""
+    return Table(
+        name,
+        metadata,
+        Column("destination", String(128), primary_key=True),
+        Column("object", String(128), primary_key=True),
+        Column("key", key, primary_key=True),
+        *columns,
+        Column("run_id", String(64)),
+    )
+
+
+def _when(name: str, *, nullable: bool = True) -> Column[Any]:
+    return Column(name, DateTime(timezone=True), nullable=nullable)
+
+
 # (destination, object, key) -> what the destination holds for that record.
-sync_records = Table(
+sync_records = _per_record(
     "sync_records",
-    metadata,
-    Column("destination", String(128), primary_key=True),
-    Column("object", String(128), primary_key=True),
-    Column("key", ORDERED_KEY, primary_key=True),
+    ORDERED_KEY,
     Column("remote_id", String(255)),
     Column("payload_hash", String(64), nullable=False),
     Column("payload", JSON, nullable=False),  # last acknowledged payload, for field-level diffs
     Column("removed", Boolean, nullable=False, default=False),
-    Column("run_id", String(64)),
-    Column("synced_at", DateTime(timezone=True)),
+    _when("synced_at"),
 )
 
 sync_runs = Table(
@@ -49,18 +65,15 @@ sync_runs = Table(
     Column("destination", String(128), nullable=False, index=True),
     Column("status", String(32), nullable=False),  # running | succeeded | failed | partial
     Column("dry_run", Boolean, nullable=False, default=False),
-    Column("started_at", DateTime(timezone=True), nullable=False),
-    Column("finished_at", DateTime(timezone=True)),
+    _when("started_at", nullable=False),
+    _when("finished_at"),
     Column("counts", JSON, nullable=False, default=dict),  # planned/unchanged/sent/rejected/...
     Column("message", Text),
 )
 
-sync_errors = Table(
+sync_errors = _per_record(
     "sync_errors",
-    metadata,
-    Column("destination", String(128), primary_key=True),
-    Column("object", String(128), primary_key=True),
-    Column("key", KEY, primary_key=True),
+    KEY,
     Column("reason", Text, nullable=False),
     Column("field", String(255)),
     Column("attempts", Integer, nullable=False, default=1),
@@ -68,9 +81,8 @@ sync_errors = Table(
     # Hash of the payload the destination refused: a set-aside record whose source data changed
     # since (a different hash) can be retried without waiting for an operator.
     Column("payload_hash", String(64)),
-    Column("first_seen", DateTime(timezone=True), nullable=False),
-    Column("last_seen", DateTime(timezone=True), nullable=False),
-    Column("run_id", String(64)),
+    _when("first_seen", nullable=False),
+    _when("last_seen", nullable=False),
 )
 
 # High-water marks of the monotonic stage policy. subject "membership": (user_id, account_id);
@@ -83,7 +95,7 @@ policy_marks = Table(
     Column("account_id", KEY, primary_key=True),
     Column("stage", String(64)),
     Column("churned", Boolean, nullable=False, default=False),
-    Column("updated_at", DateTime(timezone=True)),
+    _when("updated_at"),
 )
 
 # Associations syncer created in a destination (e.g. HubSpot contact -> company), so that it
@@ -98,7 +110,7 @@ sync_associations = Table(
     Column("to_key", KEY, primary_key=True),
     Column("kind", String(64), nullable=False, default=""),
     Column("run_id", String(64)),
-    Column("created_at", DateTime(timezone=True)),
+    _when("created_at"),
     Index("ix_sync_associations_to", "destination", "to_object", "to_key"),
 )
 
@@ -110,8 +122,8 @@ sync_locks = Table(
     metadata,
     Column("destination", String(128), primary_key=True),
     Column("holder", String(64), nullable=False),
-    Column("acquired_at", DateTime(timezone=True), nullable=False),
-    Column("expires_at", DateTime(timezone=True), nullable=False),
+    _when("acquired_at", nullable=False),
+    _when("expires_at", nullable=False),
     Column("host", String(255)),
     Column("pid", Integer),
 )
