@@ -99,22 +99,22 @@ class MarkStore:
     def get_user_marks(self, user_id: str) -> list[Mark]:
         """Every user-side mark of one user, in ``(account_id, subject)`` order."""
         c = policy_marks.c
-        with self.engine.connect() as conn:
-            query = (
-                select(*_COLUMNS)
-                .where(c.user_id == user_id, c.subject.in_(USER_SUBJECTS))
-                .order_by(key_order(c.account_id, conn), key_order(c.subject, conn))
-            )
-            return [_mark(r) for r in conn.execute(query)]
+        return self._marks_of(c.user_id, user_id, USER_SUBJECTS, c.account_id)
 
     def get_account_marks(self, account_id: str) -> list[Mark]:
         """One account's own mark and its members' membership marks, in ``user_id`` order."""
         c = policy_marks.c
+        return self._marks_of(c.account_id, account_id, _ACCOUNT_SUBJECTS, c.user_id)
+
+    def _marks_of(
+        self, by: Column[Any], value: str, subjects: Sequence[str], then: Column[Any]
+    ) -> list[Mark]:
+        c = policy_marks.c
         with self.engine.connect() as conn:
             query = (
                 select(*_COLUMNS)
-                .where(c.account_id == account_id, c.subject.in_(_ACCOUNT_SUBJECTS))
-                .order_by(key_order(c.user_id, conn), key_order(c.subject, conn))
+                .where(by == value, c.subject.in_(subjects))
+                .order_by(key_order(then, conn), key_order(c.subject, conn))
             )
             return [_mark(r) for r in conn.execute(query)]
 
