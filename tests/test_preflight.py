@@ -21,7 +21,7 @@ from syncer.connectors.hubspot import HubSpotConnector
 from syncer.engine import Sync
 from syncer.errors import ConfigError
 from syncer.retry import RetryPolicy
-from syncer.state import RecordState, RunLog, current_lease
+from syncer.state import RecordState, RunLog, current_lease, init_state
 from syncer.state.schema import policy_marks
 from syncer.store.database import init_store
 from syncer.store.loaders import load_paths
@@ -101,3 +101,27 @@ def test_a_wrong_hubspot_token_is_a_config_error_and_nothing_is_written(tmp_path
                 sync.run("hubspot")
             _nothing_written(sync, "hubspot")
         assert hubspot.write_requests() == []  # no property, group or record written
+
+
+def test_a_state_that_cannot_be_written_stops_the_run_before_any_write(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'store.db'}"
+    engine = init_store(url)
+    load_paths(engine, [ROOT / "examples"])
+    engine.dispose()
+    state = tmp_path / "state.db"
+    init_state(f"sqlite:///{state}").dispose()
+    config = tmp_path / "syncer.yaml"
+    config.write_text(
+        f"store: {url}\n"
+        f"state: 'sqlite:///file:{state}?mode=ro&uri=true'\n"
+        "destinations:\n"
+        "  crm:\n"
+        "    connector: memory\n"
+        f"    mapping: {ROOT / 'mappings' / 'hubspot.yaml'}\n",
+        encoding="utf-8",
+    )
+    connector = MemoryConnector()
+    with Sync(load_config(config)) as sync, pytest.raises(ConfigError, match="cannot be written"):
+        sync.run("crm", connector=connector)
+    assert connector.checks == 0
+    assert (connector.ensured, connector.calls) == ([], [])

@@ -20,7 +20,7 @@ from syncer.plan import Change
 from syncer.state import Ack, AssociationLedger, FailureLog, RecordState, Rejection
 
 from .associations import LinkPlanner
-from .operations import record_op
+from .operations import RecordOp, record_op
 from .pipeline import ApplyStats, Operation
 from .planning import changes
 from .reports import ObjectReport, stage_field
@@ -68,7 +68,7 @@ class ObjectRun:
         source = self.to_send(planner.see if planner is not None else None)
         try:
             records: Iterator[WriteRecord] = source
-            kind: Any = "write"
+            kind: RecordOp = "write"
             threshold = conn.bulk_threshold
             if threshold is not None:
                 # Look ahead: more changed records than the threshold take the bulk path.
