@@ -23,6 +23,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Generator, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
+from itertools import chain
 from typing import Any, Literal, Protocol
 
 from syncer.connectors.base import RemovalMode
@@ -126,15 +127,6 @@ def plan_changes(
             on_change(change)
         return change
 
-    def removals_before(key: str | None) -> Iterator[Change]:
-        # State records the source no longer has: every key below ``key`` (None: all left).
-        nonlocal current
-        while current is not None and (key is None or current.key < key):
-            removal_change = _removal(object_name, key_field, current, removal)
-            if removal_change is not None:
-                yield emit(removal_change)
-            current = next(stored_iter, None)
-
     for item in planned:
         if last_key is not None and item.key <= last_key:
             raise ValueError(
@@ -142,13 +134,18 @@ def plan_changes(
                 f"{last_key!r}"
             )
         last_key = item.key
-        yield from removals_before(item.key)
+        while current is not None and current.key < item.key:  # the source no longer has it
+            if (gone := _removal(object_name, key_field, current, removal)) is not None:
+                yield emit(gone)
+            current = next(stored_iter, None)
         previous: StoredRecord | None = None
         if current is not None and current.key == item.key:
             previous = current
             current = next(stored_iter, None)
         yield emit(_diff(object_name, item, previous, aside))
-    yield from removals_before(None)
+    for rest in chain((current,) if current is not None else (), stored_iter):
+        if (gone := _removal(object_name, key_field, rest, removal)) is not None:
+            yield emit(gone)
 
 
 def _in_order(object_name: str, stored: Iterable[StoredRecord]) -> Iterator[StoredRecord]:

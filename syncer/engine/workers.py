@@ -39,7 +39,7 @@ def plan_in_processes(
         workers,
         mp_context=get_context("spawn"),  # no inherited connections or threads
         initializer=_start_worker,
-        initargs=(sync.config, now, dest.name),
+        initargs=(type(sync), sync.config, now, dest.name),
     ) as pool:
         jobs = []
         for obj in dest.mapping.objects:
@@ -62,10 +62,9 @@ def plan_in_processes(
 _WORKER: dict[str, tuple[Sync, Destination]] = {}
 
 
-def _start_worker(config: SyncConfig, now: datetime, name: str) -> None:
-    from .sync import Sync  # the worker process imports the engine here, once
-
-    sync = Sync(config, now=now)
+def _start_worker(make: type[Sync], config: SyncConfig, now: datetime, name: str) -> None:
+    # ``make`` is the parent's Sync class (pickled by reference): no import of .sync here.
+    sync = make(config, now=now)
     _WORKER["plan"] = (sync, sync.destination(name))
 
 
