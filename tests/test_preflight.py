@@ -16,8 +16,6 @@ import pytest
 from sqlalchemy import func, select
 
 from syncer.config import load_config
-from syncer.connectors.base import Connector
-from syncer.connectors.hubspot import HubSpotConnector
 from syncer.engine import Sync
 from syncer.errors import ConfigError
 from syncer.retry import RetryPolicy
@@ -71,12 +69,6 @@ def test_missing_credentials_stop_the_run_before_the_run_starts(tmp_path: Path) 
         assert RunLog(sync.state).last_runs("hubspot", limit=5) == []
 
 
-@pytest.mark.xfail(
-    HubSpotConnector.check is Connector.check,
-    strict=True,
-    reason="HubSpotConnector.check (engineer conn) is not on this branch yet: the default "
-    "checks nothing, so the first request is ensure's read, which answers 401 as a FatalError",
-)
 def test_a_wrong_hubspot_token_is_a_config_error_and_nothing_is_written(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'store.db'}"
     engine = init_store(url)

@@ -163,8 +163,8 @@ def test_hubspot_a_missing_batch_result_is_retried_next_run(
 
 @pytest.mark.xfail(
     strict=True,
-    reason="HubSpotConnector.write drops results for keys it did not send (hubspot.py, the "
-    "`if key in by_sent_id.values()` filter): the engine never sees them; engineer conn",
+    reason="HubSpot's upsert_results drops results for keys it did not send (hubspot_bodies.py, "
+    "`if key in by_sent_id.values()`): the engine never sees them; engineer conn",
 )
 def test_hubspot_a_result_for_a_record_not_sent_stops_the_run(
     tmp_path: Path, hubspot: HubSpotEmulator
@@ -220,11 +220,12 @@ def test_salesforce_a_missing_bulk_result_is_retried_next_run(
         assert next(o for o in second.objects if o.object == "Contact").sent == 1
 
 
-_SF_CONN = "engineer conn: salesforce.py must hand the destination's answer to the engine"
+_SF_CONN = "engineer conn: the connector must hand the destination's answer to the engine"
 
 
 @pytest.mark.xfail(
-    strict=True, reason=f"write_bulk keeps only the results of records sent; {_SF_CONN}"
+    strict=True,
+    reason=f"salesforce_bulk.py keeps only the results of records sent; {_SF_CONN}",
 )
 def test_salesforce_a_bulk_result_for_a_record_not_sent_stops_the_run(
     tmp_path: Path, org: SalesforceEmulator
@@ -239,7 +240,7 @@ def test_salesforce_a_bulk_result_for_a_record_not_sent_stops_the_run(
 
 @pytest.mark.xfail(
     strict=True,
-    reason=f"write zips positional collection results with strict=True (ValueError); {_SF_CONN}",
+    reason=f"salesforce.py zips collection results with strict=True (ValueError); {_SF_CONN}",
 )
 def test_salesforce_a_missing_collection_result_is_retried_next_run(
     tmp_path: Path, org: SalesforceEmulator
@@ -253,7 +254,7 @@ def test_salesforce_a_missing_collection_result_is_retried_next_run(
 
 @pytest.mark.xfail(
     strict=True,
-    reason=f"write zips positional collection results with strict=True (ValueError); {_SF_CONN}",
+    reason=f"salesforce.py zips collection results with strict=True (ValueError); {_SF_CONN}",
 )
 def test_salesforce_an_extra_collection_result_stops_the_run(
     tmp_path: Path, org: SalesforceEmulator
