@@ -8,11 +8,11 @@ there is recorded as ``failed`` and leaves no records and no marks.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from crm_configs import destination_yaml, examples_store
 from sqlalchemy import func, select
 
 from syncer.config import load_config
@@ -21,8 +21,6 @@ from syncer.errors import ConfigError
 from syncer.retry import RetryPolicy
 from syncer.state import RecordState, RunLog, current_lease, init_state
 from syncer.state.schema import policy_marks
-from syncer.store.database import init_store
-from syncer.store.loaders import load_paths
 from syncer.testing.hubspot_emulator import HubSpotEmulator
 from syncer.testing.memory import MemoryConfig, MemoryConnector
 
@@ -51,18 +49,9 @@ def test_refused_credentials_stop_the_run_before_any_write(
 
 
 def test_missing_credentials_stop_the_run_before_the_run_starts(tmp_path: Path) -> None:
-    url = f"sqlite:///{tmp_path / 'store.db'}"
-    init_store(url).dispose()
-    config = tmp_path / "syncer.yaml"
-    config.write_text(
-        f"store: {url}\n"
-        "destinations:\n"
-        "  hubspot:\n"
-        "    connector: hubspot\n"
-        f"    mapping: {ROOT / 'mappings' / 'hubspot.yaml'}\n"
-        "    credentials: {access_token: env:NOT_SET_ANYWHERE}\n",
-        encoding="utf-8",
-    )
+    store = examples_store(tmp_path, load=False)
+    credentials = "{access_token: env:NOT_SET_ANYWHERE}"
+    config = destination_yaml(tmp_path, store, "hubspot", credentials, {})
     with Sync(load_config(config), environ={}) as sync:
         with pytest.raises(ConfigError, match="NOT_SET_ANYWHERE"):
             sync.run("hubspot")
@@ -70,22 +59,11 @@ def test_missing_credentials_stop_the_run_before_the_run_starts(tmp_path: Path) 
 
 
 def test_a_wrong_hubspot_token_is_a_config_error_and_nothing_is_written(tmp_path: Path) -> None:
-    url = f"sqlite:///{tmp_path / 'store.db'}"
-    engine = init_store(url)
-    load_paths(engine, [ROOT / "examples"])
-    engine.dispose()
+    store = examples_store(tmp_path)
     with HubSpotEmulator(access_token="the-right-token") as hubspot:
-        config = tmp_path / "syncer.yaml"
-        config.write_text(
-            f"store: {url}\n"
-            "destinations:\n"
-            "  hubspot:\n"
-            "    connector: hubspot\n"
-            f"    mapping: {ROOT / 'mappings' / 'hubspot.yaml'}\n"
-            "    credentials: {access_token: env:HS_TOKEN}\n"
-            f"    settings: {{host: {json.dumps(hubspot.url)}, timeout: 5}}\n",
-            encoding="utf-8",
-        )
+        settings = {"host": hubspot.url, "timeout": 5}
+        credentials = "{access_token: env:HS_TOKEN}"
+        config = destination_yaml(tmp_path, store, "hubspot", credentials, settings)
         environ = {"HS_TOKEN": "a-wrong-token"}
         retry = RetryPolicy.no_wait()
         with Sync(load_config(config), environ=environ, retry=retry) as sync:
@@ -96,10 +74,7 @@ def test_a_wrong_hubspot_token_is_a_config_error_and_nothing_is_written(tmp_path
 
 
 def test_a_state_that_cannot_be_written_stops_the_run_before_any_write(tmp_path: Path) -> None:
-    url = f"sqlite:///{tmp_path / 'store.db'}"
-    engine = init_store(url)
-    load_paths(engine, [ROOT / "examples"])
-    engine.dispose()
+    url = examples_store(tmp_path)
     state = tmp_path / "state.db"
     init_state(f"sqlite:///{state}").dispose()
     config = tmp_path / "syncer.yaml"

@@ -9,12 +9,12 @@ connectors against the emulators' fault switches.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
 import pytest
+from crm_configs import destination_yaml, examples_store
 
 from syncer.config import load_config
 from syncer.connectors.base import BulkResult, Capabilities, WriteRecord, WriteResult
@@ -22,9 +22,6 @@ from syncer.engine import NO_RESULT, Sync
 from syncer.errors import FatalError
 from syncer.retry import RetryPolicy
 from syncer.state import FailureLog, RecordState
-from syncer.store.database import init_store
-from syncer.store.loaders import load_paths
-from syncer.store.schema import users
 from syncer.testing.hubspot_emulator import HubSpotEmulator
 from syncer.testing.memory import MemoryConnector
 from syncer.testing.salesforce_emulator import SalesforceEmulator
@@ -110,20 +107,6 @@ def test_the_bulk_chunk_size_comes_from_the_connector(memory_sync: Callable[...,
 # --- through the real connectors ------------------------------------------------------------
 
 
-def _store(tmp_path: Path, extra_users: int = 0) -> str:
-    url = f"sqlite:///{tmp_path / 'store.db'}"
-    engine = init_store(url)
-    load_paths(engine, [ROOT / "examples"])
-    if extra_users:
-        with engine.begin() as conn:
-            rows = [
-                {"user_id": f"b{i:04d}", "email": f"b{i}@bulk.example"} for i in range(extra_users)
-            ]
-            conn.execute(users.insert(), rows)
-    engine.dispose()
-    return url
-
-
 @pytest.fixture
 def hubspot() -> Iterator[HubSpotEmulator]:
     with HubSpotEmulator(access_token=TOKEN, seed=3) as emulator:
@@ -131,17 +114,9 @@ def hubspot() -> Iterator[HubSpotEmulator]:
 
 
 def _hubspot_sync(tmp_path: Path, hubspot: HubSpotEmulator) -> Sync:
-    config = tmp_path / "syncer.yaml"
-    config.write_text(
-        f"store: {_store(tmp_path)}\n"
-        "destinations:\n"
-        "  hubspot:\n"
-        "    connector: hubspot\n"
-        f"    mapping: {ROOT / 'mappings' / 'hubspot.yaml'}\n"
-        "    credentials: {access_token: env:HS_TOKEN}\n"
-        f"    settings: {{host: {json.dumps(hubspot.url)}, timeout: 5}}\n",
-        encoding="utf-8",
-    )
+    settings = {"host": hubspot.url, "timeout": 5}
+    store = examples_store(tmp_path)
+    config = destination_yaml(tmp_path, store, "hubspot", "{access_token: env:HS_TOKEN}", settings)
     return Sync(load_config(config), environ={"HS_TOKEN": TOKEN}, retry=RetryPolicy.no_wait())
 
 
@@ -184,84 +159,62 @@ def org() -> Iterator[SalesforceEmulator]:
         yield emulator
 
 
-def _salesforce_sync(tmp_path: Path, org: SalesforceEmulator, **settings: Any) -> Sync:
-    options = {
+def _salesforce_sync(tmp_path: Path, org: SalesforceEmulator, path: str) -> Sync:
+    settings: dict[str, Any] = {
         "instance_url": org.url,
         "verify": str(org.cert_path),
         "allow_create_fields": True,
         "bulk_poll_seconds": 0.05,
-        **settings,
     }
-    config = tmp_path / "syncer.yaml"
-    config.write_text(
-        f"store: {_store(tmp_path, extra_users=30)}\n"
-        "destinations:\n"
-        "  salesforce:\n"
-        "    connector: salesforce\n"
-        f"    mapping: {ROOT / 'mappings' / 'salesforce.yaml'}\n"
-        "    credentials: {session_id: env:SF_SESSION}\n"
-        f"    settings: {json.dumps(options)}\n",
-        encoding="utf-8",
+    if path == BULK:
+        settings["bulk_threshold"] = 20  # the 30 bulk users and the examples' 14 go in a job
+    store = examples_store(tmp_path, extra_users=30)
+    config = destination_yaml(
+        tmp_path, store, "salesforce", "{session_id: env:SF_SESSION}", settings
     )
     environ = {"SF_SESSION": org.session_id}
     return Sync(load_config(config), environ=environ, retry=RetryPolicy.no_wait())
 
 
-def test_salesforce_a_missing_bulk_result_is_retried_next_run(
-    tmp_path: Path, org: SalesforceEmulator
-) -> None:
-    org.inject("missing_result", path="jobs/ingest", times=1)
-    with _salesforce_sync(tmp_path, org, bulk_threshold=20) as sync:
-        first = sync.run("salesforce")
-        contacts = next(o for o in first.objects if o.object == "Contact")
-        assert (first.status, contacts.sent, contacts.refused) == ("partial", 43, 1)
-        second = sync.run("salesforce")
-        assert second.status == "succeeded"
-        assert next(o for o in second.objects if o.object == "Contact").sent == 1
-
-
+BULK, COLLECTIONS = "jobs/ingest", "composite/"
 _SF_CONN = "engineer conn: the connector must hand the destination's answer to the engine"
-
-
-@pytest.mark.xfail(
+_ZIPPED = pytest.mark.xfail(
+    strict=True,
+    reason=f"salesforce.py zips collection results with strict=True (ValueError); {_SF_CONN}",
+)
+_KEPT = pytest.mark.xfail(
     strict=True,
     reason=f"salesforce_bulk.py keeps only the results of records sent; {_SF_CONN}",
 )
-def test_salesforce_a_bulk_result_for_a_record_not_sent_stops_the_run(
-    tmp_path: Path, org: SalesforceEmulator
-) -> None:
-    org.inject("extra_result", path="jobs/ingest", times=1)
-    with (
-        _salesforce_sync(tmp_path, org, bulk_threshold=20) as sync,
-        pytest.raises(FatalError, match="connector 'salesforce'"),
-    ):
-        sync.run("salesforce")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=f"salesforce.py zips collection results with strict=True (ValueError); {_SF_CONN}",
+@pytest.mark.parametrize(
+    "path", [BULK, pytest.param(COLLECTIONS, marks=_ZIPPED)], ids=["bulk", "collections"]
 )
-def test_salesforce_a_missing_collection_result_is_retried_next_run(
-    tmp_path: Path, org: SalesforceEmulator
+def test_salesforce_a_missing_result_is_retried_next_run(
+    tmp_path: Path, org: SalesforceEmulator, path: str
 ) -> None:
-    org.inject("missing_result", path="composite/", times=1)
-    with _salesforce_sync(tmp_path, org) as sync:
+    org.inject("missing_result", path=path, times=1)
+    with _salesforce_sync(tmp_path, org, path) as sync:
         first = sync.run("salesforce")
-        assert first.status == "partial"
-        assert sync.run("salesforce").status == "succeeded"
+        refused = sum(o.refused for o in first.objects)
+        assert (first.status, refused) == ("partial", 1)
+        second = sync.run("salesforce")
+        assert second.status == "succeeded"
+        assert sum(o.sent for o in second.objects) == 1
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=f"salesforce.py zips collection results with strict=True (ValueError); {_SF_CONN}",
+@pytest.mark.parametrize(
+    "path",
+    [pytest.param(BULK, marks=_KEPT), pytest.param(COLLECTIONS, marks=_ZIPPED)],
+    ids=["bulk", "collections"],
 )
-def test_salesforce_an_extra_collection_result_stops_the_run(
-    tmp_path: Path, org: SalesforceEmulator
+def test_salesforce_a_result_for_a_record_not_sent_stops_the_run(
+    tmp_path: Path, org: SalesforceEmulator, path: str
 ) -> None:
-    org.inject("extra_result", path="composite/", times=1)
+    org.inject("extra_result", path=path, times=1)
     with (
-        _salesforce_sync(tmp_path, org) as sync,
+        _salesforce_sync(tmp_path, org, path) as sync,
         pytest.raises(FatalError, match="connector 'salesforce'"),
     ):
         sync.run("salesforce")
