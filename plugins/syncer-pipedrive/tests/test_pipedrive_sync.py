@@ -68,8 +68,9 @@ def test_a_no_change_rerun_sends_nothing(sync: Sync, pipedrive: PipedriveEmulato
     assert again.status == "succeeded"
     assert pipedrive.write_requests() == []
     assert again.totals()["unchanged"] == N_ACCOUNTS + N_USERS
-    # Only ensure's field lists are read: one GET per object.
+    # Only the preflight's credentials check and ensure's field lists (one GET per object).
     assert [e.path for e in pipedrive.requests()] == [
+        "/v1/users/me",
         "/api/v2/organizationFields",
         "/api/v2/personFields",
     ]
