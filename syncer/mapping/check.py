@@ -46,7 +46,7 @@ def check_value(
     """The compiled ``text``, once it passed every check; else :class:`ValueProblem`."""
     unbalanced = balance_problem(text)
     if unbalanced is not None:
-        raise ValueProblem(unbalanced)
+        raise ValueProblem(unbalanced[0], line=unbalanced[1])
     try:
         tree = parse_value(text, env)
     except TemplateSyntaxError as exc:
@@ -95,12 +95,28 @@ def check_value(
 # --- brackets, quotes, delimiters ---------------------------------------------------------------
 
 
-def balance_problem(text: str) -> str | None:
-    """What is unbalanced in ``text`` (brackets, quotes, ``{{ }}``/``{% %}``), or None.
+def balance_problem(text: str) -> tuple[str, int] | None:
+    """What is unbalanced in ``text`` (brackets, quotes, ``{{ }}``/``{% %}``) and the line of
+    ``text`` it is on, or None.
 
     Jinja reports these late and in its own terms (``unexpected '}'``); this names the bracket
     and its column as the user wrote them.
     """
+    found = _unbalanced(text)
+    if found is None:
+        return None
+    message, positions = found
+    for i, pos in enumerate(positions):
+        message = message.replace(f"@{i}", _column(text, pos))
+    return message, text.count("\n", 0, positions[0]) + 1
+
+
+def _column(text: str, pos: int) -> str:
+    return f"column {pos - (text.rfind(chr(10), 0, pos) + 1) + 1}"
+
+
+def _unbalanced(text: str) -> tuple[str, list[int]] | None:
+    """A message with ``@0``, ``@1`` standing for the columns of the positions that follow."""
     if not is_template(text):
         return _balance_expression(text, 0, len(text), "the expression")
     i = 0
@@ -116,11 +132,9 @@ def balance_problem(text: str) -> str | None:
         if end == -1:
             single = text.find("}", start + 2) if opener == "{{" else -1
             if single != -1:
-                return (
-                    f"the '{{{{' at column {start + 1} is closed by a single '}}' at column "
-                    f"{single + 1}: write '}}}}'"
-                )
-            return f"the {opener!r} at column {start + 1} is never closed with {closer!r}"
+                message = "the '{{' at @0 is closed by a single '}' at @1: write '}}'"
+                return message, [start, single]
+            return f"the {opener!r} at @0 is never closed with {closer!r}", [start]
         problem = _balance_expression(text, start + 2, end, f"the {opener} ... {closer} block")
         if problem is not None:
             return problem
@@ -146,7 +160,7 @@ def _find_closer(text: str, start: int, closer: str) -> int:
     return -1
 
 
-def _balance_expression(text: str, start: int, end: int, what: str) -> str | None:
+def _balance_expression(text: str, start: int, end: int, what: str) -> tuple[str, list[int]] | None:
     stack: list[tuple[str, int]] = []
     i = start
     while i < end:
@@ -156,26 +170,22 @@ def _balance_expression(text: str, start: int, end: int, what: str) -> str | Non
             while close < end and text[close] != c:
                 close += 2 if text[close] == "\\" else 1
             if close >= end:
-                return f"the quote {c} at column {i + 1} is never closed: {what} is unbalanced"
+                return f"the quote {c} at @0 is never closed: {what} is unbalanced", [i]
             i = close
         elif c in _OPEN:
             stack.append((c, i))
         elif c in _CLOSE:
             if not stack:
-                return f"{c!r} at column {i + 1} closes nothing: {what} is unbalanced"
+                return f"{c!r} at @0 closes nothing: {what} is unbalanced", [i]
             opener, at = stack.pop()
             if _OPEN[opener] != c:
-                return (
-                    f"{opener!r} at column {at + 1} is closed by {c!r} at column {i + 1}: "
-                    f"{what} is unbalanced"
-                )
+                return f"{opener!r} at @0 is closed by {c!r} at @1: {what} is unbalanced", [at, i]
         i += 1
     if stack:
         opener, at = stack[-1]
-        return (
-            f"{opener!r} at column {at + 1} is never closed (add {_OPEN[opener]!r}): "
-            f"{what} is unbalanced"
-        )
+        return f"{opener!r} at @0 is never closed (add {_OPEN[opener]!r}): {what} is unbalanced", [
+            at
+        ]
     return None
 
 
