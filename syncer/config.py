@@ -336,35 +336,39 @@ def _raw_problems(doc: YamlDoc, base: Path) -> list[Problem]:
             continue
         settings = dest.get("settings")
         for key, value in settings.items() if isinstance(settings, dict) else ():
-            if isinstance(key, str) and not _looks_secret(key) and _is_secret_value(value):
-                # Never echo the value: it is a real secret.
-                problems.append(
-                    Problem(
-                        f"destinations.{name}.settings.{key} holds what looks like an access "
-                        "token or session id; secrets never go in the file",
-                        file=doc.file,
-                        line=doc.line_of(("destinations", name, "settings", key)),
-                        hint=(
-                            f"Put it in an environment variable and reference it under "
-                            f"credentials as '{ENV_PREFIX}VARIABLE' (or "
-                            f"'{PREFECT_PREFIX}block-name' for a Prefect Secret block)."
-                        ),
-                    )
+            if not isinstance(key, str):
+                continue
+            where = f"destinations.{name}.settings.{key}"
+            if _looks_secret(key):
+                message = (
+                    f"{where} looks like a secret; settings are for non-secret options and "
+                    "may be printed"
                 )
-            if isinstance(key, str) and _looks_secret(key):
-                problems.append(
-                    Problem(
-                        f"destinations.{name}.settings.{key} looks like a secret; settings are "
-                        "for non-secret options and may be printed",
-                        file=doc.file,
-                        line=doc.line_of(("destinations", name, "settings", key)),
-                        hint=(
-                            f"Move it to credentials as '{key}: {ENV_PREFIX}VARIABLE' (an "
-                            f"environment variable) or '{key}: {PREFECT_PREFIX}block-name' "
-                            "(a Prefect Secret block)."
-                        ),
-                    )
+                hint = (
+                    f"Move it to credentials as '{key}: {ENV_PREFIX}VARIABLE' (an "
+                    f"environment variable) or '{key}: {PREFECT_PREFIX}block-name' "
+                    "(a Prefect Secret block)."
                 )
+            elif _is_secret_value(value):  # never echo the value: it is a real secret
+                message = (
+                    f"{where} holds what looks like an access token or session id; secrets "
+                    "never go in the file"
+                )
+                hint = (
+                    f"Put it in an environment variable and reference it under "
+                    f"credentials as '{ENV_PREFIX}VARIABLE' (or "
+                    f"'{PREFECT_PREFIX}block-name' for a Prefect Secret block)."
+                )
+            else:
+                continue
+            problems.append(
+                Problem(
+                    message,
+                    file=doc.file,
+                    line=doc.line_of(("destinations", name, "settings", key)),
+                    hint=hint,
+                )
+            )
         mapping = dest.get("mapping")
         if isinstance(mapping, str) and mapping and not (base / mapping).is_file():
             problems.append(
@@ -414,6 +418,39 @@ def _looks_secret(key: str) -> bool:
 # --- credentials ----------------------------------------------------------------------------------
 
 
+class _Unreadable(Exception):
+    def __init__(self, message: str, hint: str) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+
+def _read_secret(ref: str, env: Mapping[str, str], secret_loader: SecretLoader | None) -> str:
+    """The secret ``ref`` names (``env:VAR`` or ``prefect-secret:NAME``); :class:`_Unreadable`
+    says why it cannot be read."""
+    if ref.startswith(ENV_PREFIX):
+        var = ref[len(ENV_PREFIX) :]
+        value = env.get(var)
+        if not value:
+            raise _Unreadable(
+                f"environment variable {var} is not set", f"Export {var} before running syncer."
+            )
+        return value
+    block = ref[len(PREFECT_PREFIX) :]
+    if secret_loader is None:
+        raise _Unreadable(
+            f"Prefect Secret block {block!r} can only be read when syncer runs as a Prefect flow",
+            "Run the Prefect flow, or use 'env:VARIABLE' for command-line runs.",
+        )
+    try:
+        return secret_loader(block)
+    except (LookupError, ValueError) as exc:  # Prefect: ValueError for a block that is missing
+        raise _Unreadable(
+            f"cannot read Prefect Secret block {block!r}: {exc}",
+            f"Create it: prefect block create secret (name {block!r}).",
+        ) from None
+
+
 def resolve_credentials(
     dest: DestinationConfig,
     *,
@@ -429,47 +466,17 @@ def resolve_credentials(
     out: dict[str, SecretStr] = {}
     problems: list[Problem] = []
     for key, ref in dest.credentials.items():
-        where = f"destinations.{dest.name}.credentials.{key}"
-        line = dest.line_of("credentials", key)
-        if ref.startswith(ENV_PREFIX):
-            var = ref[len(ENV_PREFIX) :]
-            value = env.get(var)
-            if not value:
-                problems.append(
-                    Problem(
-                        f"{where}: environment variable {var} is not set",
-                        file=dest.source_file,
-                        line=line,
-                        hint=f"Export {var} before running syncer.",
-                    )
+        try:
+            out[key] = SecretStr(_read_secret(ref, env, secret_loader))
+        except _Unreadable as exc:
+            problems.append(
+                Problem(
+                    f"destinations.{dest.name}.credentials.{key}: {exc.message}",
+                    file=dest.source_file,
+                    line=dest.line_of("credentials", key),
+                    hint=exc.hint,
                 )
-                continue
-            out[key] = SecretStr(value)
-        else:
-            block = ref[len(PREFECT_PREFIX) :]
-            if secret_loader is None:
-                problems.append(
-                    Problem(
-                        f"{where}: Prefect Secret block {block!r} can only be read when syncer "
-                        "runs as a Prefect flow",
-                        file=dest.source_file,
-                        line=line,
-                        hint="Run the Prefect flow, or use 'env:VARIABLE' for command-line runs.",
-                    )
-                )
-                continue
-            try:
-                out[key] = SecretStr(secret_loader(block))
-            except (LookupError, ValueError) as exc:
-                # Prefect raises ValueError for a block that does not exist.
-                problems.append(
-                    Problem(
-                        f"{where}: cannot read Prefect Secret block {block!r}: {exc}",
-                        file=dest.source_file,
-                        line=line,
-                        hint=f"Create it: prefect block create secret (name {block!r}).",
-                    )
-                )
+            )
     if problems:
         raise ConfigError(problems, summary=f"credentials of destination {dest.name!r}")
     return out

@@ -139,14 +139,11 @@ class _Checker:
     def build(self, spec: ObjectSpec) -> ObjectMapping | None:
         name, obj = self.name, self.obj
         if obj.key != spec.key_field:
-            self.problems.append(
-                Problem(
-                    f"key {obj.key!r} is not the connector's unique key field {spec.key_field!r}",
-                    file=self.file,
-                    line=self.doc.line_of(("objects", name, "key")),
-                    field=f"{name}.key",
-                    hint=f"Use key: {spec.key_field}",
-                )
+            self._problem(
+                f"key {obj.key!r} is not the connector's unique key field {spec.key_field!r}",
+                self.doc.line_of(("objects", name, "key")),
+                f"{name}.key",
+                f"Use key: {spec.key_field}",
             )
         fields = [
             f
@@ -197,14 +194,8 @@ class _Checker:
         try:
             format_field(fspec, evaluate(self.sample), key="sample")
         except RecordRejected as exc:
-            self.problems.append(
-                Problem(
-                    f"the value does not fit type {fd.type.value} on a sample record: {exc.reason}",
-                    file=self.file,
-                    line=line,
-                    field=where,
-                )
-            )
+            message = f"the value does not fit type {fd.type.value} on a sample record"
+            self._problem(f"{message}: {exc.reason}", line, where)
             return None
         return FieldMapping(fspec, fd.value, line, evaluate)
 
@@ -215,13 +206,8 @@ class _Checker:
             )
         except ValueProblem as exc:
             line = (self.doc.text_line_of(loc) or 0) + exc.line - 1
-            self.problems.append(
-                Problem(
-                    f"{text!r}: {exc.message}",
-                    file=self.file,
-                    line=line,
-                    field=where,
-                    hint=exc.hint,
-                )
-            )
+            self._problem(f"{text!r}: {exc.message}", line, where, exc.hint)
             return None
+
+    def _problem(self, message: str, line: int | None, where: str, hint: str | None = None) -> None:
+        self.problems.append(Problem(message, self.file, line, where, hint=hint))

@@ -33,6 +33,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from types import MappingProxyType
+from typing import NamedTuple
 
 from syncer.errors import BadInputError, Problem, UnknownStageError
 from syncer.model import (
@@ -46,7 +47,6 @@ from syncer.model import (
     StageLadder,
     UnknownStage,
     User,
-    fast_init,
 )
 from syncer.policies.hierarchy import NO_FACTS, AccountFacts
 
@@ -191,9 +191,7 @@ def advance_mark(
 # --- a user -------------------------------------------------------------------------------------
 
 
-@fast_init
-@dataclass(frozen=True, slots=True)
-class UserStage:
+class UserStage(NamedTuple):
     """What the stage policy decided for one user.
 
     ``marks`` is the user's complete new mark state (membership marks including tombstones, and the
@@ -201,6 +199,8 @@ class UserStage:
     caller must save. ``memberships`` are the store's rows, resolved, in the order
     :class:`~syncer.model.ResolvedUser` promises (active first, best mark first, then account_id);
     none is marked primary yet.
+
+    A named tuple: built once per user of every plan, it costs what a plain tuple costs.
     """
 
     stage: str
@@ -238,9 +238,7 @@ def resolve_user_stage(
     """
     facts = None if accounts is None else _CallFacts(accounts)
     scale = as_scale(ladder)
-    return UserStage(
-        *decide_user(user, memberships, marks, scale, facts=facts, now=now or datetime.now(UTC))
-    )
+    return decide_user(user, memberships, marks, scale, facts=facts, now=now or datetime.now(UTC))
 
 
 _NO_ACCOUNTS: Mapping[str, AccountFacts] = MappingProxyType({})
@@ -259,17 +257,6 @@ FactsTable = Mapping[str, AccountFacts] | _CallFacts
 """``account_id -> (name, parent_account_id)``, read with ``.get(account_id, default)``."""
 Hit = tuple[str, int]
 
-UserDecision = tuple[
-    str,
-    str,
-    bool,
-    tuple[ResolvedMembership, ...],
-    tuple[Mark, ...],
-    tuple[Mark, ...],
-    tuple[str, ...],
-]
-"""The fields of a :class:`UserStage`, in order."""
-
 
 def decide_user(
     user: User,
@@ -279,8 +266,9 @@ def decide_user(
     *,
     facts: FactsTable | None,
     now: datetime,
-) -> UserDecision:
-    """:func:`resolve_user_stage` without the record around the result (the resolver's path).
+) -> UserStage:
+    """:func:`resolve_user_stage` for a ready :class:`StageScale` and facts table (the
+    resolver's path).
 
     ``facts`` maps an account id to ``(name, parent_account_id)``
     (:meth:`~syncer.policies.hierarchy.Hierarchy.facts`).
@@ -310,7 +298,7 @@ def decide_user(
         if raw is None:
             stage, rank = lowest, 0
         else:
-            stage, rank = cache_get(raw) or _lookup(scale, raw, uid, aid, "memberships")
+            stage, rank = cache_get(raw) or lookup_stage(scale, raw, uid, aid, "memberships")
         prev = previous.pop(aid, None) if previous else None
         if prev is None and rank >= 0:
             # First sight (or back after a tombstone was dropped): a new mark from this stage.
@@ -351,7 +339,7 @@ def decide_user(
     )
     if len(rows) > 1:
         rows.sort()
-    return (
+    return UserStage(
         stage,
         rule,
         churned,
@@ -385,8 +373,9 @@ def _split_marks(uid: str, marks: Iterable[Mark]) -> tuple[dict[str, Mark], Mark
     return previous, lead_prev
 
 
-def _lookup(scale: StageScale, raw: str, uid: str | None, aid: str | None, source: str) -> Hit:
-    """:meth:`StageScale.lookup` with an unknown stage reported against its record."""
+def lookup_stage(scale: StageScale, raw: str, uid: str | None, aid: str | None, source: str) -> Hit:
+    """:meth:`StageScale.lookup` with an unknown stage reported against its record (the user
+    ``uid`` and account ``aid`` it came from, read from ``source``)."""
     try:
         return scale.lookup(raw)
     except UnknownStage as exc:
@@ -445,7 +434,7 @@ def _lead(
         live = _mark_stage(lead_prev, scale)
         return live, live is None, None
     uid = user.user_id
-    lead_now, rank = scale.spellings.get(raw) or _lookup(scale, raw, uid, None, "users")
+    lead_now, rank = scale.spellings.get(raw) or lookup_stage(scale, raw, uid, None, "users")
     if lead_prev is None and rank >= 0:
         mark = Mark(LEAD_MARK, uid, "", lead_now, False, now)
         kept.append(mark)
@@ -554,12 +543,7 @@ def resolve_account_stage(
     if account.stage is None:
         stage, rank = scale.lowest, 0
     else:
-        try:
-            stage, rank = scale.lookup(account.stage)
-        except UnknownStage as exc:
-            raise unknown_stage(
-                exc, scale, user_id=None, account_id=aid, source="accounts"
-            ) from None
+        stage, rank = lookup_stage(scale, account.stage, None, aid, "accounts")
     mark, mark_stage, _ = advance_mark(
         previous,
         stage,
