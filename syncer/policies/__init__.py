@@ -17,15 +17,11 @@ from dataclasses import dataclass, field
 from syncer.errors import ConfigError, Problem
 from syncer.model import DEFAULT_LADDER, StageLadder
 from syncer.policies.hierarchy import AGGREGATES, Hierarchy
+from syncer.policies.highwater import AccountStage, resolve_account_stage
 from syncer.policies.primary import PRIMARY_POLICIES, STICKY, choose_primary
 from syncer.policies.resolve import Resolver, ResolveStats
-from syncer.policies.stage import (
-    AccountStage,
-    StageScale,
-    UserStage,
-    resolve_account_stage,
-    resolve_user_stage,
-)
+from syncer.policies.scale import StageScale
+from syncer.policies.stage import UserStage, resolve_user_stage
 
 __all__ = [
     "AGGREGATES",
