@@ -58,6 +58,7 @@ __all__ = [
 ]
 
 _NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_-]*$")
+_CONNECTOR = re.compile(r"^[a-z][a-z0-9_.-]*$")
 _CRON_FIELD = re.compile(r"^[0-9A-Za-z*/,?#LW-]+$")
 
 
@@ -155,7 +156,7 @@ CredentialRef = Annotated[str, AfterValidator(credential_reference)]
 class DestinationConfig(_Strict):
     """One destination: its connector, mapping, credentials references and settings."""
 
-    connector: str = Field(pattern=r"^[a-z][a-z0-9_.-]*$")
+    connector: str
     #: The mapping file; relative paths are relative to the config file.
     mapping: Path
     #: Connector field → where the secret lives: ``env:VAR`` or ``prefect-secret:block-name``.
@@ -170,6 +171,17 @@ class DestinationConfig(_Strict):
 
     _name: str = PrivateAttr(default="")
     _file: str = PrivateAttr(default="")
+
+    @field_validator("connector")
+    @classmethod
+    def _connector_name(cls, value: str) -> str:
+        if not _CONNECTOR.match(value):
+            raise ValueError(
+                f"{value!r} is not a connector name: lowercase letters, digits, '_', '.' and '-', "
+                "starting with a letter (`syncer connectors` lists them)"
+            )
+        return value
+
     _lines: Mapping[Loc, int] = PrivateAttr(default_factory=dict)
 
     @property

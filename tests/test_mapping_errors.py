@@ -184,6 +184,23 @@ CONFIG_MISTAKES = {
         "'delete' is not one of: none, clear, archive",
     ),
     "typo in a key": ("polices: {}\n", 1, "unknown key 'polices'. Did you mean 'policies'?"),
+    "unknown roll-up aggregate": (
+        "policies:\n  rollups: {licenses: avg}\n",
+        2,
+        "'avg' is not one of: sum, min, max, count",
+    ),
+    "stages as a list": ("stages: [a, b]\n", 1, "stages: must be a mapping"),
+    "concurrency too high": (
+        "destinations:\n  hubspot:\n    connector: hubspot\n    mapping: m.yaml\n"
+        "    concurrency: 100\n",
+        5,
+        "must be at most 32",
+    ),
+    "a connector name in capitals": (
+        "destinations:\n  hubspot:\n    connector: HubSpot\n    mapping: m.yaml\n",
+        3,
+        "'HubSpot' is not a connector name",
+    ),
 }
 
 

@@ -70,6 +70,8 @@ __all__ = [
 AccountInfo = Callable[[str], AccountFacts]
 """``account_id -> (name, parent_account_id)``; the resolver passes the hierarchy's."""
 
+_new_tuple = tuple.__new__
+
 # How many churned accounts a rule text names before it says "and N more".
 _RULE_NAMES = 3
 
@@ -224,14 +226,18 @@ def decide_user(
     )
     if len(rows) > 1:
         rows.sort()
-    return UserStage(
-        stage,
-        rule,
-        churned,
-        tuple([r[3] for r in rows]),
-        tuple(kept),
-        tuple(changed),
-        tuple(sorted(gone)) if gone else (),
+    # tuple.__new__ skips the named tuple's Python-level __new__: a frame per user of every plan.
+    return _new_tuple(
+        UserStage,
+        (
+            stage,
+            rule,
+            churned,
+            tuple([r[3] for r in rows]),
+            tuple(kept),
+            tuple(changed),
+            tuple(sorted(gone)) if gone else (),
+        ),
     )
 
 
