@@ -217,3 +217,12 @@ def test_a_config_mistake_is_one_plain_problem_at_its_line(tmp_path: Path, mista
     assert problem.line == line
     assert words in text
     assert not [internal for internal in INTERNALS if internal in text]
+
+
+def test_an_unknown_jinja_test_is_named_with_a_suggestion(tmp_path: Path) -> None:
+    path = tmp_path / "m.yaml"
+    path.write_text(HEAD + '      x: "1 if primary is nnone else 2"\n', encoding="utf-8")
+    with pytest.raises(ConfigError) as caught:
+        load_mapping(path, MemoryConnector.objects, StageLadder())
+    [problem] = caught.value.problems
+    assert "unknown test 'nnone'. Did you mean 'none'?" in str(problem)

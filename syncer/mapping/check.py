@@ -51,24 +51,16 @@ def check_value(
         tree = parse_value(text, env)
     except TemplateSyntaxError as exc:
         raise ValueProblem(syntax_words(exc, text), line=exc.lineno or 1) from None
-    for kind, names, node_type in (
-        ("filter", env.filters, nodes.Filter),
-        ("test", env.tests, nodes.Test),
-    ):
-        for node in tree.find_all(node_type):
-            name = node.name
-            if name not in names:
-                ours = "syncer's filters" if kind == "filter" else "tests"
-                listed = sorted(OUR_FILTERS) if kind == "filter" else names
-                raise ValueProblem(
-                    f"unknown {kind} {name!r}",
-                    _suggest(
-                        name,
-                        names,
-                        f"{ours}: {', '.join(sorted(listed))}; "
-                        f"Jinja's own are listed in docs/mappings.md",
-                    ),
-                )
+    filters = f"syncer's filters: {', '.join(OUR_FILTERS)}; Jinja's own are in docs/mappings.md"
+    for node in tree.find_all(nodes.Filter):
+        if node.name not in env.filters:
+            raise ValueProblem(
+                f"unknown filter {node.name!r}", _suggest(node.name, env.filters, filters)
+            )
+    for test in tree.find_all(nodes.Test):
+        if test.name not in env.tests:
+            tests = f"tests: {', '.join(sorted(env.tests))}"
+            raise ValueProblem(f"unknown test {test.name!r}", _suggest(test.name, env.tests, tests))
     unknown = sorted(meta.find_undeclared_variables(tree) - set(allowed))
     if unknown:
         raise ValueProblem(
