@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from pydantic import SecretStr
 from sqlalchemy.engine import make_url
@@ -19,8 +19,22 @@ from sqlalchemy.exc import ArgumentError
 
 from syncer.errors import ConfigError, Problem
 
-if TYPE_CHECKING:
-    from syncer.config import DestinationConfig
+
+class Destination(Protocol):
+    """What :func:`resolve_credentials` reads of a destination (``syncer.config``'s
+    ``DestinationConfig``): its name, its file, its credential references and their lines."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def source_file(self) -> str: ...
+
+    @property
+    def credentials(self) -> Mapping[str, str]: ...
+
+    def line_of(self, *loc: str | int) -> int | None: ...
+
 
 #: Reads a Prefect Secret block by name and returns its value (the flows layer provides one).
 SecretLoader = Callable[[str], str]
@@ -142,7 +156,7 @@ def _read_secret(ref: str, env: Mapping[str, str], secret_loader: SecretLoader |
 
 
 def resolve_credentials(
-    dest: DestinationConfig,
+    dest: Destination,
     *,
     environ: Mapping[str, str] | None = None,
     secret_loader: SecretLoader | None = None,
