@@ -19,6 +19,16 @@ from syncer.testing.memory import MemoryConnector
 HEAD = "objects:\n  contacts:\n    source: users\n    key: syncer_user_id\n    fields:\n"
 INTERNALS = ("Input should", "type=", "input_value", "errors.pydantic.dev", "unexpected '}'")
 
+
+def assert_one_plain_problem(error: ConfigError, file: str, line: int, words: str) -> None:
+    """``error`` holds one problem, at ``file:line``, saying ``words``, with no internals."""
+    [problem] = error.problems
+    text = str(error)
+    assert (problem.file, problem.line) == (file, line)
+    assert words in text
+    assert not [internal for internal in INTERNALS if internal in text]
+
+
 MAPPING_MISTAKES = {
     "unknown field type": (
         HEAD + "      email: {type: emial, value: user.email}\n",
@@ -136,11 +146,7 @@ def test_a_mapping_mistake_is_one_plain_problem_at_its_line(tmp_path: Path, mist
     path.write_text(body, encoding="utf-8")
     with pytest.raises(ConfigError) as caught:
         load_mapping(path, MemoryConnector.objects, StageLadder())
-    [problem] = caught.value.problems
-    text = str(caught.value)
-    assert (problem.file, problem.line) == (str(path), line)
-    assert words in text
-    assert not [internal for internal in INTERNALS if internal in text]
+    assert_one_plain_problem(caught.value, str(path), line, words)
 
 
 def test_a_template_error_names_the_field(tmp_path: Path) -> None:
@@ -212,11 +218,7 @@ def test_a_config_mistake_is_one_plain_problem_at_its_line(tmp_path: Path, mista
     path.write_text(body, encoding="utf-8")
     with pytest.raises(ConfigError) as caught:
         load_config(path, environ={})
-    [problem] = caught.value.problems
-    text = str(caught.value)
-    assert problem.line == line
-    assert words in text
-    assert not [internal for internal in INTERNALS if internal in text]
+    assert_one_plain_problem(caught.value, str(path), line, words)
 
 
 def test_an_unknown_jinja_test_is_named_with_a_suggestion(tmp_path: Path) -> None:
