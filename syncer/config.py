@@ -1,12 +1,10 @@
 """The sync configuration, ``syncer.yaml``: store, state, stage ladder, policies, destinations.
 
 Everything wrong with the file is reported at once, each problem with its file and line, before
-anything is read or written. Secrets never appear in the file: a destination's ``credentials``
-name where each secret lives (``env:HUBSPOT_TOKEN`` or ``prefect-secret:hubspot-token``) and are
-resolved only when a run starts (:func:`resolve_credentials`). syncer itself never imports Prefect:
-the flows layer passes a ``secret_loader`` that reads Secret blocks. A literal anywhere else is
-an error too (never echoed): a credential that is not a reference, a setting named like a secret
-or holding what looks like a token, a database URL with a password.
+anything is read or written. Secrets never appear in the file (:mod:`syncer.credentials`): a
+destination's ``credentials`` name where each lives; a literal anywhere else is an error (never
+echoed): a credential that is not a reference, a setting named like a secret or holding what
+looks like a token, a database URL with a password.
 
 Relative paths in the file (mapping files, SQLite databases) are relative to the file itself, so
 a config works the same from any working directory (a Prefect worker's included).
@@ -17,7 +15,7 @@ from __future__ import annotations
 import os
 import re
 import zoneinfo
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -35,34 +33,33 @@ from pydantic import (
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
+from syncer.credentials import (
+    SecretLoader,
+    credential_reference,
+    misplaced_secret,
+    resolve_credentials,
+    url_has_password,
+)
 from syncer.db import DEFAULT_STORE_URL, STATE_URL_ENV, STORE_URL_ENV
 from syncer.errors import ConfigError, Problem
 from syncer.model import DEFAULT_ALIASES, DEFAULT_CHURNED, DEFAULT_STAGES, StageLadder
 from syncer.yamlsrc import Loc, YamlDoc, load_yaml, located_problems
 
-#: Reads a Prefect Secret block by name and returns its value (the flows layer provides one).
-SecretLoader = Callable[[str], str]
+__all__ = [
+    "DestinationConfig",
+    "PoliciesConfig",
+    "ScheduleConfig",
+    "SecretLoader",
+    "StagesConfig",
+    "SyncConfig",
+    "build_connector_config",
+    "load_config",
+    "resolve_credentials",
+]
 
-ENV_PREFIX = "env:"
-PREFECT_PREFIX = "prefect-secret:"
-_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-# Prefect block document names: lowercase letters, digits and dashes.
-_BLOCK_NAME = re.compile(r"^[a-z0-9][a-z0-9-]*$")
 _NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_-]*$")
-# Words that mark a setting as a secret; matched against the parts of a snake/kebab/camel name.
-_SECRET_WORDS = frozenset(
-    {"token", "password", "passwd", "secret", "key", "apikey", "credential", "credentials"}
-)
+_CONNECTOR = re.compile(r"^[a-z][a-z0-9_.-]*$")
 _CRON_FIELD = re.compile(r"^[0-9A-Za-z*/,?#LW-]+$")
-# Values that are secrets whatever the key they sit under: a HubSpot private app token, a
-# Salesforce session id or OAuth access token, a JWT, an HTTP bearer header.
-_SECRET_VALUE = re.compile(
-    r"^(?:pat-[a-z]{2}[0-9]+-[0-9a-f-]{8,}"
-    r"|00D[0-9A-Za-z]{12,15}![0-9A-Za-z._]{16,}"
-    r"|eyJ[0-9A-Za-z_-]{8,}\.[0-9A-Za-z_-]+\.[0-9A-Za-z_-]*"
-    r"|bearer\s+\S{8,})$",
-    re.IGNORECASE,
-)
 
 
 def _database_url(url: str | None) -> str | None:
@@ -153,33 +150,13 @@ class ScheduleConfig(_Strict):
         return value
 
 
-def _credential_reference(ref: str) -> str:
-    """Accept ``env:VAR`` or ``prefect-secret:block-name``; anything else is a literal secret."""
-    if ref.startswith(ENV_PREFIX):
-        if not _ENV_NAME.match(ref[len(ENV_PREFIX) :]):
-            raise ValueError(f"{ref!r} is not a valid environment variable reference")
-    elif ref.startswith(PREFECT_PREFIX):
-        if not _BLOCK_NAME.match(ref[len(PREFECT_PREFIX) :]):
-            raise ValueError(
-                f"{ref!r} is not a valid Prefect block name (lowercase letters, digits, dashes)"
-            )
-    else:
-        # Never echo the value: it is probably a real secret.
-        raise ValueError(
-            f"a literal value is not allowed here; secrets never go in the file. Put the secret "
-            f"in an environment variable and write '{ENV_PREFIX}VARIABLE', or in a Prefect Secret "
-            f"block and write '{PREFECT_PREFIX}block-name'"
-        )
-    return ref
-
-
-CredentialRef = Annotated[str, AfterValidator(_credential_reference)]
+CredentialRef = Annotated[str, AfterValidator(credential_reference)]
 
 
 class DestinationConfig(_Strict):
     """One destination: its connector, mapping, credentials references and settings."""
 
-    connector: str = Field(pattern=r"^[a-z][a-z0-9_.-]*$")
+    connector: str
     #: The mapping file; relative paths are relative to the config file.
     mapping: Path
     #: Connector field → where the secret lives: ``env:VAR`` or ``prefect-secret:block-name``.
@@ -194,6 +171,17 @@ class DestinationConfig(_Strict):
 
     _name: str = PrivateAttr(default="")
     _file: str = PrivateAttr(default="")
+
+    @field_validator("connector")
+    @classmethod
+    def _connector_name(cls, value: str) -> str:
+        if not _CONNECTOR.match(value):
+            raise ValueError(
+                f"{value!r} is not a connector name: lowercase letters, digits, '_', '.' and '-', "
+                "starting with a letter (`syncer connectors` lists them)"
+            )
+        return value
+
     _lines: Mapping[Loc, int] = PrivateAttr(default_factory=dict)
 
     @property
@@ -316,7 +304,7 @@ def _raw_problems(doc: YamlDoc, base: Path) -> list[Problem]:
     problems: list[Problem] = []
     data = doc.data if isinstance(doc.data, dict) else {}
     for key, env_var in (("store", STORE_URL_ENV), ("state", STATE_URL_ENV)):
-        if _url_has_password(data.get(key)):
+        if url_has_password(data.get(key)):
             problems.append(
                 Problem(
                     f"{key}: the database URL holds a password; secrets never go in the file",
@@ -336,35 +324,20 @@ def _raw_problems(doc: YamlDoc, base: Path) -> list[Problem]:
             continue
         settings = dest.get("settings")
         for key, value in settings.items() if isinstance(settings, dict) else ():
-            if isinstance(key, str) and not _looks_secret(key) and _is_secret_value(value):
-                # Never echo the value: it is a real secret.
-                problems.append(
-                    Problem(
-                        f"destinations.{name}.settings.{key} holds what looks like an access "
-                        "token or session id; secrets never go in the file",
-                        file=doc.file,
-                        line=doc.line_of(("destinations", name, "settings", key)),
-                        hint=(
-                            f"Put it in an environment variable and reference it under "
-                            f"credentials as '{ENV_PREFIX}VARIABLE' (or "
-                            f"'{PREFECT_PREFIX}block-name' for a Prefect Secret block)."
-                        ),
-                    )
+            if not isinstance(key, str):
+                continue
+            found = misplaced_secret(f"destinations.{name}.settings.{key}", key, value)
+            if found is None:
+                continue
+            message, hint = found
+            problems.append(
+                Problem(
+                    message,
+                    file=doc.file,
+                    line=doc.line_of(("destinations", name, "settings", key)),
+                    hint=hint,
                 )
-            if isinstance(key, str) and _looks_secret(key):
-                problems.append(
-                    Problem(
-                        f"destinations.{name}.settings.{key} looks like a secret; settings are "
-                        "for non-secret options and may be printed",
-                        file=doc.file,
-                        line=doc.line_of(("destinations", name, "settings", key)),
-                        hint=(
-                            f"Move it to credentials as '{key}: {ENV_PREFIX}VARIABLE' (an "
-                            f"environment variable) or '{key}: {PREFECT_PREFIX}block-name' "
-                            "(a Prefect Secret block)."
-                        ),
-                    )
-                )
+            )
         mapping = dest.get("mapping")
         if isinstance(mapping, str) and mapping and not (base / mapping).is_file():
             problems.append(
@@ -391,88 +364,6 @@ def _anchor_sqlite(url: str, base: Path) -> str:
     ):
         return parsed.set(database=str(base / database)).render_as_string(hide_password=False)
     return url
-
-
-def _is_secret_value(value: object) -> bool:
-    return isinstance(value, str) and bool(_SECRET_VALUE.match(value.strip()))
-
-
-def _url_has_password(url: object) -> bool:
-    if not isinstance(url, str):
-        return False
-    try:
-        return bool(make_url(url).password)
-    except ArgumentError:
-        return False  # the schema reports a malformed URL
-
-
-def _looks_secret(key: str) -> bool:
-    words = re.sub(r"([a-z0-9])([A-Z])", r"\1_\2", key).lower().replace("-", "_").split("_")
-    return any(w in _SECRET_WORDS for w in words)
-
-
-# --- credentials ----------------------------------------------------------------------------------
-
-
-def resolve_credentials(
-    dest: DestinationConfig,
-    *,
-    environ: Mapping[str, str] | None = None,
-    secret_loader: SecretLoader | None = None,
-) -> dict[str, SecretStr]:
-    """Read every credential of ``dest`` from where it lives; report every missing one at once.
-
-    ``env:VAR`` reads the environment (``environ``, default the process environment);
-    ``prefect-secret:NAME`` calls ``secret_loader(NAME)``, which only the Prefect flows provide.
-    """
-    env = os.environ if environ is None else environ
-    out: dict[str, SecretStr] = {}
-    problems: list[Problem] = []
-    for key, ref in dest.credentials.items():
-        where = f"destinations.{dest.name}.credentials.{key}"
-        line = dest.line_of("credentials", key)
-        if ref.startswith(ENV_PREFIX):
-            var = ref[len(ENV_PREFIX) :]
-            value = env.get(var)
-            if not value:
-                problems.append(
-                    Problem(
-                        f"{where}: environment variable {var} is not set",
-                        file=dest.source_file,
-                        line=line,
-                        hint=f"Export {var} before running syncer.",
-                    )
-                )
-                continue
-            out[key] = SecretStr(value)
-        else:
-            block = ref[len(PREFECT_PREFIX) :]
-            if secret_loader is None:
-                problems.append(
-                    Problem(
-                        f"{where}: Prefect Secret block {block!r} can only be read when syncer "
-                        "runs as a Prefect flow",
-                        file=dest.source_file,
-                        line=line,
-                        hint="Run the Prefect flow, or use 'env:VARIABLE' for command-line runs.",
-                    )
-                )
-                continue
-            try:
-                out[key] = SecretStr(secret_loader(block))
-            except (LookupError, ValueError) as exc:
-                # Prefect raises ValueError for a block that does not exist.
-                problems.append(
-                    Problem(
-                        f"{where}: cannot read Prefect Secret block {block!r}: {exc}",
-                        file=dest.source_file,
-                        line=line,
-                        hint=f"Create it: prefect block create secret (name {block!r}).",
-                    )
-                )
-    if problems:
-        raise ConfigError(problems, summary=f"credentials of destination {dest.name!r}")
-    return out
 
 
 def build_connector_config(

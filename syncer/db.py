@@ -218,6 +218,21 @@ def split_key_space(engine: Engine, col: Column[Any], parts: int) -> list[KeyRan
     return [KeyRange(bounds[i], bounds[i + 1]) for i in range(len(bounds) - 1)]
 
 
+def dialect_insert(bind: Engine | Connection, table: Table) -> Any:
+    """The dialect's ``INSERT`` construct, which has ``on_conflict_do_update`` and ``excluded``."""
+    if is_postgres(bind):
+        from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+        return pg_insert(table)
+    if bind.dialect.name == "sqlite":
+        from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+        return sqlite_insert(table)
+    raise ConfigError(  # pragma: no cover - other dialects are not tested
+        f"syncer stores data in SQLite or PostgreSQL, not {bind.dialect.name}"
+    )
+
+
 def upsert(
     conn: Connection,
     table: Table,
@@ -238,16 +253,7 @@ def upsert(
     if update is None:
         update = [c for c in rows[0] if c not in key_cols]
     update_cols = list(update)
-    if is_postgres(conn):
-        from sqlalchemy.dialects.postgresql import insert as pg_insert
-
-        stmt: Any = pg_insert(table)
-    elif conn.dialect.name == "sqlite":
-        from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-
-        stmt = sqlite_insert(table)
-    else:  # pragma: no cover - other dialects are not tested
-        raise ConfigError(f"upsert is not implemented for the {conn.dialect.name} dialect")
+    stmt = dialect_insert(conn, table)
     if not update_cols:
         conn.execute(stmt.on_conflict_do_nothing(index_elements=key_cols), list(rows))
         return

@@ -62,6 +62,13 @@ def fast_init(cls: type[_T]) -> type[_T]:
     slot's descriptor directly halves the cost (0.67 µs → 0.37 µs for a six-field record on
     CPython 3.11), and a plan builds about a dozen of these records per user. Instances stay
     frozen: assignment still raises ``FrozenInstanceError``.
+
+    Why generated source (``exec``), as ``dataclasses`` itself builds every ``__init__``: an
+    ``__init__`` with the class's own signature is either written out or generated. Measured on
+    a nine-field record (CPython 3.11): the dataclass's own 0.91 µs, this 0.52 µs, a closure
+    looping over the setters with ``*args`` 1.10 µs (slower than no change at all), the same
+    body written by hand 0.50 µs — twelve hand-written copies of what this writes once. Only a
+    non-frozen dataclass is faster (0.22 µs), at the price of records that can be assigned to.
     """
     if not dataclasses.is_dataclass(cls) or "__slots__" not in cls.__dict__:
         raise TypeError(f"fast_init needs a slotted dataclass, not {cls.__qualname__}")

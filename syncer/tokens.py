@@ -338,6 +338,18 @@ def parse_tokens(text: str | None) -> list[tuple[str, ...]]:
     return [decode_token(word) for word in text[1:-1].split(DELIMITER)]
 
 
+def readable_tokens(text: object) -> list[str] | None:
+    """A token list's tokens for a person to read, parts joined by ``:``
+    (``;zxyzzxpro;acmexcus;`` → ``["xyz:pro", "acme:cus"]``); ``None`` when ``text`` is not a
+    token list (any other field value), so a caller shows it as it is."""
+    if not isinstance(text, str) or len(text) < 3:
+        return None
+    try:
+        return [":".join(parts) for parts in parse_tokens(text)]
+    except ValueError:
+        return None
+
+
 def show_value(value: object, limit: int = 80) -> str:
     """A short ``repr`` of a value for error messages."""
     text = repr(value)

@@ -79,10 +79,9 @@ def parse_yaml(text: str, file: str) -> YamlDoc:
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark is not None else None
-        problem = exc.problem or str(exc)
         raise ConfigError(
             Problem(
-                f"invalid YAML: {problem}",
+                f"invalid YAML: {_yaml_words(exc)}",
                 file=file,
                 line=line,
                 hint="Fix the syntax there (indentation, quotes, brackets).",
@@ -101,6 +100,26 @@ def parse_yaml(text: str, file: str) -> YamlDoc:
     return YamlDoc(
         data=data, file=file, lines=builder.lines, block_scalars=frozenset(builder.blocks)
     )
+
+
+def _yaml_words(exc: yaml.MarkedYAMLError) -> str:
+    """PyYAML's complaint, said with the line where the unfinished construct began."""
+    problem = exc.problem or str(exc)
+    context = exc.context or ""
+    began = exc.context_mark.line + 1 if exc.context_mark is not None else None
+    if began is None:
+        return problem
+    if "flow mapping" in context or "flow sequence" in context:
+        brackets = "{}" if "mapping" in context else "[]"
+        return (
+            f"the {brackets[0]!r} on line {began} is not closed with {brackets[1]!r} "
+            f"(or a ',' is missing between its items)"
+        )
+    if "block mapping" in context and "expected key" in problem:
+        return "the indentation does not line up with the keys above it"
+    if "quoted scalar" in context:
+        return f"the quote opened on line {began} is never closed"
+    return f"{problem} ({context} that starts on line {began})"
 
 
 class _Builder:
@@ -169,11 +188,21 @@ def _summary(file: str) -> str:
 def located_problems(
     exc: ValidationError, model: type[BaseModel], doc: YamlDoc, prefix: Loc = ()
 ) -> list[Problem]:
-    """One Problem per pydantic error, with the line of its ``loc`` (under ``prefix``)."""
+    """One Problem per mistake in ``exc``, in plain words, with the line of its ``loc`` (under
+    ``prefix``). A misspelt key is one mistake: its "missing required key" twin is dropped."""
+    errors = exc.errors(include_url=False)
     problems = []
-    for err in exc.errors(include_input=False, include_url=False):
+    misspelt: set[Loc] = set()  # (parent..., known key) that an unknown key stands for
+    for err in errors:
+        if err["type"] == "extra_forbidden":
+            loc = tuple(err["loc"])
+            known = _known_keys(model, loc[:-1])
+            close = difflib.get_close_matches(str(loc[-1]), known, n=1)
+            if close:
+                misspelt.add((*_keys(loc[:-1]), close[0]))
+    for err in errors:
         loc = tuple(err["loc"])
-        path = (*prefix, *(p for p in loc if not _is_pydantic_tag(p)))
+        path = (*prefix, *_keys(loc))
         where = ".".join(str(p) for p in path)
         if err["type"] == "extra_forbidden":
             known = _known_keys(model, loc[:-1])
@@ -192,16 +221,85 @@ def located_problems(
                 )
             )
             continue
-        msg = err["msg"]
         if err["type"] == "missing":
+            if _keys(loc) in misspelt:
+                continue
             msg = f"missing required key {str(loc[-1])!r}"
             where = ".".join(str(p) for p in path[:-1]) or "top level"
-        elif msg.startswith("Value error, "):
-            msg = msg.removeprefix("Value error, ")
+        else:
+            msg = plain_words(err)
         problems.append(
             Problem(f"{where}: {msg}" if where else msg, file=doc.file, line=doc.line_of(path))
         )
     return problems
+
+
+def _keys(loc: Loc) -> Loc:
+    return tuple(p for p in loc if not _is_pydantic_tag(p))
+
+
+# pydantic error types → what the value must be, in the file's terms.
+_MUST_BE = {
+    "string_type": "must be text",
+    "int_type": "must be a whole number",
+    "int_parsing": "must be a whole number",
+    "int_from_float": "must be a whole number",
+    "float_type": "must be a number",
+    "float_parsing": "must be a number",
+    "bool_type": "must be true or false",
+    "bool_parsing": "must be true or false",
+    "dict_type": "must be a mapping (key: value lines)",
+    "model_type": "must be a mapping (key: value lines)",
+    "model_attributes_type": "must be a mapping (key: value lines)",
+    "list_type": "must be a list",
+    "tuple_type": "must be a list",
+    "path_type": "must be a file path",
+}
+
+
+_KIND_OF = {
+    "str": "text",
+    "int": "a number",
+    "float": "a number",
+    "bool": "true/false",
+    "list": "a list",
+    "dict": "a mapping",
+}
+
+
+def plain_words(err: Any) -> str:
+    """A pydantic error as a sentence about the file: what the value must be (and the wrong
+    value itself only where it is a choice among words, never a possible secret)."""
+    kind = err["type"]
+    ctx = err.get("ctx") or {}
+    given = err.get("input")
+    shown = repr(given) if isinstance(given, str | int | float | bool) else None
+    if kind in _MUST_BE:
+        got = _KIND_OF.get(type(given).__name__, type(given).__name__)
+        return _MUST_BE[kind] + (f", not {got}" if given is not None else "")
+    if kind in ("literal_error", "enum"):
+        expected = str(ctx.get("expected", "")).replace("'", "").replace(" or ", ", ")
+        return f"{shown} is not one of: {expected}"
+    if kind == "greater_than_equal":
+        return f"must be at least {ctx.get('ge')}"
+    if kind == "greater_than":
+        return f"must be more than {ctx.get('gt')}"
+    if kind == "less_than_equal":
+        return f"must be at most {ctx.get('le')}"
+    if kind == "less_than":
+        return f"must be less than {ctx.get('lt')}"
+    if kind == "string_too_short":
+        least = ctx.get("min_length", 1)
+        return "must not be empty" if least == 1 else f"must be at least {least} characters"
+    if kind == "string_too_long":
+        return f"must be at most {ctx.get('max_length')} characters"
+    if kind in ("too_short", "too_long"):
+        return err["msg"].replace("List should have", "must have").replace("Input", "it")
+    if kind == "value_error":
+        return str(err["msg"]).removeprefix("Value error, ")
+    if kind == "string_pattern_mismatch":
+        return "is not in the accepted form"
+    return str(err["msg"]).replace("Input should be", "must be")
 
 
 def _is_pydantic_tag(part: str | int) -> bool:

@@ -20,6 +20,7 @@ from syncer.tokens import (
     encode_token,
     format_tokens,
     parse_tokens,
+    readable_tokens,
 )
 
 # --- how destinations match a *contains* filter (the models the properties are checked under) ---
@@ -296,3 +297,9 @@ def test_parse_tokens_reads_a_field_back() -> None:
     assert parse_tokens(None) == []
     with pytest.raises(ValueError, match="not a token list"):
         parse_tokens("34xcus")
+
+
+def test_readable_tokens_shows_a_token_list_and_leaves_other_values_alone() -> None:
+    assert readable_tokens(";zxyzzxpro;acmexcus;") == ["xyz:pro", "acme:cus"]
+    for other in ("Acme Inc", ";;", "a;b;", None, 34, ";not a token;"):
+        assert readable_tokens(other) is None

@@ -23,7 +23,7 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 
 from syncer.model import ResolvedMembership, StageLadder
-from syncer.policies.stage import StageScale, as_scale
+from syncer.policies.scale import StageScale, as_scale
 
 FIRST = "first"
 LAST = "last"

@@ -30,170 +30,56 @@ returned marks is the caller's job (see :class:`syncer.state.marks.MarkStore`).
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from types import MappingProxyType
+from typing import NamedTuple
 
-from syncer.errors import BadInputError, Problem, UnknownStageError
+from syncer.errors import BadInputError, Problem
 from syncer.model import (
-    ACCOUNT_MARK,
     LEAD_MARK,
     MEMBERSHIP_MARK,
-    Account,
     Mark,
     Membership,
     ResolvedMembership,
     StageLadder,
-    UnknownStage,
     User,
-    fast_init,
 )
 from syncer.policies.hierarchy import NO_FACTS, AccountFacts
+from syncer.policies.highwater import (
+    AccountStage,
+    advance_mark,
+    live_mark,
+    member_mark,
+    resolve_account_stage,
+)
+from syncer.policies.scale import StageScale, as_scale, lookup_stage, unknown_stage
+
+__all__ = [
+    "AccountStage",
+    "StageScale",
+    "UserStage",
+    "as_scale",
+    "decide_user",
+    "lookup_stage",
+    "member_mark",
+    "resolve_account_stage",
+    "resolve_user_stage",
+    "unknown_stage",
+]
 
 AccountInfo = Callable[[str], AccountFacts]
 """``account_id -> (name, parent_account_id)``; the resolver passes the hierarchy's."""
+
+_new_tuple = tuple.__new__
 
 # How many churned accounts a rule text names before it says "and N more".
 _RULE_NAMES = 3
 
 
-class StageScale:
-    """A ladder's canonical names and ranks, with a cache of the raw spellings already seen.
-
-    Store rows repeat a handful of spellings millions of times; the cache turns normalisation into
-    one dict lookup. Build one per ladder and share it (the :class:`Resolver` does).
-    """
-
-    __slots__ = ("churned", "ladder", "lowest", "names", "spellings")
-
-    def __init__(self, ladder: StageLadder) -> None:
-        self.ladder = ladder
-        self.names = ladder.names
-        self.churned = ladder.churned
-        self.lowest = ladder.lowest
-        #: ``raw spelling -> (canonical name, rank)`` for every spelling seen so far (and every
-        #: canonical name): hot loops read it directly and call :meth:`lookup` on a miss only.
-        self.spellings: dict[str, tuple[str, int]] = {n: (n, i) for i, n in enumerate(ladder.names)}
-        self.spellings[ladder.churned] = (ladder.churned, -1)
-
-    def lookup(self, raw: str) -> tuple[str, int]:
-        """``(canonical name, rank)`` of ``raw``; the churn marker ranks -1.
-
-        Raises :class:`syncer.model.UnknownStage` for a value the ladder does not know.
-        """
-        hit = self.spellings.get(raw)
-        if hit is None:
-            name = self.ladder.normalize(raw)
-            hit = (name, self.ladder.rank(name))
-            self.spellings[raw] = hit
-        return hit
-
-    def rank(self, name: str) -> int:
-        """Rank of a stage name (canonical or not); the churn marker is -1."""
-        return self.lookup(name)[1]
-
-    def hint(self) -> str:
-        """What a user can do about an unknown stage."""
-        return (
-            f"use one of {', '.join(self.names)} or {self.churned!r}, or add an alias for it to "
-            "the stage ladder in the configuration"
-        )
-
-
-def as_scale(ladder: StageLadder | StageScale) -> StageScale:
-    """The :class:`StageScale` of ``ladder`` (itself if it already is one)."""
-    return ladder if isinstance(ladder, StageScale) else StageScale(ladder)
-
-
-def unknown_stage(
-    exc: UnknownStage,
-    scale: StageScale,
-    *,
-    user_id: str | None,
-    account_id: str | None,
-    source: str,
-) -> UnknownStageError:
-    """An :class:`UnknownStageError` naming the user, the account, the value and where it was."""
-    who = []
-    if user_id is not None:
-        who.append(f"user {user_id!r}")
-    if account_id is not None:
-        who.append(f"account {account_id!r}")
-    key = "/".join(k for k in (user_id, account_id) if k)
-    hint = scale.hint()
-    if source == "policy_marks":
-        hint = (
-            "the sync state remembers a stage the configured ladder no longer has; put it back "
-            "(or alias it to a stage) in the ladder configuration"
-        )
-    return UnknownStageError(
-        Problem(
-            f"{', '.join(who)}: unknown stage {exc.value!r} in {source}",
-            field="stage",
-            key=key or None,
-            hint=hint,
-        )
-    )
-
-
-# --- one membership ------------------------------------------------------------------------------
-
-
-def _mark_stage(mark: Mark, scale: StageScale) -> tuple[str, int] | None:
-    """``(canonical stage, rank)`` of a live mark, ``None`` for a tombstone."""
-    if mark.churned or mark.stage is None:
-        return None
-    try:
-        name, rank = scale.lookup(mark.stage)
-    except UnknownStage as exc:
-        raise unknown_stage(
-            exc,
-            scale,
-            user_id=mark.user_id or None,
-            account_id=mark.account_id or None,
-            source="policy_marks",
-        ) from None
-    return None if rank < 0 else (name, rank)
-
-
-def advance_mark(
-    previous: Mark | None,
-    stage: str | None,
-    rank: int,
-    scale: StageScale,
-    *,
-    subject: str,
-    user_id: str,
-    account_id: str,
-    now: datetime,
-) -> tuple[Mark, str | None, int]:
-    """The next mark of one subject, given its previous mark and its current canonical stage.
-
-    ``stage is None`` means the subject left the store; ``rank < 0`` means its row says churned.
-    Returns ``(mark, mark stage or None, mark rank or -1)``; ``mark is previous`` when nothing
-    changed, so callers detect changes by identity.
-    """
-    if stage is None or rank < 0:
-        if previous is not None and previous.churned and previous.stage is None:
-            return previous, None, -1
-        return Mark(subject, user_id, account_id, None, True, now), None, -1
-    live = _mark_stage(previous, scale) if previous is not None else None
-    if live is not None:
-        mark_name, mark_rank = live
-        if mark_rank >= rank:
-            if mark_name == previous.stage:  # type: ignore[union-attr]  # live implies previous
-                return previous, mark_name, mark_rank  # type: ignore[return-value]
-            return Mark(subject, user_id, account_id, mark_name, False, now), mark_name, mark_rank
-    # No live mark (first sight, or back after churn): a new mark from the current stage.
-    return Mark(subject, user_id, account_id, stage, False, now), stage, rank
-
-
 # --- a user -------------------------------------------------------------------------------------
 
 
-@fast_init
-@dataclass(frozen=True, slots=True)
-class UserStage:
+class UserStage(NamedTuple):
     """What the stage policy decided for one user.
 
     ``marks`` is the user's complete new mark state (membership marks including tombstones, and the
@@ -201,6 +87,8 @@ class UserStage:
     caller must save. ``memberships`` are the store's rows, resolved, in the order
     :class:`~syncer.model.ResolvedUser` promises (active first, best mark first, then account_id);
     none is marked primary yet.
+
+    A named tuple: built once per user of every plan, it costs what a plain tuple costs.
     """
 
     stage: str
@@ -238,9 +126,7 @@ def resolve_user_stage(
     """
     facts = None if accounts is None else _CallFacts(accounts)
     scale = as_scale(ladder)
-    return UserStage(
-        *decide_user(user, memberships, marks, scale, facts=facts, now=now or datetime.now(UTC))
-    )
+    return decide_user(user, memberships, marks, scale, facts=facts, now=now or datetime.now(UTC))
 
 
 _NO_ACCOUNTS: Mapping[str, AccountFacts] = MappingProxyType({})
@@ -257,18 +143,6 @@ class _CallFacts:
 
 FactsTable = Mapping[str, AccountFacts] | _CallFacts
 """``account_id -> (name, parent_account_id)``, read with ``.get(account_id, default)``."""
-Hit = tuple[str, int]
-
-UserDecision = tuple[
-    str,
-    str,
-    bool,
-    tuple[ResolvedMembership, ...],
-    tuple[Mark, ...],
-    tuple[Mark, ...],
-    tuple[str, ...],
-]
-"""The fields of a :class:`UserStage`, in order."""
 
 
 def decide_user(
@@ -279,8 +153,9 @@ def decide_user(
     *,
     facts: FactsTable | None,
     now: datetime,
-) -> UserDecision:
-    """:func:`resolve_user_stage` without the record around the result (the resolver's path).
+) -> UserStage:
+    """:func:`resolve_user_stage` for a ready :class:`StageScale` and facts table (the
+    resolver's path).
 
     ``facts`` maps an account id to ``(name, parent_account_id)``
     (:meth:`~syncer.policies.hierarchy.Hierarchy.facts`).
@@ -310,7 +185,7 @@ def decide_user(
         if raw is None:
             stage, rank = lowest, 0
         else:
-            stage, rank = cache_get(raw) or _lookup(scale, raw, uid, aid, "memberships")
+            stage, rank = cache_get(raw) or lookup_stage(scale, raw, uid, aid, "memberships")
         prev = previous.pop(aid, None) if previous else None
         if prev is None and rank >= 0:
             # First sight (or back after a tombstone was dropped): a new mark from this stage.
@@ -351,14 +226,18 @@ def decide_user(
     )
     if len(rows) > 1:
         rows.sort()
-    return (
-        stage,
-        rule,
-        churned,
-        tuple([r[3] for r in rows]),
-        tuple(kept),
-        tuple(changed),
-        tuple(sorted(gone)) if gone else (),
+    # tuple.__new__ skips the named tuple's Python-level __new__: a frame per user of every plan.
+    return _new_tuple(
+        UserStage,
+        (
+            stage,
+            rule,
+            churned,
+            tuple([r[3] for r in rows]),
+            tuple(kept),
+            tuple(changed),
+            tuple(sorted(gone)) if gone else (),
+        ),
     )
 
 
@@ -383,14 +262,6 @@ def _split_marks(uid: str, marks: Iterable[Mark]) -> tuple[dict[str, Mark], Mark
         elif subject == LEAD_MARK:
             lead_prev = mark
     return previous, lead_prev
-
-
-def _lookup(scale: StageScale, raw: str, uid: str | None, aid: str | None, source: str) -> Hit:
-    """:meth:`StageScale.lookup` with an unknown stage reported against its record."""
-    try:
-        return scale.lookup(raw)
-    except UnknownStage as exc:
-        raise unknown_stage(exc, scale, user_id=uid, account_id=aid, source=source) from None
 
 
 def _two_rows(uid: str, aid: str) -> BadInputError:
@@ -442,10 +313,10 @@ def _lead(
             return None, False, None
         # No lead stage in the store any more: nothing new to say, the mark stands.
         kept.append(lead_prev)
-        live = _mark_stage(lead_prev, scale)
+        live = live_mark(lead_prev, scale)
         return live, live is None, None
     uid = user.user_id
-    lead_now, rank = scale.spellings.get(raw) or _lookup(scale, raw, uid, None, "users")
+    lead_now, rank = scale.spellings.get(raw) or lookup_stage(scale, raw, uid, None, "users")
     if lead_prev is None and rank >= 0:
         mark = Mark(LEAD_MARK, uid, "", lead_now, False, now)
         kept.append(mark)
@@ -525,72 +396,3 @@ def _lead_note(mark: str, current: str | None) -> str:
     if current != mark:
         return f" (high-water mark; lead_stage now {current})"
     return ""
-
-
-# --- an account ---------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class AccountStage:
-    """What the stage policy decided for one account's own stage; ``mark`` is its new mark."""
-
-    stage: str
-    rule: str
-    churned: bool
-    mark: Mark
-    changed: bool
-
-
-def resolve_account_stage(
-    account: Account,
-    previous: Mark | None,
-    ladder: StageLadder | StageScale,
-    *,
-    now: datetime | None = None,
-) -> AccountStage:
-    """The account's own stage: the same high-water rule over the account row's history."""
-    scale = as_scale(ladder)
-    aid = account.account_id
-    if account.stage is None:
-        stage, rank = scale.lowest, 0
-    else:
-        try:
-            stage, rank = scale.lookup(account.stage)
-        except UnknownStage as exc:
-            raise unknown_stage(
-                exc, scale, user_id=None, account_id=aid, source="accounts"
-            ) from None
-    mark, mark_stage, _ = advance_mark(
-        previous,
-        stage,
-        rank,
-        scale,
-        subject=ACCOUNT_MARK,
-        user_id="",
-        account_id=aid,
-        now=now or datetime.now(UTC),
-    )
-    if mark_stage is None:
-        return AccountStage(scale.churned, "account churned", True, mark, mark is not previous)
-    if account.stage is None and mark_stage == stage:
-        rule = f"no stage in the store: lowest stage {stage}"
-    elif mark_stage != stage:
-        rule = f"high-water mark: {mark_stage} (now {stage})"
-    else:
-        rule = f"account stage: {stage}"
-    return AccountStage(mark_stage, rule, False, mark, mark is not previous)
-
-
-def member_mark(
-    previous: Mark | None, stage: str, rank: int, scale: StageScale
-) -> tuple[str | None, int]:
-    """The mark a membership has this run, for the account-side view (which saves nothing).
-
-    Same rule as :func:`advance_mark`, without building the :class:`Mark`.
-    """
-    if rank < 0:
-        return None, -1
-    live = _mark_stage(previous, scale) if previous is not None else None
-    if live is not None and live[1] >= rank:
-        return live
-    return stage, rank
