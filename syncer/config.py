@@ -17,7 +17,7 @@ import re
 import zoneinfo
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, cast
 
 from pydantic import (
     AfterValidator,
@@ -33,6 +33,7 @@ from pydantic import (
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
+from syncer.connectors.base import RemovalMode
 from syncer.credentials import (
     SecretLoader,
     credential_reference,
@@ -42,7 +43,13 @@ from syncer.credentials import (
 )
 from syncer.db import DEFAULT_STORE_URL, STATE_URL_ENV, STORE_URL_ENV
 from syncer.errors import ConfigError, Problem
-from syncer.model import DEFAULT_ALIASES, DEFAULT_CHURNED, DEFAULT_STAGES, StageLadder
+from syncer.model import (
+    DEFAULT_ALIASES,
+    DEFAULT_CHURNED,
+    DEFAULT_ROLLUPS,
+    DEFAULT_STAGES,
+    StageLadder,
+)
 from syncer.yamlsrc import Loc, YamlDoc, load_yaml, located_problems
 
 __all__ = [
@@ -108,7 +115,6 @@ class StagesConfig(_Strict):
 
 
 Aggregate = Literal["sum", "min", "max", "count"]
-_DEFAULT_ROLLUPS: dict[str, Aggregate] = {"licenses": "sum", "contract_value": "sum"}
 
 
 class PoliciesConfig(_Strict):
@@ -116,7 +122,9 @@ class PoliciesConfig(_Strict):
 
     primary: Literal["sticky", "first", "last", "highest_stage"] = "sticky"
     #: Numeric account attribute → how it rolls up to every ancestor.
-    rollups: dict[str, Aggregate] = Field(default_factory=lambda: dict(_DEFAULT_ROLLUPS))
+    rollups: dict[str, Aggregate] = Field(
+        default_factory=lambda: cast(dict[str, Aggregate], dict(DEFAULT_ROLLUPS))
+    )
     #: A record the destination rejected this many times is set aside (dead-letter list).
     max_attempts: int = Field(default=5, ge=1)
 
@@ -164,7 +172,7 @@ class DestinationConfig(_Strict):
     #: Connector-specific options that are not secret (host, api_version, bulk_threshold, ...).
     settings: dict[str, Any] = Field(default_factory=dict)
     #: What happens to a destination record whose source record disappeared.
-    removal: Literal["none", "clear", "archive"] = "none"
+    removal: RemovalMode = "none"
     #: Batches in flight at once; unset: the connector's own choice (HubSpot 4, Salesforce 1).
     concurrency: int | None = Field(default=None, ge=1, le=32)
     schedule: ScheduleConfig | None = None

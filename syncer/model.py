@@ -19,11 +19,14 @@ import dataclasses
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
+from types import MappingProxyType
 from typing import Any, TypeVar
 
 JSON = dict[str, Any]
 
 DEFAULT_STAGES: tuple[str, ...] = ("visitor", "MAL", "MQL", "CUS", "PRO")
+#: Numeric account attributes that roll up to every ancestor when the config names none.
+DEFAULT_ROLLUPS: Mapping[str, str] = MappingProxyType({"licenses": "sum", "contract_value": "sum"})
 DEFAULT_CHURNED = "churned"
 DEFAULT_ALIASES: Mapping[str, str] = {
     "lead": "visitor",

@@ -13,7 +13,8 @@ from typing import Any, NamedTuple, Protocol
 from sqlalchemy import bindparam, delete, func, select
 from sqlalchemy.engine import Engine
 
-from syncer.state.database import chunked, dialect_insert, to_db, utcnow
+from syncer.db import dialect_insert
+from syncer.state.database import chunked, to_db, utcnow
 from syncer.state.schema import sync_associations
 
 __all__ = ["AssociationLedger", "AssociationLike", "Link"]

@@ -10,13 +10,14 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from sqlalchemy import Table, delete, inspect
-from sqlalchemy.engine import Connection, Engine, make_url
+from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import ArgumentError, OperationalError
 
-from syncer.db import as_utc, create_db_engine, is_postgres
+# dialect_insert is the store's too: re-exported here for the state modules.
+from syncer.db import as_utc, create_db_engine
 from syncer.errors import ConfigError
 from syncer.state.schema import metadata
 from syncer.state.upgrade import add_new_columns
@@ -98,21 +99,6 @@ def to_db(value: datetime) -> datetime:
     if value.tzinfo is None:
         raise ValueError(f"naive timestamp {value!r}: syncer writes timezone-aware UTC only")
     return value.astimezone(UTC)
-
-
-def dialect_insert(bind: Engine | Connection, table: Table) -> Any:
-    """The dialect's ``INSERT`` construct, which has ``on_conflict_do_update`` and ``excluded``."""
-    if is_postgres(bind):
-        from sqlalchemy.dialects.postgresql import insert as pg_insert
-
-        return pg_insert(table)
-    if bind.dialect.name == "sqlite":
-        from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-
-        return sqlite_insert(table)
-    raise ConfigError(  # pragma: no cover - other dialects are not tested
-        f"sync state on {bind.dialect.name} is not supported; use SQLite or PostgreSQL"
-    )
 
 
 # Keys per IN (...) list: well under SQLite's bound-parameter limit and PostgreSQL's 65535.

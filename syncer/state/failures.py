@@ -17,8 +17,8 @@ from typing import Any, NamedTuple
 from sqlalchemy import or_, select, update
 from sqlalchemy.engine import Engine
 
-from syncer.db import key_order
-from syncer.state.database import as_utc, chunked, delete_keys, dialect_insert, to_db, utcnow
+from syncer.db import dialect_insert, key_order
+from syncer.state.database import as_utc, chunked, delete_keys, to_db, utcnow
 from syncer.state.schema import sync_errors
 
 __all__ = ["Failure", "FailureLog", "Rejection"]

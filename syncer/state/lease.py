@@ -44,9 +44,9 @@ from sqlalchemy import Interval, case, delete, func, literal, select, update
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import SQLAlchemyError
 
-from syncer.db import is_postgres
+from syncer.db import dialect_insert, is_postgres
 from syncer.errors import LeaseHeldError, LeaseLostError
-from syncer.state.database import as_utc, dialect_insert, to_db, utcnow
+from syncer.state.database import as_utc, to_db, utcnow
 from syncer.state.schema import sync_locks
 
 __all__ = [

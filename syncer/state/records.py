@@ -17,8 +17,8 @@ from typing import Any
 from sqlalchemy import Text, bindparam, cast, delete, func, select, update
 from sqlalchemy.engine import Engine
 
-from syncer.db import ALL_KEYS, KeyRange, key_order
-from syncer.state.database import as_utc, chunked, delete_keys, dialect_insert, to_db, utcnow
+from syncer.db import ALL_KEYS, KeyRange, dialect_insert, key_order
+from syncer.state.database import as_utc, chunked, delete_keys, to_db, utcnow
 from syncer.state.hashing import payload_hash
 from syncer.state.schema import sync_records
 

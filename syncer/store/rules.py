@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from syncer.errors import Problem
-from syncer.model import DEFAULT_LADDER, StageLadder, UnknownStage
+from syncer.model import DEFAULT_LADDER, DEFAULT_ROLLUPS, StageLadder, UnknownStage
 from syncer.store.values import SPECS, ParsedRow, Patch
 
 if TYPE_CHECKING:
@@ -43,9 +43,7 @@ class LoadRules:
     def default(cls) -> LoadRules:
         """The default ladder and roll-ups: what a config without ``stages`` or ``policies``
         gives."""
-        from syncer.config import PoliciesConfig
-
-        return cls(DEFAULT_LADDER, dict(PoliciesConfig().rollups))
+        return cls(DEFAULT_LADDER, dict(DEFAULT_ROLLUPS))
 
     @classmethod
     def from_config(cls, config: SyncConfig, origin: str) -> LoadRules:
