@@ -12,14 +12,20 @@ pauses the shared rate limiter, so every thread waits, not only the one that saw
 When the attempts or the deadline run out, :class:`syncer.errors.RetriesExhausted` (a
 :class:`~syncer.errors.FatalError`) stops the run;
 records already acknowledged stay committed and the rest go again on the next run.
+
+Every retry is logged (logger ``syncer.retry``, WARNING) as it happens — what failed, which
+attempt, when the next one is — so an operator watching a run against a destination that is
+down sees it within a second, not after minutes of silent backoff.
 """
 
 from __future__ import annotations
 
+import logging
 import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from typing import TypeVar
 
 from tenacity import RetryCallState, RetryError, Retrying, retry_if_exception_type
@@ -27,9 +33,11 @@ from tenacity import RetryCallState, RetryError, Retrying, retry_if_exception_ty
 from syncer.errors import RetriableError, RetriesExhausted
 from syncer.ratelimit import RateLimiter
 
-__all__ = ["RetryEvent", "RetryPolicy", "call_with_retry"]
+__all__ = ["RetryEvent", "RetryPolicy", "call_with_retry", "describe_retry"]
 
 T = TypeVar("T")
+
+log = logging.getLogger("syncer.retry")
 
 
 def _no_sleep(_seconds: float) -> None:
@@ -81,6 +89,15 @@ class RetryEvent:
     wait: float
 
 
+def describe_retry(event: RetryEvent, max_attempts: int) -> str:
+    """One line for an operator: what failed, why, and when the next attempt is."""
+    at = (datetime.now() + timedelta(seconds=event.wait)).strftime("%H:%M:%S")
+    return (
+        f"{event.what}: attempt {event.attempt} of {max_attempts} failed ({event.error}); "
+        f"next attempt in {event.wait:.1f} s, at {at}"
+    )
+
+
 def call_with_retry(
     fn: Callable[[], T],
     *,
@@ -115,8 +132,10 @@ def call_with_retry(
         assert isinstance(exc, RetriableError)  # the retry predicate lets nothing else through
         if limiter is not None and exc.retry_after is not None:
             limiter.pause(exc.retry_after)
+        event = RetryEvent(what, state.attempt_number, exc, state.upcoming_sleep)
+        log.warning("%s", describe_retry(event, policy.max_attempts))
         if on_retry is not None:
-            on_retry(RetryEvent(what, state.attempt_number, exc, state.upcoming_sleep))
+            on_retry(event)
 
     retrying = Retrying(
         retry=retry_if_exception_type(RetriableError),

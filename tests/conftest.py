@@ -6,13 +6,20 @@ PostgreSQL tests read ``SYNCER_TEST_POSTGRES_URL`` (e.g.
 ``CI=true`` a missing URL fails them instead: CI must never pass on skipped PostgreSQL tests.
 Each PostgreSQL test gets a schema of its own (through libpq's ``search_path`` option), dropped
 afterwards, so tests never see each other's rows.
+
+At the end of the session no process the tests started may be left running (an emulator, a
+Prefect server): :func:`pytest_sessionfinish` fails the session if one is, names it and stops it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import json
 import os
+import signal
+import sys
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -26,6 +33,69 @@ if TYPE_CHECKING:
     from syncer.engine import Sync
 
 POSTGRES_ENV = "SYNCER_TEST_POSTGRES_URL"
+
+# Every process this session starts inherits this variable, grandchildren and orphans too (a
+# parent-pid walk loses a child whose parent died): the end-of-session check finds them by it.
+_SESSION_ENV = "SYNCER_TEST_SESSION"
+_SESSION_MARK = f"{_SESSION_ENV}={uuid.uuid4().hex}".encode()
+os.environ[_SESSION_ENV] = _SESSION_MARK.split(b"=", 1)[1].decode()
+
+
+def _leftover_processes() -> dict[int, str]:
+    """pid → command line of every process (but this one) started by this test session."""
+    found: dict[int, str] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            environ = (entry / "environ").read_bytes().split(b"\0")
+            if _SESSION_MARK not in environ:
+                continue
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").strip()
+        except OSError:  # gone meanwhile, or not ours to read
+            continue
+        if b"from multiprocessing." in cmdline:
+            # multiprocessing's resource tracker (plan --workers): it belongs to the interpreter
+            # and exits with it, when its pipe closes.
+            continue
+        found[int(entry.name)] = cmdline.decode(errors="replace")
+    return found
+
+
+def _stop_prefect_ephemeral_server() -> None:
+    """Stop the ephemeral Prefect API server the in-process flow tests started: Prefect stops it
+    at interpreter exit (atexit), after this check — stopping it here is what would happen
+    anyway, only earlier."""
+    server_module = sys.modules.get("prefect.server.api.server")
+    if server_module is None:
+        return
+    for server in list(server_module.SubprocessASGIServer._instances.values()):
+        server.stop()
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Fail the session if a process a test started is still running (then stop it)."""
+    if not Path("/proc").is_dir():
+        return
+    _stop_prefect_ephemeral_server()
+    deadline = time.monotonic() + 5  # a process told to stop may take a moment to exit
+    left = _leftover_processes()
+    while left and time.monotonic() < deadline:
+        time.sleep(0.1)
+        left = _leftover_processes()
+    if not left:
+        return
+    lines = [f"  pid {pid}: {cmd}" for pid, cmd in sorted(left.items())]
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    message = "processes started by the tests are still running:\n" + "\n".join(lines)
+    if reporter is not None:
+        reporter.write_line(message, red=True)
+    else:
+        sys.stderr.write(message + "\n")
+    for pid in left:
+        with contextlib.suppress(OSError):
+            os.kill(pid, signal.SIGKILL)
+    session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
 def _postgres_base_url() -> str:

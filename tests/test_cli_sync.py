@@ -114,8 +114,18 @@ def _start_emulator(*args: str) -> tuple[subprocess.Popen[str], str]:
 
 
 def _stop(process: subprocess.Popen[str]) -> str:
-    process.send_signal(signal.SIGINT)
-    out, _ = process.communicate(timeout=20)
+    """Stop an emulator as a process manager does: SIGTERM, then wait for it to exit.
+
+    Not SIGINT: a shell starts background jobs with SIGINT ignored, so under `bash .ci/run &`
+    a SIGINT would be lost and the emulator left running.
+    """
+    process.send_signal(signal.SIGTERM)
+    try:
+        out, _ = process.communicate(timeout=10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.communicate()
+        pytest.fail("the emulator did not stop within 10 s of SIGTERM")
     return out
 
 

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import sys
-
-from rich.text import Text
+from collections.abc import Sequence
 
 from syncer.cli.app import app, err_console
-from syncer.errors import SyncerError
+from syncer.cli.failure import configure_logging, debug_requested, main_args, report_failure
 
 # Importing a command module registers its commands.
 from syncer.cli import store_cmds  # noqa: F401  isort: skip
@@ -22,25 +21,20 @@ from syncer.cli import lease_cmds  # noqa: F401  isort: skip
 __all__ = ["app", "main"]
 
 
-def main() -> None:
-    """Entry point: syncer's own errors print as one clear message and exit 2, never a trace."""
+def main(argv: Sequence[str] | None = None) -> None:
+    """Entry point (``argv``: the arguments, default the process's). A usage error exits 2 with
+    one line and a hint, a domain error exits 1 with what, where and what to do; a traceback only
+    with ``--debug`` or ``SYNCER_DEBUG=1`` (see :mod:`syncer.cli.failure`)."""
+    args = main_args(argv)
+    debug = debug_requested(args)
+    configure_logging(debug)
     try:
-        # Without standalone mode click returns typer.Exit's code instead of exiting with it.
-        code = app(standalone_mode=False)
-        if isinstance(code, int) and code:
-            sys.exit(code)
-    except SyncerError as exc:
-        # Text, not markup: messages quote user data that may contain [brackets].
-        err_console.print(Text.assemble(("error: ", "bold red"), str(exc)), highlight=False)
-        sys.exit(2)
+        # Without standalone mode click raises usage errors to us instead of printing them its
+        # own way, and returns typer.Exit's code instead of exiting with it.
+        code = app(args=args, prog_name="syncer", standalone_mode=False)
     except SystemExit:
         raise
-    except Exception as exc:  # click's usage errors come here in non-standalone mode
-        import click
-
-        if isinstance(exc, click.exceptions.ClickException):
-            exc.show()
-            sys.exit(exc.exit_code)
-        if isinstance(exc, click.exceptions.Abort):
-            sys.exit(130)
-        raise
+    except BaseException as exc:  # every failure is reported, bugs included
+        sys.exit(report_failure(exc, debug=debug, err=err_console))
+    if isinstance(code, int) and code:
+        sys.exit(code)

@@ -45,5 +45,12 @@ def _root(
         bool,
         typer.Option("--version", callback=_version, is_eager=True, help="Show the version."),
     ] = False,
+    debug: Annotated[
+        bool,
+        typer.Option(
+            "--debug",
+            help="Show the traceback of an error (also SYNCER_DEBUG=1); may follow any command.",
+        ),
+    ] = False,
 ) -> None:
     """Reverse-ETL sync engine: resolve multi-account product data and sync it to CRMs."""

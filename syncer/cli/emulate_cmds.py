@@ -6,6 +6,7 @@ from __future__ import annotations
 import functools
 import re
 import shutil
+import signal
 import threading
 from pathlib import Path
 from typing import Annotated
@@ -24,6 +25,25 @@ emulate_app = typer.Typer(
 app.add_typer(emulate_app, name="emulate")
 
 _RATE = re.compile(r"^(\d+)/(\d+(?:\.\d+)?)(ms|s)$")
+
+
+def serve_until_stopped() -> None:
+    """Block until Ctrl-C or SIGTERM, both as :class:`KeyboardInterrupt`.
+
+    SIGTERM is what ``kill``, process managers and test harnesses send, and the only one of the
+    two a background job (``syncer emulate hubspot &``) receives: the shell starts background
+    jobs with SIGINT ignored. Without this handler SIGTERM would end the process on the spot,
+    without closing the emulator's connections or saying how many requests it served.
+    """
+
+    def stop(_signum: int, _frame: object) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        threading.Event().wait()
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def parse_rate(text: str) -> tuple[int, int]:
@@ -48,7 +68,7 @@ def emulate_hubspot(
         str, typer.Option(help="Burst limit as REQUESTS/INTERVAL, e.g. 100/10s.")
     ] = "190/10s",
 ) -> None:
-    """Serve HubSpot's CRM API subset on 127.0.0.1 until Ctrl-C."""
+    """Serve HubSpot's CRM API subset on 127.0.0.1 until Ctrl-C or SIGTERM."""
     from syncer.testing.hubspot_emulator import HubSpotEmulator
 
     max_requests, interval_ms = parse_rate(rate_limit)
@@ -63,9 +83,9 @@ def emulate_hubspot(
         console.print("In syncer.yaml, for a destination with connector: hubspot —")
         console.print(f"  settings: {{host: {emulator.url}}}")
         console.print("  credentials: {access_token: env:HUBSPOT_TOKEN}")
-        console.print(f"and export HUBSPOT_TOKEN={token}.  Ctrl-C stops it.")
+        console.print(f"and export HUBSPOT_TOKEN={token}.  Ctrl-C (or SIGTERM) stops it.")
         try:
-            threading.Event().wait()
+            serve_until_stopped()
         except KeyboardInterrupt:
             console.print(f"stopped after {len(emulator.requests())} requests")
 
@@ -86,7 +106,7 @@ def emulate_salesforce(
     ] = None,
 ) -> None:
     """Serve Salesforce's REST subset over HTTPS (a throwaway self-signed certificate) on
-    127.0.0.1 until Ctrl-C."""
+    127.0.0.1 until Ctrl-C or SIGTERM."""
     from syncer.testing.salesforce_emulator import SalesforceEmulator
 
     emulator = SalesforceEmulator(port=port, session_id=session_id, daily_api_limit=daily_limit)
@@ -107,8 +127,8 @@ def emulate_salesforce(
             "allow_create_fields: true}"
         )
         say("  credentials: {session_id: env:SF_SESSION}")
-        say(f"and export SF_SESSION={session_id}.  Ctrl-C stops it.")
+        say(f"and export SF_SESSION={session_id}.  Ctrl-C (or SIGTERM) stops it.")
         try:
-            threading.Event().wait()
+            serve_until_stopped()
         except KeyboardInterrupt:
             say(f"stopped after {len(emulator.requests())} requests")

@@ -46,7 +46,8 @@ def open_sync(config: Path) -> Sync:
         raise ConfigError(
             Problem(
                 f"no configuration file at {config}",
-                hint=f"pass --config FILE or set {CONFIG_ENV}; syncer.example.yaml is a start",
+                hint=f"Pass --config FILE or set {CONFIG_ENV}; examples/syncer.yaml is a commented "
+                "example to copy",
             )
         )
     return Sync(load_config(config))
