@@ -18,6 +18,7 @@ import os
 import sys
 import traceback
 from collections.abc import Sequence
+from typing import TextIO
 
 from rich.console import Console
 from rich.text import Text
@@ -67,13 +68,26 @@ def configure_logging(debug: bool) -> None:
     logger = logging.getLogger("syncer")
     if any(getattr(h, "_syncer_cli", False) for h in logger.handlers):
         return
-    handler = logging.StreamHandler()  # sys.stderr when it logs, so a captured stderr sees it
+    handler = _StderrHandler()
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%H:%M:%S"))
     handler.setLevel(logging.DEBUG if debug else logging.WARNING)
     handler._syncer_cli = True  # type: ignore[attr-defined]  # marks ours, so main() is reentrant
     logger.addHandler(handler)
     if debug:
         logger.setLevel(logging.DEBUG)
+
+
+class _StderrHandler(logging.StreamHandler):
+    """Writes to ``sys.stderr`` as it is when a record is logged, not as it was at start-up (a
+    test's captured stderr, a redirected one)."""
+
+    @property
+    def stream(self) -> TextIO:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _value: object) -> None:
+        pass
 
 
 def report_failure(exc: BaseException, *, debug: bool, err: Console) -> int:
