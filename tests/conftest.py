@@ -108,6 +108,28 @@ def _postgres_base_url() -> str:
     pytest.skip(reason)
 
 
+CliResult = tuple[int, str, str]
+
+
+@pytest.fixture
+def cli(capsys: pytest.CaptureFixture[str]) -> Callable[..., CliResult]:
+    """Runs ``syncer ARGS`` through its real entry point (:func:`syncer.cli.main`, what the
+    console script calls) in this process: returns (exit status, stdout, stderr)."""
+    from syncer.cli import main
+
+    def invoke(*args: str) -> CliResult:
+        capsys.readouterr()
+        try:
+            main(list(args))
+            code = 0
+        except SystemExit as exc:
+            code = exc.code if isinstance(exc.code, int) else 1
+        out, err = capsys.readouterr()
+        return code, out, err
+
+    return invoke
+
+
 @pytest.fixture
 def sqlite_url(tmp_path: Path) -> str:
     return f"sqlite:///{tmp_path / 'syncer.db'}"

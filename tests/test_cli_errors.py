@@ -16,22 +16,11 @@ from pathlib import Path
 
 import pytest
 
-from syncer.cli import main
 from syncer.retry import RetryPolicy
 
 ROOT = Path(__file__).resolve().parents[1]
+Cli = Callable[..., tuple[int, str, str]]
 SYNCER = str(Path(sys.executable).with_name("syncer"))
-
-
-def _main(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
-    """``syncer ARGS`` in this process: (exit status, stdout, stderr)."""
-    try:
-        main(list(args))
-        code = 0
-    except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else 1
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def _lines(text: str) -> list[str]:
@@ -59,10 +48,8 @@ def _no_debug(monkeypatch: pytest.MonkeyPatch) -> None:
         (["status", "extra"], "unexpected extra argument"),
     ],
 )
-def test_a_usage_error_is_one_line_and_a_hint_exit_2(
-    capsys: pytest.CaptureFixture[str], args: list[str], says: str
-) -> None:
-    code, out, err = _main(capsys, *args)
+def test_a_usage_error_is_one_line_and_a_hint_exit_2(cli: Cli, args: list[str], says: str) -> None:
+    code, out, err = cli(*args)
     assert code == 2
     assert out == ""
     first, hint = _lines(err)
@@ -74,19 +61,19 @@ def test_a_usage_error_is_one_line_and_a_hint_exit_2(
 
 
 def test_the_usage_hint_names_the_command_whose_help_helps(
-    capsys: pytest.CaptureFixture[str],
+    cli: Cli,
 ) -> None:
-    assert _lines(_main(capsys, "bogus")[2])[1] == "hint: syncer --help lists the commands"
-    assert _lines(_main(capsys, "store", "stats", "-x")[2])[1] == (
+    assert _lines(cli("bogus")[2])[1] == "hint: syncer --help lists the commands"
+    assert _lines(cli("store", "stats", "-x")[2])[1] == (
         "hint: syncer store stats --help lists the options"
     )
 
 
 def test_a_missing_config_is_a_domain_error_naming_the_file_and_what_to_do(
-    capsys: pytest.CaptureFixture[str], tmp_path: Path
+    cli: Cli, tmp_path: Path
 ) -> None:
     missing = tmp_path / "nope.yaml"
-    code, _out, err = _main(capsys, "plan", "-c", str(missing), "-d", "crm")
+    code, _out, err = cli("plan", "-c", str(missing), "-d", "crm")
     assert code == 1
     [line] = _lines(err)
     assert line.startswith(f"error: no configuration file at {missing}")
@@ -95,12 +82,10 @@ def test_a_missing_config_is_a_domain_error_naming_the_file_and_what_to_do(
     assert (ROOT / "examples" / "syncer.yaml").is_file()  # the file the hint names exists
 
 
-def test_an_os_error_names_the_path_and_exits_1(
-    capsys: pytest.CaptureFixture[str], tmp_path: Path
-) -> None:
+def test_an_os_error_names_the_path_and_exits_1(cli: Cli, tmp_path: Path) -> None:
     a_file = tmp_path / "file.txt"
     a_file.write_text("not a directory")
-    code, _, err = _main(capsys, "demo", "--no-prefect", "--dir", str(a_file / "demo"))
+    code, _, err = cli("demo", "--no-prefect", "--dir", str(a_file / "demo"))
     assert code == 1
     first, hint = _lines(err)
     assert first.startswith("error: ")
@@ -110,7 +95,7 @@ def test_an_os_error_names_the_path_and_exits_1(
 
 
 def test_a_bug_is_reported_as_one_and_debug_shows_its_traceback(
-    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, memory_config: Path
+    cli: Cli, monkeypatch: pytest.MonkeyPatch, memory_config: Path
 ) -> None:
     from syncer.cli import sync_cmds
 
@@ -118,7 +103,7 @@ def test_a_bug_is_reported_as_one_and_debug_shows_its_traceback(
         raise RuntimeError("an invariant broke")
 
     monkeypatch.setattr(sync_cmds, "open_sync", broken)
-    code, _, err = _main(capsys, "status", "-c", str(memory_config))
+    code, _, err = cli("status", "-c", str(memory_config))
     assert code == 1
     first, hint = _lines(err)
     assert first == "internal error: RuntimeError: an invariant broke"
@@ -126,20 +111,20 @@ def test_a_bug_is_reported_as_one_and_debug_shows_its_traceback(
     assert "SYNCER_DEBUG=1" in hint
     assert "Traceback" not in err
 
-    code, _, err = _main(capsys, "status", "-c", str(memory_config), "--debug")
+    code, _, err = cli("status", "-c", str(memory_config), "--debug")
     assert code == 1
     assert "Traceback (most recent call last)" in err
     assert 'raise RuntimeError("an invariant broke")' in err
 
     monkeypatch.setenv("SYNCER_DEBUG", "1")
-    code, _, err = _main(capsys, "status", "-c", str(memory_config))
+    code, _, err = cli("status", "-c", str(memory_config))
     assert "Traceback (most recent call last)" in err
 
 
 def test_debug_on_a_domain_error_adds_the_traceback_to_the_same_message(
-    capsys: pytest.CaptureFixture[str], tmp_path: Path
+    cli: Cli, tmp_path: Path
 ) -> None:
-    code, _, err = _main(capsys, "--debug", "plan", "-c", str(tmp_path / "x.yaml"), "-d", "crm")
+    code, _, err = cli("--debug", "plan", "-c", str(tmp_path / "x.yaml"), "-d", "crm")
     assert code == 1
     assert "Traceback (most recent call last)" in err
     assert err.rstrip().splitlines()[-1].startswith("error: no configuration file")
@@ -206,14 +191,14 @@ def test_with_the_destination_down_the_first_retry_is_on_stderr_within_5_s(
 
 
 def test_with_the_destination_down_the_final_error_is_one_clear_message(
-    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, down_config: Path
+    cli: Cli, monkeypatch: pytest.MonkeyPatch, down_config: Path
 ) -> None:
     # The default policy keeps trying for about 40 s: two quick attempts show the same ending.
     defaults = RetryPolicy.__init__.__defaults__
     assert defaults is not None
     monkeypatch.setattr(RetryPolicy.__init__, "__defaults__", (2, 0.01, 0.01, None, *defaults[4:]))
     monkeypatch.setenv("DOWN_TOKEN", "t")
-    code, _, err = _main(capsys, "run", "-c", str(down_config), "-d", "hubspot")
+    code, _, err = cli("run", "-c", str(down_config), "-d", "hubspot")
     assert code == 1
     assert "attempt 1 of 2 failed" in err
     [final] = [line for line in _lines(err) if line.startswith("error: ")]

@@ -1,5 +1,6 @@
-"""``syncer plan`` as a user reads it: counts, then per-field before → after with the rule or
-template behind each value; ``--json`` carries the same; ``--explain KEY`` shows one record."""
+"""``syncer plan`` as a user reads it: counts and one line per changed record, fitting the
+terminal; ``--verbose`` per-field before → after with the rule or template behind each value;
+``--json`` carries the same; ``--explain KEY`` shows one record."""
 
 from __future__ import annotations
 
@@ -37,8 +38,43 @@ def _plan(config: Path, *args: str) -> str:
     return result.output
 
 
-def test_plan_shows_counts_and_before_after_with_the_template(applied: Path) -> None:
+def test_plan_shows_counts_and_one_line_per_changed_record(applied: Path) -> None:
     out = _plan(applied)
+    lines = out.splitlines()
+    changed = [line for line in lines if line.startswith("update ")]
+    # Ada renamed; Grace out of ACME: her contact and ACME's company (its member lists) change.
+    assert sorted(line.split()[1:3][1] for line in changed) == ["ACME", "u01", "u02"]
+    [ada] = [line for line in changed if " u01 " in line]
+    assert ada.split()[:2] == ["update", "contacts"]
+    assert "firstname Ada → Adaline" in ada
+    assert len(lines) < 15  # the counts, three records, a hint: not a table per field
+    assert "--verbose" in lines[-1]
+
+
+def test_plan_lines_fit_the_terminal_whatever_its_width(
+    applied: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    wide = _plan(applied).splitlines()
+    assert max(map(len, wide)) > 80  # a wide terminal is used, not cut at 80
+    monkeypatch.setattr(console, "width", 80)
+    narrow = _plan(applied).splitlines()
+    assert len(narrow) == len(wide)  # cut, never wrapped onto a second line
+    assert max(map(len, narrow)) <= 80
+    assert any(line.endswith("…") for line in narrow)
+
+
+def test_plan_on_a_first_run_prints_a_line_per_record_not_a_table_per_field(
+    memory_config: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(console, "width", 120)
+    lines = _plan(memory_config).splitlines()
+    creates = [line for line in lines if line.startswith("create ")]
+    assert len(creates) == 25  # examples/: 11 accounts, 14 users
+    assert len(lines) <= 25 + 8
+
+
+def test_plan_verbose_shows_before_after_with_the_template(applied: Path) -> None:
+    out = _plan(applied, "--verbose")
     assert "unchanged" in out
     [ada] = [line for line in out.splitlines() if line.strip().startswith("firstname")]
     assert ada.split()[:3] == ["firstname", "Ada", "Adaline"]

@@ -12,6 +12,7 @@ from syncer.cli.failure import configure_logging, debug_requested, main_args, re
 from syncer.cli import store_cmds  # noqa: F401  isort: skip
 from syncer.cli import connectors_cmds  # noqa: F401  isort: skip
 from syncer.cli import sync_cmds  # noqa: F401  isort: skip
+from syncer.cli import plan_cmds  # noqa: F401  isort: skip
 from syncer.cli import demo_cmds  # noqa: F401  isort: skip
 from syncer.cli import filter_cmds  # noqa: F401  isort: skip
 from syncer.cli import emulate_cmds  # noqa: F401  isort: skip

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Annotated
 
 import typer
@@ -29,6 +30,15 @@ StoreOption = Annotated[
         show_default=False,
     ),
 ]
+
+JsonOption = Annotated[
+    bool, typer.Option("--json", help="Machine-readable output (keys: docs/cli.md).")
+]
+
+
+def print_json(data: object) -> None:
+    """``data`` as one JSON document on stdout, nothing else (no colour, no wrapping)."""
+    console.file.write(json.dumps(data, indent=2, ensure_ascii=False) + "\n")
 
 
 def _version(value: bool) -> None:

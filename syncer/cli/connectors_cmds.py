@@ -8,7 +8,7 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
-from syncer.cli.app import app, console
+from syncer.cli.app import JsonOption, app, console, print_json
 
 
 @app.command("connectors")
@@ -17,11 +17,31 @@ def connectors(
         bool,
         typer.Option("--check", help="Exit with status 1 if any connector fails to load."),
     ] = False,
+    as_json: JsonOption = False,
 ) -> None:
     """List installed connectors: name, entry point, package and status."""
     from syncer.connectors.registry import GROUP, discover
 
     found = discover()
+    failed = any(info.cls is None for info in found)
+    if as_json:
+        print_json(
+            {
+                "connectors": [
+                    {
+                        "name": info.name,
+                        "entry_point": info.entry_point,
+                        "package": info.distribution,
+                        "status": "ok" if info.cls is not None else "error",
+                        "error": None if info.cls is not None else (info.error or "failed"),
+                    }
+                    for info in found
+                ]
+            }
+        )
+        if check and (failed or not found):
+            raise typer.Exit(1)
+        return
     if not found:
         console.print(f"No connector is installed (entry point group {GROUP!r}).")
         raise typer.Exit(1 if check else 0)
@@ -39,5 +59,5 @@ def connectors(
                 Text.assemble((f"{info.name}: ", "bold red"), info.error or "failed to load"),
                 highlight=False,
             )
-    if check and any(info.cls is None for info in found):
+    if check and failed:
         raise typer.Exit(1)

@@ -18,11 +18,12 @@ from rich.table import Table
 from rich.text import Text
 from sqlalchemy.engine import Engine
 
-from syncer.cli.app import StoreOption, app, console
+from syncer.cli.app import JsonOption, StoreOption, app, console, print_json
 from syncer.config import PoliciesConfig, load_config
 from syncer.db import DEFAULT_STORE_URL, STATE_URL_ENV
 from syncer.engine import Sync
 from syncer.errors import BadInputError, Problem
+from syncer.model import ResolvedMembership
 from syncer.policies import PolicySettings
 from syncer.policies.hierarchy import Hierarchy
 from syncer.policies.resolve import Resolver
@@ -86,6 +87,7 @@ def explain_user(
     store: StoreOption = DEFAULT_STORE_URL,
     state: StateOption = None,
     config: ConfigFile = None,
+    as_json: JsonOption = False,
 ) -> None:
     """A user's memberships, marks and the rule behind their stage and primary account."""
     with _resolver(store, state, config) as (resolver, marks, engine):
@@ -98,15 +100,6 @@ def explain_user(
         resolved, changed = resolver.resolve_user(item, previous.values())
     u = resolved.user
     name = " ".join(p for p in (u.first_name, u.last_name) if p) or u.email or u.user_id
-    console.print(Text.assemble((f"{name} ({u.user_id})", "bold"), f"  lead stage {u.lead_stage}"))
-    table = Table(box=box.SIMPLE_HEAD)
-    for col in ("account", "name", "stage in store", "mark (earlier runs)", "mark now", "state"):
-        table.add_column(col)
-    for m in resolved.memberships:
-        before = previous.get(("membership", m.account_id))
-        was = "—" if before is None else ("churned" if before.churned else str(before.stage))
-        state_text = "churned" if m.churned else ("primary" if m.primary else "active")
-        table.add_row(m.account_id, m.account_name or "", m.stage, was, m.mark or "—", state_text)
     gone = [
         mark
         for (subject, aid), mark in previous.items()
@@ -114,6 +107,61 @@ def explain_user(
         and not mark.churned
         and aid not in {m.account_id for m in resolved.memberships}
     ]
+
+    def was(account_id: str) -> str | None:
+        before = previous.get(("membership", account_id))
+        return None if before is None else ("churned" if before.churned else str(before.stage))
+
+    if as_json:
+        print_json(
+            {
+                "user_id": u.user_id,
+                "name": name,
+                "email": u.email,
+                "lead_stage": u.lead_stage,
+                "stage": resolved.stage,
+                "rule": resolved.rule,
+                "primary_account_id": resolved.primary_account_id,
+                "primary_rule": resolved.primary_rule,
+                "memberships": [
+                    {
+                        "account_id": m.account_id,
+                        "account_name": m.account_name,
+                        "stage": m.stage,
+                        "mark_before": was(m.account_id),
+                        "mark_now": m.mark,
+                        "state": _membership_state(m),
+                    }
+                    for m in resolved.memberships
+                ]
+                + [
+                    {
+                        "account_id": mark.account_id,
+                        "account_name": None,
+                        "stage": None,
+                        "mark_before": str(mark.stage),
+                        "mark_now": None,
+                        "state": "left",
+                    }
+                    for mark in gone
+                ],
+                "marks_changing": len(changed),
+            }
+        )
+        return
+    console.print(Text.assemble((f"{name} ({u.user_id})", "bold"), f"  lead stage {u.lead_stage}"))
+    table = Table(box=box.SIMPLE_HEAD)
+    for col in ("account", "name", "stage in store", "mark (earlier runs)", "mark now", "state"):
+        table.add_column(col)
+    for m in resolved.memberships:
+        table.add_row(
+            m.account_id,
+            m.account_name or "",
+            m.stage,
+            was(m.account_id) or "—",
+            m.mark or "—",
+            _membership_state(m),
+        )
     for mark in gone:
         table.add_row(mark.account_id, "", "(not in store)", str(mark.stage), "—", "left: churn")
     console.print(table)
@@ -139,6 +187,7 @@ def explain_account(
     store: StoreOption = DEFAULT_STORE_URL,
     state: StateOption = None,
     config: ConfigFile = None,
+    as_json: JsonOption = False,
 ) -> None:
     """An account's own stage, its active members, hierarchy and roll-ups."""
     with _resolver(store, state, config) as (resolver, marks, engine):
@@ -151,6 +200,29 @@ def explain_account(
             )
         resolved, _ = resolver.resolve_account(item, marks.get_account_marks(account_id))
     a = resolved.account
+    if as_json:
+        print_json(
+            {
+                "account_id": a.account_id,
+                "name": a.name,
+                "stage": resolved.stage,
+                "rule": resolved.rule,
+                "ancestors": list(resolved.ancestors),
+                "children": list(resolved.children),
+                "rollups": dict(sorted(resolved.rollups.items())),
+                "members": [
+                    {
+                        "user_id": m.user_id,
+                        "email": m.email,
+                        "role": m.role,
+                        "stage": m.stage,
+                        "mark": m.mark,
+                    }
+                    for m in resolved.members
+                ],
+            }
+        )
+        return
     console.print(Text.assemble((f"{a.name or a.account_id} ({a.account_id})", "bold")))
     console.print(Text.assemble(("stage ", "bold"), resolved.stage, "  — ", resolved.rule))
     if resolved.ancestors:
@@ -168,3 +240,8 @@ def explain_account(
     for m in resolved.members:
         table.add_row(m.user_id, m.email or "", m.role or "", m.stage, m.mark or "—")
     console.print(table)
+
+
+def _membership_state(m: ResolvedMembership) -> str:
+    """``churned``, ``primary`` or ``active``: how explain names a membership's state."""
+    return "churned" if m.churned else ("primary" if m.primary else "active")

@@ -23,7 +23,7 @@ from rich.table import Table
 from rich.text import Text
 from sqlalchemy.exc import OperationalError
 
-from syncer.cli.app import StoreOption, app, console
+from syncer.cli.app import JsonOption, StoreOption, app, console, print_json
 from syncer.config import load_config
 from syncer.db import DEFAULT_STORE_URL, STATE_URL_ENV, STORE_URL_ENV
 from syncer.errors import BadInputError, ConfigError, Problem
@@ -151,13 +151,16 @@ def load(
 
 
 @store_app.command("stats")
-def stats(store: StoreOption = DEFAULT_STORE_URL) -> None:
+def stats(store: StoreOption = DEFAULT_STORE_URL, as_json: JsonOption = False) -> None:
     """Row counts and shape of the store."""
     engine = open_store(store)
     try:
         figures = store_stats(engine)
     finally:
         engine.dispose()
+    if as_json:
+        print_json({"store": display_url(store), "figures": dict(figures)})
+        return
     table = Table(title=f"store {display_url(store)}", title_justify="left")
     table.add_column("figure")
     table.add_column("value", justify="right")

@@ -1,10 +1,11 @@
-"""Sync commands: ``syncer plan``, ``run``, ``status``, ``errors``, ``retry``."""
+"""Sync commands: ``syncer run``, ``status``, ``errors``, ``retry`` (``plan`` is in plan_cmds).
+
+Each of ``run``, ``status`` and ``errors`` takes ``--json``: one JSON document on stdout, with the
+keys docs/cli.md lists (stable: a key is added, never renamed or removed)."""
 
 from __future__ import annotations
 
-import json
 import time
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -14,14 +15,13 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 from rich.text import Text
 
-from syncer.cli.app import app, console
+from syncer.cli.app import JsonOption, app, console, print_json
 from syncer.config import load_config
-from syncer.engine import ApplyStats, ObjectReport, PlanReport, RunReport, Sync
+from syncer.engine import ApplyStats, ObjectReport, RunReport, Sync
 from syncer.errors import ConfigError, Problem
-from syncer.fields import FieldType, companion_names
-from syncer.mapping import MappingFile
-from syncer.plan import ACTIONS, Change
 from syncer.state import FailureLog, RunLog
+from syncer.state.failures import Failure
+from syncer.state.runs import RunInfo
 
 CONFIG_ENV = "SYNCER_CONFIG"
 
@@ -53,140 +53,6 @@ def open_sync(config: Path) -> Sync:
     return Sync(load_config(config))
 
 
-# --- plan ---------------------------------------------------------------------------------------
-
-
-@app.command()
-def plan(
-    destination: DestinationOption,
-    config: ConfigOption = Path("syncer.yaml"),
-    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
-    explain: Annotated[
-        str | None, typer.Option("--explain", metavar="KEY", help="Show one record in full.")
-    ] = None,
-    samples: Annotated[int, typer.Option(help="Sample changes shown per object.")] = 5,
-    workers: Annotated[
-        int,
-        typer.Option(
-            min=1,
-            help="Processes to plan in, one key range each (pays off on large stores).",
-        ),
-    ] = 1,
-) -> None:
-    """Dry run: what a sync would send, per object — nothing is written anywhere."""
-    with open_sync(config) as sync:
-        report = sync.plan(
-            destination,
-            samples=samples,
-            keys=[explain] if explain else None,
-            workers=workers,
-        )
-        mapping = sync.destination(destination).mapping
-    rules = field_rules(mapping)
-    if as_json:
-        console.print_json(json.dumps(plan_json(report, rules)))
-        return
-    _print_counts(report)
-    for obj in report.objects:
-        for change in obj.samples:
-            _print_change(change, rules, full=explain is not None)
-    if explain and not any(o.samples for o in report.objects):
-        console.print(f"no record with key {explain!r} in the source or the sync state")
-
-
-def field_rules(mapping: MappingFile) -> dict[tuple[str, str], str]:
-    """(object, field) → what fills that field: ``file:line template`` for a mapped field, and
-    a sentence for the product id and the token companions."""
-    rules: dict[tuple[str, str], str] = {}
-    for obj in mapping.objects:
-        id_name = "user_id" if obj.source == "users" else "account_id"
-        rules[(obj.name, obj.key_field)] = f"the product's {id_name} (the object's key)"
-        for f in obj.fields:
-            rules[(obj.name, f.spec.name)] = f"{mapping.path.name}:{f.line} {f.template}"
-            if f.spec.type is FieldType.TOKENS and f.spec.companions:
-                count, truncated = companion_names(f.spec.name, f.spec.suffix)
-                rules[(obj.name, count)] = f"how many tokens {f.spec.name} has, dropped ones too"
-                limit = f"{f.spec.max_length} characters" if f.spec.max_length else "its limit"
-                rules[(obj.name, truncated)] = (
-                    f"true when tokens of {f.spec.name} were dropped to fit {limit}"
-                )
-    return rules
-
-
-def plan_json(
-    report: PlanReport, rules: Mapping[tuple[str, str], str] | None = None
-) -> dict[str, Any]:
-    """The plan as JSON-ready data (``syncer plan --json``); with ``rules`` (see
-    :func:`field_rules`) each object lists what fills each of its fields."""
-    known = rules or {}
-    return {
-        "destination": report.destination,
-        "totals": report.totals(),
-        "objects": [
-            {
-                "object": o.object,
-                "counts": o.counts.as_dict(),
-                "samples": [_change_json(c) for c in o.samples],
-                "rules": {f: rule for (obj, f), rule in known.items() if obj == o.object},
-            }
-            for o in report.objects
-        ],
-    }
-
-
-def _change_json(change: Change) -> dict[str, Any]:
-    return {
-        "key": change.key,
-        "action": change.action,
-        "changes": dict(change.changes),
-        "before": dict(change.before) if change.before is not None else None,
-        "payload": dict(change.payload),
-        "reason": change.reason,
-        "field": change.field,
-    }
-
-
-def _print_counts(report: PlanReport) -> None:
-    table = Table(title=f"plan for {report.destination}", box=box.SIMPLE_HEAD)
-    table.add_column("object")
-    for action in ACTIONS:
-        table.add_column(action, justify="right")
-    for obj in report.objects:
-        table.add_row(obj.object, *(str(v) for v in obj.counts.as_dict().values()))
-    console.print(table)
-
-
-def _print_change(change: Change, rules: Mapping[tuple[str, str], str], *, full: bool) -> None:
-    title = f"{change.object} {change.key}: {change.action}"
-    if change.reason:
-        title += f" — {change.reason}"
-    fields = list(change.payload if full else change.changes)
-    table = Table(title=title, box=box.SIMPLE, title_justify="left", show_edge=False)
-    # Field names are never cut: two companions differ only at their end.
-    table.add_column("field", no_wrap=True, min_width=max(map(len, fields), default=5))
-    table.add_column("before", overflow="fold")
-    table.add_column("→ after", overflow="fold")
-    table.add_column("from", style="dim", overflow="fold")
-    before = change.before or {}
-    for name in fields:
-        old, new = before.get(name), change.payload.get(name)
-        mark = "" if old != new else " (same)"
-        table.add_row(
-            name,
-            Text(_show(old)),
-            Text(_show(new) + mark),
-            Text(rules.get((change.object, name), "not in the mapping")),
-        )
-    console.print(table)
-
-
-def _show(value: object) -> str:
-    if value is None:
-        return "∅"
-    text = str(value)
-    return text if len(text) <= 60 else text[:57] + "…"
-
-
 # --- run ----------------------------------------------------------------------------------------
 
 
@@ -197,8 +63,11 @@ def run(
     wait: Annotated[
         float, typer.Option(help="Seconds to wait for another run's lease to end.")
     ] = 0.0,
+    as_json: JsonOption = False,
 ) -> None:
-    """Sync one destination: send what changed, record what the destination acknowledged."""
+    """Sync one destination: send what changed, record what the destination acknowledged.
+
+    Exits 1 when the run did not succeed (its report says why)."""
     with open_sync(config) as sync:
         started = time.monotonic()
         with Progress(
@@ -208,7 +77,7 @@ def run(
             TimeElapsedColumn(),
             console=console,
             transient=True,
-            disable=not console.is_terminal,
+            disable=as_json or not console.is_terminal,
         ) as bar:
             tasks: dict[str, Any] = {}
 
@@ -223,9 +92,36 @@ def run(
                 bar.update(tasks[obj], stats=text)
 
             report = sync.run(destination, progress=progress, lease_wait=wait)
-        print_run(report, time.monotonic() - started)
+        elapsed = time.monotonic() - started
+    if as_json:
+        print_json(run_json(report, elapsed))
+    else:
+        print_run(report, elapsed)
     if report.status != "succeeded":
         raise typer.Exit(1)
+
+
+def run_json(report: RunReport, elapsed: float | None = None) -> dict[str, Any]:
+    """``syncer run --json``: the run's report from :class:`RunReport`'s public fields."""
+    return {
+        "run_id": report.run_id,
+        "destination": report.destination,
+        "status": report.status,
+        "message": report.message,
+        "elapsed": round(report.elapsed if elapsed is None else elapsed, 3),
+        "objects": [
+            {
+                "object": o.object,
+                "counts": o.counts.as_dict(),
+                "sent": o.sent,
+                "refused": o.refused,
+                "requests": o.requests,
+                "retries": o.retries,
+                "errors": [{"key": key, "reason": reason} for key, reason in o.errors],
+            }
+            for o in report.objects
+        ],
+    }
 
 
 _SHORT = {
@@ -262,13 +158,15 @@ def print_run(report: RunReport, elapsed: float) -> None:
             str(obj.retries),
         )
     console.print(table)
-    if report.links is not None:
-        links = report.links
+    links = getattr(report, "links", None)
+    if links is not None:
         console.print(
             f"associations: {links.created} created, {links.removed} removed, "
             f"{links.failed} failed, {links.waiting} waiting for a remote id"
         )
     _print_errors(report.objects)
+    if report.message and report.status != "succeeded":
+        console.print(Text(report.message, style="red"))
     console.print(f"{elapsed:.1f} s")
 
 
@@ -287,30 +185,51 @@ def status(
     destination: Annotated[
         str | None, typer.Option("--destination", "-d", help="Only this destination.")
     ] = None,
-    last: Annotated[int, typer.Option(help="How many recent runs to show.")] = 10,
+    last: Annotated[int, typer.Option(min=1, help="How many recent runs to show.")] = 10,
+    as_json: JsonOption = False,
 ) -> None:
     """Recent runs with their status and counts."""
     with open_sync(config) as sync:
         runs = RunLog(sync.state).last_runs(destination, limit=last)
+    if as_json:
+        print_json({"runs": [_run_info_json(info) for info in runs]})
+        return
     table = Table(box=box.SIMPLE_HEAD)
     for col in ("run", "destination", "status", "started", "seconds", "counts"):
         table.add_column(col)
     for info in runs:
         counts = ", ".join(f"{k} {v}" for k, v in info.counts.items() if v)
-        seconds = (
-            f"{(info.finished_at - info.started_at).total_seconds():.1f}"
-            if info.finished_at
-            else ""
-        )
+        seconds = _seconds(info)
         table.add_row(
             info.run_id[:8],
             info.destination,
             info.display_status,
             info.started_at.strftime("%Y-%m-%d %H:%M:%S"),
-            seconds,
+            "" if seconds is None else f"{seconds:.1f}",
             counts,
         )
     console.print(table if runs else "no runs yet")
+
+
+def _seconds(info: RunInfo) -> float | None:
+    if info.finished_at is None:
+        return None
+    return (info.finished_at - info.started_at).total_seconds()
+
+
+def _run_info_json(info: RunInfo) -> dict[str, Any]:
+    seconds = _seconds(info)
+    return {
+        "run_id": info.run_id,
+        "destination": info.destination,
+        "status": info.display_status,
+        "dry_run": info.dry_run,
+        "started_at": info.started_at.isoformat(),
+        "finished_at": info.finished_at.isoformat() if info.finished_at else None,
+        "seconds": None if seconds is None else round(seconds, 3),
+        "counts": dict(info.counts),
+        "message": info.message,
+    }
 
 
 @app.command()
@@ -322,12 +241,16 @@ def errors(
     set_aside: Annotated[
         bool, typer.Option("--set-aside", help="Only records set aside (dead-letter list).")
     ] = False,
+    as_json: JsonOption = False,
 ) -> None:
     """Records the destination refused: reason, attempts, set aside or retried next run."""
     with open_sync(config) as sync:
         failures = list(FailureLog(sync.state).iter_failures(destination))
     if set_aside:
         failures = [f for f in failures if f.set_aside]
+    if as_json:
+        print_json({"errors": [_failure_json(f) for f in failures]})
+        return
     table = Table(box=box.SIMPLE_HEAD)
     for col in ("destination", "object", "key", "attempts", "state", "field", "reason"):
         table.add_column(col)
@@ -342,6 +265,21 @@ def errors(
             Text(f.reason),
         )
     console.print(table if failures else "no rejected records")
+
+
+def _failure_json(f: Failure) -> dict[str, Any]:
+    return {
+        "destination": f.destination,
+        "object": f.object,
+        "key": f.key,
+        "reason": f.reason,
+        "field": f.field,
+        "attempts": f.attempts,
+        "set_aside": f.set_aside,
+        "first_seen": f.first_seen.isoformat(),
+        "last_seen": f.last_seen.isoformat(),
+        "run_id": f.run_id,
+    }
 
 
 @app.command()
