@@ -4,6 +4,7 @@ emulate, demo."""
 from __future__ import annotations
 
 import json
+import os
 import re
 import signal
 import subprocess
@@ -186,3 +187,56 @@ def test_plan_in_worker_processes_prints_the_same_plan(config: Path) -> None:
     result = runner.invoke(app, ["plan", "-c", str(config), "-d", "crm", "--workers", "0"])
     assert result.exit_code != 0
     assert "--workers" in result.output
+
+
+def test_demo_without_prefect_installed_names_the_extra(tmp_path: Path) -> None:
+    # The core install has no Prefect: `import prefect` fails as it would there.
+    script = (
+        "import sys; sys.modules['prefect'] = None\n"
+        "from syncer.cli import main\n"
+        f"main(['demo', '--dir', {str(tmp_path / 'demo')!r}])\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], check=False, capture_output=True, text=True
+    )
+    assert done.returncode == 1
+    assert "Prefect, which is not installed" in done.stderr
+    assert "pip install 'syncer[prefect]'" in done.stderr
+    assert "syncer demo --no-prefect" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+@pytest.mark.slow
+def test_demo_runs_whatever_the_prefect_profile_says(tmp_path: Path) -> None:
+    """A profile left pointing at a Prefect server that is not running (README's old advice,
+    `prefect config set PREFECT_API_URL=...`) does not stop the demo: it runs its own API."""
+    home = tmp_path / "prefect-home"
+    env = {**os.environ, "PREFECT_HOME": str(home)}
+    env.pop("PREFECT_API_URL", None)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "prefect",
+            "config",
+            "set",
+            "PREFECT_API_URL=http://127.0.0.1:9/api",
+        ],
+        env=env,
+        check=True,
+        capture_output=True,
+    )
+    profiles = (home / "profiles.toml").read_text()
+    assert "127.0.0.1:9" in profiles
+    done = subprocess.run(
+        [str(Path(sys.executable).with_name("syncer")), "demo", "--dir", str(tmp_path / "demo")],
+        env={**env, "PREFECT_API_URL": "http://127.0.0.1:9/api"},
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "with nothing changed 0" in done.stdout
+    assert "Traceback" not in done.stdout + done.stderr
+    assert (home / "profiles.toml").read_text() == profiles  # the user's profile is untouched

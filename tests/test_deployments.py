@@ -53,10 +53,19 @@ def test_serve_builds_one_deployment_per_scheduled_destination(config: Path) -> 
     assert schedule.schedule.timezone == "Europe/Berlin"
 
 
-def test_prefect_yaml_names_real_flows_with_schedules_and_limits() -> None:
+def test_a_hubspot_only_config_makes_no_salesforce_deployment() -> None:
+    from flows.serve import deployments
+
+    # examples/syncer.yaml, the config README's `python -m flows.serve` names: HubSpot only.
+    config = ROOT / "examples" / "syncer.yaml"
+    assert [d.name for d in deployments(config)] == ["sync-hubspot"]
+
+
+def test_prefect_yaml_names_real_flows_and_no_destination_of_its_own() -> None:
     doc = yaml.safe_load((ROOT / "prefect.yaml").read_text(encoding="utf-8"))
     import flows.sync
 
+    assert doc["deployments"]
     for dep in doc["deployments"]:
         path, name = dep["entrypoint"].split(":")
         assert (ROOT / path).is_file()
@@ -64,6 +73,21 @@ def test_prefect_yaml_names_real_flows_with_schedules_and_limits() -> None:
         assert dep["concurrency_limit"] == 1
         assert dep["schedules"][0]["cron"]
         assert dep["schedules"][0]["timezone"]
+        # Destinations come from the user's config, never from this file: `prefect deploy
+        # --all` must not create a deployment for a destination the config does not have.
+        assert "destination" not in dep["parameters"]
+        assert dep["parameters"]["config"] == "{{ $SYNCER_CONFIG }}"
+
+
+def test_serve_without_a_config_file_says_so_in_one_line(tmp_path: Path) -> None:
+    from flows.serve import main
+
+    with pytest.raises(SystemExit) as stopped:
+        main(["--config", str(tmp_path / "syncer.yaml")])
+    message = str(stopped.value.code)
+    assert message.startswith(f"error: no configuration file at {tmp_path / 'syncer.yaml'}")
+    assert "examples/syncer.yaml" in message
+    assert (ROOT / "examples" / "syncer.yaml").is_file()
 
 
 @pytest.fixture
@@ -155,3 +179,33 @@ def test_a_scheduled_deployment_runs_the_sync_flow(
     assert "sync-crm" in names
     assert run is not None, "no scheduled run finished within 90 s"
     assert run.state_type.value == "COMPLETED", run.state
+
+
+@pytest.mark.slow
+def test_serve_pool_registers_only_the_configs_deployments(prefect_api: str, config: Path) -> None:
+    from prefect import get_client
+    from prefect.client.schemas.actions import WorkPoolCreate
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    from flows.serve import main
+
+    async def pool() -> None:
+        async with get_client() as client:
+            await client.create_work_pool(WorkPoolCreate(name="syncer", type="process"))
+
+    async def registered() -> list[Any]:
+        async with get_client() as client:
+            return list(await client.read_deployments())
+
+    with temporary_settings(updates={PREFECT_API_URL: prefect_api}):
+        asyncio.run(pool())
+        main(["--config", str(config), "--pool", "syncer"])
+        [dep] = asyncio.run(registered())
+    # `crm` has a schedule, `other` has none: one deployment, on the pool, with its schedule.
+    assert dep.name == "sync-crm"
+    assert dep.work_pool_name == "syncer"
+    assert dep.parameters == {"config": str(config.resolve()), "destination": "crm"}
+    assert dep.global_concurrency_limit is not None
+    assert dep.global_concurrency_limit.limit == 1
+    [schedule] = dep.schedules
+    assert schedule.schedule.cron == "*/15 * * * *"

@@ -5,7 +5,8 @@ through the Prefect flow (or the engine directly with ``--no-prefect``), shows t
 with their flattened fields, then changes the store — one membership rises to PRO, another
 churns — and syncs again to show the stage policy at work and that only the changed records
 were sent (with the run's report as the flow published it), then once more to show that
-nothing is sent when nothing changed. It sets the Prefect settings an offline machine needs.
+nothing is sent when nothing changed. It sets the Prefect settings an offline machine needs, and
+runs against an ephemeral Prefect API of its own whatever the user's Prefect profile says.
 """
 
 from __future__ import annotations
@@ -37,6 +38,19 @@ _PREFECT_OFFLINE = {
     "DO_NOT_TRACK": "1",
     "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "120",
 }
+# The demo's own API, whatever the user's Prefect profile says: a profile left by
+# `prefect config set PREFECT_API_URL=...` pointing at a server that is not running failed the
+# demo with a long traceback. An empty PREFECT_API_URL does not undo it (Prefect then sends its
+# events to the URL ""): the API URL must be unset, so the demo runs under a profile file of its
+# own, in which nothing but the ephemeral server is set, and drops the variables that would
+# override it.
+_PREFECT_PROFILE = """# Written by `syncer demo`: its Prefect runs use an API of their own.
+active = "syncer-demo"
+
+[profiles.syncer-demo]
+PREFECT_SERVER_EPHEMERAL_ENABLED = "true"
+"""
+_PREFECT_OVERRIDES = ("PREFECT_API_URL", "PREFECT_API_KEY", "PREFECT_PROFILE")
 _SHOWN = {
     "contacts": (
         "syncer_user_id",
@@ -108,6 +122,8 @@ def demo(
         shutil.rmtree(workdir)
     workdir.mkdir(parents=True)
     workdir = workdir.resolve()
+    if prefect:
+        prepare_prefect(workdir)
     store = init_store(f"sqlite:///{workdir / 'demo.db'}")
     load_paths(store, [root / "examples"])
     store.dispose()
@@ -121,7 +137,7 @@ def demo(
 
         console.print(
             "[bold]3.[/] first sync"
-            + (" (an ephemeral Prefect server starts first: ~20 s)" if prefect else "")
+            + (" (the demo's own ephemeral Prefect server starts first: ~20 s)" if prefect else "")
         )
         writes_before = len(hubspot.write_requests())
         sync(config, False)
@@ -152,6 +168,38 @@ def demo(
     )
 
 
+def prepare_prefect(workdir: Path) -> None:
+    """Set what the demo's Prefect runs need, then import Prefect — or fail naming the extra to
+    install when it is missing (the core install has no Prefect).
+
+    Prefect reads its settings once, when it is imported: the environment must be set first. A
+    fresh machine has no network and no Prefect settings, so the offline ones are defaults (an
+    explicit setting of the user's wins); the API is the demo's own, always (nothing of the
+    user's wins: the demo must not depend on their server, running or not). The user's profile
+    file is left untouched.
+    """
+    for name, value in _PREFECT_OFFLINE.items():
+        os.environ.setdefault(name, value)
+    profiles = workdir / "prefect-profiles.toml"
+    profiles.write_text(_PREFECT_PROFILE, encoding="utf-8")
+    for name in _PREFECT_OVERRIDES:
+        os.environ.pop(name, None)
+    os.environ["PREFECT_PROFILES_PATH"] = str(profiles)
+    os.environ["PREFECT_SERVER_EPHEMERAL_ENABLED"] = "true"
+    try:
+        import prefect  # noqa: F401
+    except ModuleNotFoundError as exc:
+        if (exc.name or "").split(".")[0] not in ("prefect", "fastapi"):
+            raise
+        raise ConfigError(
+            Problem(
+                f"syncer demo runs through Prefect, which is not installed ({exc.name} is missing)",
+                hint="pip install 'syncer[prefect]' adds it; or run the demo without Prefect: "
+                "syncer demo --no-prefect",
+            )
+        ) from None
+
+
 def _runner(prefect: bool) -> Callable[[Path, bool], None]:
     """How the demo syncs: ``run(config, full_report)`` prints the run's report."""
     from syncer.cli.sync_cmds import open_sync, print_run
@@ -165,11 +213,8 @@ def _runner(prefect: bool) -> Callable[[Path, bool], None]:
 
         return run_engine
 
-    # The CLI sits on top of the flows layer; syncer's engine never imports Prefect. A fresh
-    # machine has no network and no Prefect settings: say what a local run needs before Prefect
-    # is imported (an explicit setting of the user's still wins).
-    for name, value in _PREFECT_OFFLINE.items():
-        os.environ.setdefault(name, value)
+    # The CLI sits on top of the flows layer; syncer's engine never imports Prefect.
+    # prepare_prefect() set the environment before this first import of Prefect's.
     from flows.sync import read_report
     from flows.sync import sync as sync_flow
 
