@@ -195,8 +195,13 @@ def status(
         print_json({"runs": [_run_info_json(info) for info in runs]})
         return
     table = Table(box=box.SIMPLE_HEAD)
-    for col in ("run", "destination", "status", "started", "seconds", "counts"):
-        table.add_column(col)
+    # One line per run: the other columns keep their width, the counts are cut to the terminal
+    # (`--json` has them all).
+    widest = max((len(info.destination) for info in runs), default=0)
+    for col, width in (("run", 8), ("destination", widest), ("status", 11), ("started", 14)):
+        table.add_column(col, no_wrap=True, min_width=max(width, len(col)))
+    table.add_column("seconds", no_wrap=True, justify="right", min_width=7)
+    table.add_column("counts", no_wrap=True, overflow="ellipsis")
     for info in runs:
         counts = ", ".join(f"{k} {v}" for k, v in info.counts.items() if v)
         seconds = _seconds(info)
@@ -204,7 +209,7 @@ def status(
             info.run_id[:8],
             info.destination,
             info.display_status,
-            info.started_at.strftime("%Y-%m-%d %H:%M:%S"),
+            info.started_at.strftime("%m-%d %H:%M:%S"),
             "" if seconds is None else f"{seconds:.1f}",
             counts,
         )
