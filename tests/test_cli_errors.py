@@ -13,6 +13,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -58,6 +59,39 @@ def test_a_usage_error_is_one_line_and_a_hint_exit_2(cli: Cli, args: list[str], 
     assert hint.startswith("hint: syncer")
     assert "--help" in hint
     assert "Traceback" not in err
+
+
+def _commands() -> list[list[str]]:
+    """Every command of ``syncer``, sub-commands included, as the words that call it."""
+    from typer.main import get_command
+
+    from syncer.cli import app
+
+    found: list[list[str]] = []
+
+    def walk(command: Any, path: list[str]) -> None:
+        subcommands = getattr(command, "commands", None)
+        if subcommands is None:
+            found.append(path)
+            return
+        for name, sub in subcommands.items():
+            walk(sub, [*path, name])
+
+    walk(get_command(app), [])
+    return found
+
+
+@pytest.mark.parametrize("command", _commands(), ids=" ".join)
+def test_every_command_answers_an_unknown_option_with_one_line_and_a_hint(
+    cli: Cli, command: list[str]
+) -> None:
+    code, out, err = cli(*command, "--no-such-option")
+    assert code == 2
+    assert out == ""
+    assert _lines(err) == [
+        "error: No such option: --no-such-option",
+        f"hint: syncer {' '.join(command)} --help lists the options",
+    ]
 
 
 def test_the_usage_hint_names_the_command_whose_help_helps(

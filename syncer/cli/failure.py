@@ -66,13 +66,12 @@ def configure_logging(debug: bool) -> None:
     """syncer's log lines (a retry, a field created) on stderr, with the time: warnings and up,
     everything with ``--debug``. Only the ``syncer`` logger: libraries keep their own settings."""
     logger = logging.getLogger("syncer")
-    if any(getattr(h, "_syncer_cli", False) for h in logger.handlers):
-        return
-    handler = _StderrHandler()
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%H:%M:%S"))
+    handler = next((h for h in logger.handlers if isinstance(h, _StderrHandler)), None)
+    if handler is None:  # main() may run more than once in a process (tests): one handler
+        handler = _StderrHandler()
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%H:%M:%S"))
+        logger.addHandler(handler)
     handler.setLevel(logging.DEBUG if debug else logging.WARNING)
-    handler._syncer_cli = True  # type: ignore[attr-defined]  # marks ours, so main() is reentrant
-    logger.addHandler(handler)
     if debug:
         logger.setLevel(logging.DEBUG)
 
