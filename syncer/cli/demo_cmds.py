@@ -187,7 +187,8 @@ def prepare_prefect(workdir: Path) -> None:
     os.environ["PREFECT_PROFILES_PATH"] = str(profiles)
     os.environ["PREFECT_SERVER_EPHEMERAL_ENABLED"] = "true"
     try:
-        import prefect  # noqa: F401
+        # Through the flows, as the import contracts want: syncer itself never imports Prefect.
+        import flows.sync  # noqa: F401
     except ModuleNotFoundError as exc:
         if (exc.name or "").split(".")[0] not in ("prefect", "fastapi"):
             raise
