@@ -227,7 +227,7 @@ def test_with_the_destination_down_the_first_retry_is_on_stderr_within_5_s(
 def test_with_the_destination_down_the_final_error_is_one_clear_message(
     cli: Cli, monkeypatch: pytest.MonkeyPatch, down_config: Path
 ) -> None:
-    # The default policy keeps trying for about 40 s: two quick attempts show the same ending.
+    # The default policy keeps trying for 30 to 65 s: two quick attempts show the same ending.
     defaults = RetryPolicy.__init__.__defaults__
     assert defaults is not None
     monkeypatch.setattr(RetryPolicy.__init__, "__defaults__", (2, 0.01, 0.01, None, *defaults[4:]))
