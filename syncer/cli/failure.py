@@ -141,8 +141,9 @@ def _domain_message(exc: BaseException) -> tuple[str | None, str | None]:
         return f"this command needs {exc.name}, which is not installed", PREFECT_EXTRA_HINT
     if isinstance(exc, ClickException):  # click's own non-usage errors (a file option)
         return exc.format_message(), None
-    if isinstance(exc, OSError):
-        return _os_message(exc), "check the path, that it exists and that you may use it"
+    if isinstance(exc, OSError):  # a file, or a connection (requests' errors are OSErrors)
+        hint = "check the path, that it exists and that you may use it" if exc.filename else None
+        return _os_message(exc), hint
     if isinstance(exc, OperationalError):
         return (
             f"database error: {exc.orig}",
