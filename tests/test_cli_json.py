@@ -11,6 +11,10 @@ from typing import Any
 
 import pytest
 
+from syncer.config import load_config
+from syncer.engine import Sync
+from syncer.state import acquire
+
 ROOT = Path(__file__).resolve().parents[1]
 Cli = Callable[..., tuple[int, str, str]]
 
@@ -82,6 +86,10 @@ def test_every_json_output_has_exactly_the_documented_keys(
         "connectors": _json(cli, "connectors"),
         "store stats": _json(cli, "store", "stats", "--store", f"sqlite:///{tmp_path}/store.db"),
     }
+    with Sync(load_config(refusing_config)) as sync:
+        held = acquire(sync.state, "crm", "a-run-id", ttl_seconds=60)
+        outputs["lease show"] = _json(cli, "lease", "show", "-c", c)
+        held.release()
     assert set(DOCUMENTED) == set(outputs)
     for command, data in outputs.items():
         assert _keys(data) == DOCUMENTED[command], command
