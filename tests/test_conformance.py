@@ -60,7 +60,7 @@ class FaultyMemoryConnector(MemoryConnector):
 def memory_factory(**capabilities: Any) -> ConnectorFactory:
     """Connectors sharing one store (a re-run sees what the first run wrote), with faults."""
     store, faults = MemoryStore(), MemoryFaults()
-    cls = FaultyMemoryConnector.configured(**capabilities) if capabilities else FaultyMemoryConnector
+    cls = FaultyMemoryConnector.configured(**capabilities)
 
     def make() -> Connector[Any]:
         connector = cls(MemoryConfig(api_token=SecretStr("s3cret-token")), store=store)

@@ -33,7 +33,7 @@ them all. Tests (``test_*``) are not meant to be overridden.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -249,9 +249,7 @@ class ConnectorConformance(EngineConformance):
             assert report.created == [], f"ensure created {report.created} a second time"
             assert not report.problems, report.problems
 
-    def test_declared_associations_work_and_are_idempotent(
-        self, connector: Connector[Any]
-    ) -> None:
+    def test_declared_associations_work_and_are_idempotent(self, connector: Connector[Any]) -> None:
         if not connector.capabilities.associations:
             pytest.skip("the connector declares no associations (the next test covers that)")
         if self.association_objects is None:
@@ -274,9 +272,14 @@ class ConnectorConformance(EngineConformance):
         does not declare; and what it declares, it implements."""
         caps = connector.capabilities
         name = next(iter(connector.objects))
-        checks = [(caps.associations, "associate", lambda: association_op(connector))]
-        archives = "archive" in caps.removal_modes
-        checks.append((archives, "archive", lambda: record_op(connector, name, "archive")))
+        checks: list[tuple[bool, str, Callable[[], object]]] = [
+            (caps.associations, "associate", lambda: association_op(connector)),
+            (
+                "archive" in caps.removal_modes,
+                "archive",
+                lambda: record_op(connector, name, "archive"),
+            ),
+        ]
         for declared, method, build in checks:
             overridden = getattr(type(connector), method) is not getattr(Connector, method)
             if declared:
@@ -343,4 +346,3 @@ def _removal(change: AssociationChange) -> AssociationChange:
         change.kind,
         remove=True,
     )
-

@@ -197,9 +197,7 @@ class EngineHarness:
         self._runs += 1
         run_id = f"conformance-{self._runs}"
         spec = connector.object_spec(object_name)
-        planned = sorted(
-            (_Source(r.key, r.payload, r.hints) for r in source), key=lambda s: s.key
-        )
+        planned = sorted((_Source(r.key, r.payload, r.hints) for r in source), key=lambda s: s.key)
         counts = PlanCounts()
         pending: dict[str, Change] = {}
         upserts: list[WriteRecord] = []
@@ -207,11 +205,12 @@ class EngineHarness:
         stored = self.records.iter_records(self.destination, object_name)
         for change in plan_changes(object_name, spec.key_field, planned, stored, removal=removal):
             counts.add(change.action)
-            if not change.sends or (removal == "archive" and change.action == "remove"):
-                if change.action == "remove" and change.remote_id is not None:
-                    if removal == "archive":
-                        archives.append(_record(change))
-                        pending[change.key] = change
+            if removal == "archive" and change.action == "remove":
+                if change.remote_id is not None:  # never acknowledged: nothing to archive by
+                    archives.append(_record(change))
+                    pending[change.key] = change
+                continue
+            if not change.sends:
                 continue
             upserts.append(_record(change))
             pending[change.key] = change

@@ -1,10 +1,10 @@
-"""syncer's connector conformance suite, run against the Pipedrive emulator."""
+"""syncer's connector conformance kit, run against the Pipedrive emulator."""
 
 from __future__ import annotations
 
 import dataclasses
 from collections.abc import Iterator
-from typing import ClassVar
+from typing import Any
 
 import pytest
 from conftest import TOKEN
@@ -15,6 +15,7 @@ from syncer_pipedrive import PipedriveConfig, PipedriveConnector
 from syncer.connectors.base import Connector, WriteRecord
 from syncer.fields import FieldSpec
 from syncer.testing.conformance import ConnectorConformance
+from syncer.testing.kit import ConnectorFactory, EmulatorFaults, Fault
 
 NOTE = FieldSpec("syncer_note", max_length=255)
 
@@ -25,53 +26,48 @@ def module_pipedrive() -> Iterator[PipedriveEmulator]:
         yield emulator
 
 
+@pytest.fixture
+def syncer_connector(module_pipedrive: PipedriveEmulator) -> ConnectorFactory:
+    config = PipedriveConfig(base_url=module_pipedrive.url, api_token=SecretStr(TOKEN))
+
+    def partial(fault: Fault) -> None:  # record by record: the second create refused
+        path = f"/api/v2/{fault.object_name}"
+        module_pipedrive.inject_status(400, method="POST", path_prefix=path, after=1, count=1)
+
+    faults = EmulatorFaults(module_pipedrive, partial=partial)
+    return ConnectorFactory(lambda: PipedriveConnector(config), faults=faults)
+
+
 class _Pipedrive(ConnectorConformance):
-    object_name: ClassVar[str | None] = None
-
-    @pytest.fixture
-    def connector(self, module_pipedrive: PipedriveEmulator) -> Iterator[Connector]:
-        connector = PipedriveConnector(
-            PipedriveConfig(base_url=module_pipedrive.url, api_token=SecretStr(TOKEN))
-        )
-        for name in connector.objects:  # the key fields upserts search by
-            connector.ensure(name, [NOTE])
-        yield connector
-        connector.close()
-
-    def make_record(self, connector: Connector, object_name: str, key: str) -> WriteRecord:
-        values = {"name": f"Conformance {key}", "syncer_note": f"note {key}"}
+    def make_record(
+        self, connector: Connector[Any], object_name: str, key: str, version: int = 1
+    ) -> WriteRecord:
+        values = {"name": f"Conformance {key}", "syncer_note": f"note {key} v{version}"}
         return WriteRecord(key, values, values)
 
-    def oversized_field(self, connector: Connector, object_name: str) -> tuple[str, int] | None:
+    def oversized_field(
+        self, connector: Connector[Any], object_name: str
+    ) -> tuple[str, int] | None:
         return "syncer_note", 255
 
-    def ensure_fields(self, connector: Connector, object_name: str) -> list[FieldSpec]:
-        return [NOTE]
+    def ensure_fields(self, connector: Connector[Any], object_name: str) -> list[FieldSpec]:
+        return [NOTE]  # with the key fields upserts search by
 
 
-class TestPipedriveOrganizationsConformance(_Pipedrive):
-    object_name = "organizations"
+class TestPipedriveConformance(_Pipedrive):
+    objects = ("organizations", "persons")
 
 
-class TestPipedrivePersonsConformance(_Pipedrive):
-    object_name = "persons"
+class TestPipedriveInBatchesConformance(_Pipedrive):
+    """The connector writes any batch record by record: with batches of 5 the kit's per-record
+    refusal tests run too (one refused, the rest landed)."""
 
-
-class TestPipedrivePersonsInBatchesConformance(_Pipedrive):
-    """The connector writes any batch record by record: with batches of 5 the suite's per-record
-    refusal test runs too (one oversized value rejected, the rest landed)."""
-
-    object_name = "persons"
+    objects = ("persons",)
 
     @pytest.fixture
-    def connector(
-        self, module_pipedrive: PipedriveEmulator, monkeypatch: pytest.MonkeyPatch
-    ) -> Iterator[Connector]:
+    def syncer_connector(
+        self, syncer_connector: ConnectorFactory, monkeypatch: pytest.MonkeyPatch
+    ) -> ConnectorFactory:
         batches = dataclasses.replace(PipedriveConnector.capabilities, max_batch=5)
         monkeypatch.setattr(PipedriveConnector, "capabilities", batches)
-        connector = PipedriveConnector(
-            PipedriveConfig(base_url=module_pipedrive.url, api_token=SecretStr(TOKEN))
-        )
-        connector.ensure("persons", [NOTE])
-        yield connector
-        connector.close()
+        return syncer_connector
