@@ -13,7 +13,7 @@ from pydantic import SecretStr
 from syncer.connectors.base import Connector, WriteRecord, WriteResult
 from syncer.errors import RetriableError
 from syncer.testing.conformance import ConnectorConformance
-from syncer.testing.kit import ConnectorFactory, EngineHarness, Fault
+from syncer.testing.kit import ConnectorFactory, EngineHarness, Fault, as_factory
 from syncer.testing.memory import MemoryConfig, MemoryConnector, MemoryStore
 
 
@@ -231,3 +231,11 @@ def test_the_kit_catches_a_lost_retry_after(harness: EngineHarness) -> None:
 def test_the_kit_catches_a_secret_not_declared_as_secretstr() -> None:
     with pytest.raises(AssertionError, match="'password' looks like a secret"):
         SUITE.test_declarations_are_valid(LeakyConnector(LeakyConfig()))
+
+
+def test_a_connector_instance_is_not_a_factory() -> None:
+    with pytest.raises(TypeError, match="returned a connector instance"):
+        as_factory(MemoryConnector(), "test_x")
+    with pytest.raises(TypeError, match="not int"):
+        as_factory(3, "test_x")
+    assert as_factory(MemoryConnector, "test_x").faults is None

@@ -61,3 +61,29 @@ def test_the_documented_conformance_example_passes(tmp_path: Path) -> None:
     assert re.search(r"\b13 passed, 4 skipped\b", summary), done.stdout + done.stderr
     assert "failed" not in summary
     assert done.returncode == 0
+
+
+def test_the_plugin_stays_out_of_the_way_until_asked(tmp_path: Path) -> None:
+    """Installed, the plugin loads in every run: a module importing the kit without subclassing
+    it collects nothing of it; a subclass without ``syncer_connector`` says what to write."""
+    (tmp_path / "test_plain.py").write_text(
+        "from syncer.testing.conformance import ConnectorConformance\n\n\n"
+        "def test_plain():\n    assert ConnectorConformance\n",
+        encoding="utf-8",
+    )
+    (tmp_path / "test_forgot.py").write_text(
+        "from syncer.testing.conformance import ConnectorConformance\n\n\n"
+        "class TestForgot(ConnectorConformance):\n    pass\n",
+        encoding="utf-8",
+    )
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-W", "error"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    summary = done.stdout.strip().splitlines()[-1]
+    assert re.search(r"\b1 passed, 17 errors\b", summary), done.stdout + done.stderr
+    assert "override the `syncer_connector` fixture" in done.stdout

@@ -24,7 +24,7 @@ from typing import Any, Literal, Protocol, runtime_checkable
 from sqlalchemy.engine import Engine
 
 from syncer.connectors.base import Connector, RemovalMode, WriteRecord, WriteResult
-from syncer.engine.operations import apply_records
+from syncer.engine.operations import RecordOp, apply_records
 from syncer.engine.pipeline import ApplyStats
 from syncer.plan import Change, PlanCounts, plan_changes
 from syncer.ratelimit import RateLimiter
@@ -229,13 +229,17 @@ class EngineHarness:
 
         spy = _CallCounter(connector)
         with spy:
-            for kind, batch in (("write", upserts), ("archive", archives)):
+            jobs: list[tuple[RecordOp, list[WriteRecord]]] = [
+                ("write", upserts),
+                ("archive", archives),
+            ]
+            for kind, batch in jobs:
                 if batch:
                     stats = apply_records(
                         connector,
                         object_name,
                         batch,
-                        kind=kind,  # type: ignore[arg-type]  # "write" | "archive"
+                        kind=kind,
                         on_results=on_results,
                         limiter=limiter,
                         retry=self.retry,
