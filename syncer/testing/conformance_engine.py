@@ -18,7 +18,7 @@ import pytest
 from syncer.connectors.base import Connector, WriteRecord, WriteResult
 from syncer.engine.operations import apply_records
 from syncer.engine.pipeline import NO_RESULT
-from syncer.testing.kit import ConnectorFactory, EngineHarness, Fault, FaultName
+from syncer.testing.kit import ConnectorFactory, EngineHarness, Fault, FaultName, HarnessRun
 
 __all__ = ["EngineConformance"]
 
@@ -131,11 +131,9 @@ class EngineConformance:
         conformance_object: str,
         harness: EngineHarness,
     ) -> None:
-        connector = conformance_factory()
-        source = self._records(connector, conformance_object, 2)
-        fault = _inject(conformance_factory, "rate_limited", conformance_object)
-        run = harness.run(connector, conformance_object, source)
-        self._assert_one_ok_result_each(source, list(run.results.values()))
+        fault, run = _faulted_run(
+            self, conformance_factory, "rate_limited", conformance_object, harness
+        )
         assert run.stats.retries >= 1, (
             "the 429 was not retried by the engine: raise RetriableError (the HTTP base does) "
             "instead of retrying inside the connector"
@@ -152,11 +150,9 @@ class EngineConformance:
         conformance_object: str,
         harness: EngineHarness,
     ) -> None:
-        connector = conformance_factory()
-        source = self._records(connector, conformance_object, 2)
-        fault = _inject(conformance_factory, "server_error", conformance_object, count=2)
-        run = harness.run(connector, conformance_object, source)
-        self._assert_one_ok_result_each(source, list(run.results.values()))
+        fault, run = _faulted_run(
+            self, conformance_factory, "server_error", conformance_object, harness, count=2
+        )
         assert run.stats.retries >= fault.count, (
             f"{run.stats.retries} retries for {fault.count} answers {fault.status}: raise "
             "RetriableError and let the engine retry"
@@ -216,6 +212,25 @@ class EngineConformance:
         assert again[0].ok, f"archiving an archived record must succeed: {again[0].rejected}"
         back = harness.run(conformance_factory(), name, [kept, gone], removal="archive")
         assert back.results[gone.key].ok, back.results[gone.key].rejected
+
+
+def _faulted_run(
+    suite: _Suite,
+    factory: ConnectorFactory,
+    name: FaultName,
+    object_name: str,
+    harness: EngineHarness,
+    *,
+    count: int = 1,
+) -> tuple[Fault, HarnessRun]:
+    """Two records written through the engine with ``name`` injected just before (after the
+    connector's own setup, which must not meet it); each must land in the end."""
+    connector = factory()
+    source = suite._records(connector, object_name, 2)
+    fault = _inject(factory, name, object_name, count=count)
+    run = harness.run(connector, object_name, source)
+    suite._assert_one_ok_result_each(source, list(run.results.values()))
+    return fault, run
 
 
 def _inject(factory: ConnectorFactory, name: FaultName, object_name: str, count: int = 1) -> Fault:
