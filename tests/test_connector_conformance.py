@@ -90,9 +90,11 @@ class SalesforceFaults:
 class TestSalesforceConformance(ConnectorConformance):
     objects = ("Account", "Contact")
     batch_cap = 200
+    emulator: SalesforceEmulator
 
     @pytest.fixture
     def syncer_connector(self, salesforce: SalesforceEmulator) -> ConnectorFactory:
+        self.emulator = salesforce  # for remote_fields
         config = SalesforceConfig(
             instance_url=salesforce.url,
             session_id=SecretStr(salesforce.session_id),
@@ -117,6 +119,11 @@ class TestSalesforceConformance(ConnectorConformance):
 
     def ensure_fields(self, connector: Connector[Any], object_name: str) -> list[FieldSpec]:
         return [FieldSpec("Syncer_Notes__c", max_length=255)]
+
+    def remote_fields(
+        self, connector: Connector[Any], object_name: str, remote_id: str
+    ) -> Mapping[str, Any] | None:
+        return self.emulator.records(object_name)[remote_id]
 
     @pytest.mark.xfail(
         raises=AssertionError,
