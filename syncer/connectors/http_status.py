@@ -179,11 +179,14 @@ def raise_for_status(
     retry_after = retry_after_seconds(headers)
     if rule.action is Action.RETRY:
         limits = rate_limit_info(headers)
-        if status == 429 and limits is not None and limits.daily_remaining == 0:
+        daily = limits is not None and limits.daily_remaining == 0
+        if status == 429 and (daily or _daily_policy(body)):
+            # HubSpot names the spent budget in the body (policyName DAILY) and sends no
+            # daily headers to OAuth apps: either one stops the run — retries cannot help.
+            size = f" ({limits.daily_limit} a day)" if limits and limits.daily_limit else ""
             raise FatalError(
-                f"{what}: HTTP 429, the destination's daily request budget is spent "
-                f"({limits.daily_limit} a day); run again after it resets"
-                + (f" — {detail}" if detail else "")
+                f"{what}: HTTP 429, the destination's daily request budget is spent{size}; "
+                "run again after it resets" + (f" — {detail}" if detail else "")
             )
         if retry_after is None and status == 429 and limits is not None:
             retry_after = limits.interval_seconds
@@ -255,6 +258,15 @@ def rate_limit_info(headers: Headers) -> RateLimitInfo | None:
         daily_limit=daily_limit,
         daily_remaining=daily_remaining,
     )
+
+
+def _daily_policy(body: object) -> bool:
+    """Whether a 429's body says the daily budget is spent (HubSpot: ``policyName: DAILY``)."""
+    try:
+        parsed = json.loads(_text(body))
+    except ValueError:
+        return False
+    return isinstance(parsed, dict) and str(parsed.get("policyName", "")).upper() == "DAILY"
 
 
 def destination_message(body: object) -> str:

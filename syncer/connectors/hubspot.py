@@ -39,8 +39,9 @@ from syncer.connectors.base import (
 )
 from syncer.connectors.http import HttpAnswer, HttpConfig, HttpConnector
 from syncer.connectors.hubspot_bodies import (
+    TRACE,
     association_inputs,
-    failed_pairs,
+    association_results,
     split_by_email,
     upsert_inputs,
     upsert_results,
@@ -146,11 +147,12 @@ class HubSpotConnector(HttpConnector[HubSpotConfig]):
             call = api.archive_with_http_info if remove else api.create_with_http_info
             body = {"inputs": association_inputs(group, remove=remove)}
             answer = self._hs(f"POST associations {source}->{target}", call, source, target, body)
-            failed = failed_pairs(answer)
-            results += [
-                AssociationResult(c, rejected=failed.get((c.from_remote_id, c.to_remote_id)))
-                for c in group
-            ]
+            # An archive answers 204 without a body: every pair is gone.
+            results += (
+                [AssociationResult(c) for c in group]
+                if remove
+                else association_results(group, answer)
+            )
         return results
 
     def archive(self, object_name: str, batch: Sequence[WriteRecord]) -> Sequence[WriteResult]:
@@ -179,7 +181,12 @@ class HubSpotConnector(HttpConnector[HubSpotConfig]):
                 f"POST {object_name} clear lifecyclestage",
                 self._batch.update_with_http_info,
                 object_name,
-                {"inputs": [{"id": r.remote_id, "properties": {LIFECYCLE: ""}} for r in lifecycle]},
+                {
+                    "inputs": [
+                        {"id": r.remote_id, "properties": {LIFECYCLE: ""}, TRACE: r.key}
+                        for r in lifecycle
+                    ]
+                },
             )
         inputs, by_sent_id = upsert_inputs(records, key_field, id_property)
         answer = self._hs(

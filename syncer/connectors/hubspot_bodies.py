@@ -7,13 +7,14 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from syncer.connectors.base import AssociationChange, WriteRecord, WriteResult
+from syncer.connectors.base import AssociationChange, AssociationResult, WriteRecord, WriteResult
 
 __all__ = [
     "PRIMARY_TYPE",
     "UNLABELED_TYPE",
+    "TRACE",
     "association_inputs",
-    "failed_pairs",
+    "association_results",
     "split_by_email",
     "upsert_inputs",
     "upsert_results",
@@ -21,6 +22,7 @@ __all__ = [
 
 PRIMARY_TYPE = 1  # contact → company, primary
 UNLABELED_TYPE = 279  # contact → company, unlabeled
+TRACE = "objectWriteTraceId"
 
 
 def upsert_inputs(
@@ -35,28 +37,44 @@ def upsert_inputs(
         by_sent_id[sent_id.lower() if id_property == "email" else sent_id] = r.key
         props = {k: ("" if v is None else v) for k, v in r.changes.items()}
         props[key_field] = r.key
-        inputs.append({"idProperty": id_property, "id": sent_id, "properties": props})
+        # The record key as objectWriteTraceId: HubSpot answers per-input errors (a 207) only
+        # when every input carries a unique one, and names the failed input by it.
+        inputs.append(
+            {"idProperty": id_property, "id": sent_id, "properties": props, TRACE: r.key}
+        )
     return inputs, by_sent_id
 
 
 def upsert_results(
     answer: Mapping[str, Any], key_field: str, id_property: str, by_sent_id: Mapping[str, str]
 ) -> list[WriteResult]:
-    """Per-record results of a batch upsert answer: its results, and its errors matched back to
-    the records by the ids they were sent with."""
-    results: list[WriteResult] = []
+    """One result per record sent: its result (matched by ``objectWriteTraceId``, else by the
+    key property), else its error (matched by trace id, else by the id it was sent with). A
+    record the answer neither returns nor names is rejected — never taken for written — with
+    the reason of any error that names no record."""
+    sent = set(by_sent_id.values())
+    out: dict[str, WriteResult] = {}
     for item in answer.get("results", []):
-        key = item.get("properties", {}).get(key_field)
-        if key in by_sent_id.values():
-            results.append(WriteResult(key, str(item["id"]), created=item.get("new")))
+        key = item.get(TRACE) or item.get("properties", {}).get(key_field)
+        if key in sent and key not in out:
+            out[key] = WriteResult(key, str(item["id"]), created=item.get("new"))
+    unattributed: list[str] = []
     for error in answer.get("errors", []):
         context = error.get("context") or {}
         fields = context.get("propertyName") or [None]
-        for sent in context.get("ids") or []:
-            key = by_sent_id.get(sent.lower() if id_property == "email" else sent)
-            if key is not None:
-                results.append(WriteResult(key, rejected=_reason(error), field=fields[0]))
-    return results
+        keys = [k for k in context.get(TRACE) or [] if k in sent]
+        if not keys:
+            ids = [i.lower() if id_property == "email" else i for i in context.get("ids") or []]
+            keys = [by_sent_id[i] for i in ids if i in by_sent_id]
+        if not keys:
+            unattributed.append(_reason(error))
+        for key in keys:
+            out.setdefault(key, WriteResult(key, rejected=_reason(error), field=fields[0]))
+    missing = "; ".join(unattributed) or "HubSpot's answer has neither a result nor an error for it"
+    return [
+        out.get(key) or WriteResult(key, rejected=f"not confirmed written: {missing}")
+        for key in dict.fromkeys(by_sent_id.values())
+    ]
 
 
 def split_by_email(
@@ -104,17 +122,32 @@ def association_inputs(changes: Sequence[AssociationChange], *, remove: bool) ->
     ]
 
 
-def failed_pairs(answer: Mapping[str, Any]) -> dict[tuple[str, str], str]:
-    """(from id, to id) → reason, from the errors of an association batch answer."""
-    out: dict[tuple[str, str], str] = {}
+def association_results(
+    changes: Sequence[AssociationChange], answer: Mapping[str, Any]
+) -> list[AssociationResult]:
+    """Per-pair results of an associations v4 batch create: a pair is made only if the answer
+    returns it; a pair an error names is rejected with that error; any other pair is rejected
+    too (an error HubSpot does not attribute to a pair may concern it — never success)."""
+    made = {
+        (str(r.get("fromObjectId")), str(r.get("toObjectId"))) for r in answer.get("results", [])
+    }
+    named: dict[tuple[str, str], str] = {}
+    unattributed: list[str] = []
     for error in answer.get("errors", []):
         context = error.get("context") or {}
-        froms = context.get("fromObjectId") or context.get("from") or []
-        tos = context.get("toObjectId") or context.get("to") or []
+        froms, tos = context.get("fromObjectId") or [], context.get("toObjectId") or []
+        if not (froms and tos):
+            unattributed.append(_reason(error))
         for f in froms if isinstance(froms, list) else [froms]:
             for t in tos if isinstance(tos, list) else [tos]:
-                out[(str(f), str(t))] = _reason(error)
-    return out
+                named[(str(f), str(t))] = _reason(error)
+    other = "; ".join(unattributed) or "HubSpot's answer has neither a result nor an error for it"
+    results = []
+    for c in changes:
+        pair = (str(c.from_remote_id), str(c.to_remote_id))
+        reason = None if pair in made else named.get(pair, f"not confirmed made: {other}")
+        results.append(AssociationResult(c, rejected=reason))
+    return results
 
 
 def _types(kind: str) -> tuple[int, ...]:
