@@ -85,8 +85,10 @@ def test_the_connector_sends_each_record_key_as_its_trace_id_and_gets_partial_re
         WriteRecord("u2", {"email": "not-an-email"}, {"email": "not-an-email"}),
     ]
     results = {r.key: r for r in conn.write("contacts", batch)}
-    assert results["u1"].ok and results["u1"].remote_id
-    assert not results["u2"].ok and "not-an-email" in (results["u2"].rejected or "")
+    assert results["u1"].ok
+    assert results["u1"].remote_id
+    assert not results["u2"].ok
+    assert "not-an-email" in (results["u2"].rejected or "")
     sent = hubspot.requests(path_contains="/batch/upsert")[-1].body["inputs"]
     assert [i["objectWriteTraceId"] for i in sent] == ["u1", "u2"]
 
@@ -103,7 +105,8 @@ def test_a_record_missing_from_the_answer_is_rejected_never_success(
     )
     batch = [WriteRecord("u1", {"email": "a@example.com"}, {"email": "a@example.com"})]
     [result] = conn.write("contacts", batch)
-    assert result.key == "u1" and not result.ok
+    assert result.key == "u1"
+    assert not result.ok
 
 
 def test_an_association_to_a_company_that_does_not_exist_is_rejected(

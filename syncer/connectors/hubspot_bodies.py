@@ -11,8 +11,8 @@ from syncer.connectors.base import AssociationChange, AssociationResult, WriteRe
 
 __all__ = [
     "PRIMARY_TYPE",
-    "UNLABELED_TYPE",
     "TRACE",
+    "UNLABELED_TYPE",
     "association_inputs",
     "association_results",
     "split_by_email",
@@ -39,9 +39,7 @@ def upsert_inputs(
         props[key_field] = r.key
         # The record key as objectWriteTraceId: HubSpot answers per-input errors (a 207) only
         # when every input carries a unique one, and names the failed input by it.
-        inputs.append(
-            {"idProperty": id_property, "id": sent_id, "properties": props, TRACE: r.key}
-        )
+        inputs.append({"idProperty": id_property, "id": sent_id, "properties": props, TRACE: r.key})
     return inputs, by_sent_id
 
 

@@ -498,7 +498,7 @@ class HubSpotEmulator(EmulatorServer):
         traces = [i.get("objectWriteTraceId") for i in inputs]
         return None not in traces and len({str(t) for t in traces}) == len(traces)
 
-    def _association_error_context(
+    def _assoc_error_context(
         self, item: Mapping[str, Any], error: HubSpotError
     ) -> dict[str, list[str]]:
         """What a failed association input's error names: the ids HubSpot could not find (the
@@ -745,7 +745,7 @@ class HubSpotEmulator(EmulatorServer):
                         }
                     )
                 except HubSpotError as error:
-                    errors.append(error.standard_error(self._association_error_context(item, error)))
+                    errors.append(error.standard_error(self._assoc_error_context(item, error)))
         if op != "create":
             return Response(204)
         return Response(207 if errors else 201, _batch_body(self._ordered(results), errors))
