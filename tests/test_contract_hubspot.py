@@ -98,6 +98,14 @@ def _object(obj_id: str, key: str, new: bool) -> dict[str, Any]:
 UPSERT = "/crm/v3/objects/companies/batch/upsert"
 
 
+def _batch(results: list[dict[str, Any]], *errors: dict[str, Any]) -> dict[str, Any]:
+    """A batch answer as the reference shows it: results, and numErrors/errors if any."""
+    body: dict[str, Any] = {"status": "COMPLETE", "results": results}
+    if errors:
+        body.update(numErrors=len(errors), errors=list(errors))
+    return {**body, "startedAt": STAMP, "completedAt": STAMP}
+
+
 def test_a_batch_upsert_answer_maps_by_trace_id_whatever_its_order(script: Scripted) -> None:
     script.add(
         "POST",
@@ -127,27 +135,14 @@ def test_a_batch_upsert_answer_maps_by_trace_id_whatever_its_order(script: Scrip
 
 
 def test_a_207_rejects_the_input_its_error_names_by_trace_id(script: Scripted) -> None:
-    script.add(
-        "POST",
-        UPSERT,
-        207,
-        {
-            "status": "COMPLETE",
-            "results": [_object("511", "a1", True)],
-            "numErrors": 1,
-            "errors": [
-                {
-                    "status": "error",
-                    "category": "VALIDATION_ERROR",
-                    "message": 'Property values were not valid: "domain"',
-                    "context": {"objectWriteTraceId": ["a2"], "propertyName": ["domain"]},
-                    "errors": [],
-                }
-            ],
-            "startedAt": STAMP,
-            "completedAt": STAMP,
-        },
-    )
+    error = {
+        "status": "error",
+        "category": "VALIDATION_ERROR",
+        "message": 'Property values were not valid: "domain"',
+        "context": {"objectWriteTraceId": ["a2"], "propertyName": ["domain"]},
+        "errors": [],
+    }
+    script.add("POST", UPSERT, 207, _batch([_object("511", "a1", True)], error))
     results = _conn(script).write(
         "companies", [_rec("a1", {"name": "A"}), _rec("a2", {"name": "B"})]
     )
@@ -157,19 +152,8 @@ def test_a_207_rejects_the_input_its_error_names_by_trace_id(script: Scripted) -
 
 
 def test_an_error_naming_no_input_rejects_every_record_without_a_result(script: Scripted) -> None:
-    script.add(
-        "POST",
-        UPSERT,
-        207,
-        {
-            "status": "COMPLETE",
-            "results": [_object("511", "a1", True)],
-            "numErrors": 1,
-            "errors": [{"status": "error", "category": "CONFLICT", "message": "conflict"}],
-            "startedAt": STAMP,
-            "completedAt": STAMP,
-        },
-    )
+    error = {"status": "error", "category": "CONFLICT", "message": "conflict"}
+    script.add("POST", UPSERT, 207, _batch([_object("511", "a1", True)], error))
     results = _conn(script).write(
         "companies", [_rec("a1", {"name": "A"}), _rec("a2", {"name": "B"})]
     )

@@ -15,6 +15,7 @@ import pytest
 import responses
 from pydantic import SecretStr
 from responses import matchers
+from test_salesforce_end_to_end import private_key_file
 
 from syncer.connectors.base import WriteRecord
 from syncer.connectors.salesforce import SalesforceConfig, SalesforceConnector
@@ -147,18 +148,7 @@ def test_a_password_login_signs_in_once_more_after_invalid_session_id() -> None:
 
 @responses.activate
 def test_a_jwt_login_signs_in_once_more_after_invalid_session_id(tmp_path: Path) -> None:
-    from cryptography.hazmat.primitives import serialization
-    from cryptography.hazmat.primitives.asymmetric import rsa
-
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    pem = tmp_path / "server.key"
-    pem.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
+    pem = private_key_file(tmp_path)
     for token in ("00Dfirst", "00Dsecond"):
         responses.post(
             TOKEN_URL,
@@ -274,8 +264,8 @@ def _job(state: str) -> dict[str, Any]:
     }
 
 
-@responses.activate
-def test_a_bulk_job_runs_its_documented_lifecycle_and_results_match_by_key() -> None:
+def _open_upload_close() -> str:
+    """Create job → upload CSV → UploadComplete, as the ingest pages answer them; the job URL."""
     job = f"{JOBS}7505fEXAMPLE4C2AAM/"
     responses.post(JOBS, json=_job("Open"))
     responses.put(f"{job}batches/", status=201)
@@ -284,6 +274,12 @@ def test_a_bulk_job_runs_its_documented_lifecycle_and_results_match_by_key() -> 
         json=_job("UploadComplete"),
         match=[matchers.json_params_matcher({"state": "UploadComplete"})],
     )
+    return job
+
+
+@responses.activate
+def test_a_bulk_job_runs_its_documented_lifecycle_and_results_match_by_key() -> None:
+    job = _open_upload_close()
     responses.get(job, json=_job("InProgress"))
     responses.get(job, json=_job("JobComplete"))
     responses.get(  # results in another order than the upload
@@ -312,14 +308,7 @@ def test_a_bulk_job_runs_its_documented_lifecycle_and_results_match_by_key() -> 
 
 @responses.activate
 def test_a_bulk_job_still_running_is_aborted_on_close() -> None:
-    job = f"{JOBS}7505fEXAMPLE4C2AAM/"
-    responses.post(JOBS, json=_job("Open"))
-    responses.put(f"{job}batches/", status=201)
-    responses.patch(
-        job,
-        json=_job("UploadComplete"),
-        match=[matchers.json_params_matcher({"state": "UploadComplete"})],
-    )
+    job = _open_upload_close()
     responses.get(job, json=_job("InProgress"))
     responses.patch(
         job, json=_job("Aborted"), match=[matchers.json_params_matcher({"state": "Aborted"})]

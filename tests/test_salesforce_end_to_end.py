@@ -532,13 +532,13 @@ def test_a_login_server_outage_is_retriable() -> None:
         SalesforceConnector(_password_login())
 
 
-@responses.activate
-def test_a_refused_jwt_login_says_to_check_the_connected_app(tmp_path: Path) -> None:
+def private_key_file(folder: Path) -> Path:
+    """A fresh RSA private key (PEM) for the JWT bearer login, in ``folder``."""
     from cryptography.hazmat.primitives import serialization
     from cryptography.hazmat.primitives.asymmetric import rsa
 
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    pem = tmp_path / "server.key"
+    pem = folder / "server.key"
     pem.write_bytes(
         key.private_bytes(
             serialization.Encoding.PEM,
@@ -546,6 +546,12 @@ def test_a_refused_jwt_login_says_to_check_the_connected_app(tmp_path: Path) -> 
             serialization.NoEncryption(),
         )
     )
+    return pem
+
+
+@responses.activate
+def test_a_refused_jwt_login_says_to_check_the_connected_app(tmp_path: Path) -> None:
+    pem = private_key_file(tmp_path)
     refused = {"error": "invalid_grant", "error_description": "invalid assertion"}
     responses.add(responses.POST, TOKEN_URL, json=refused, status=400)
     with pytest.raises(ConfigError) as caught:

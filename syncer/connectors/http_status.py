@@ -42,6 +42,7 @@ API budget, not a permission problem)::
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -181,8 +182,7 @@ def raise_for_status(
         limits = rate_limit_info(headers)
         daily = limits is not None and limits.daily_remaining == 0
         if status == 429 and (daily or _daily_policy(body)):
-            # HubSpot names the spent budget in the body (policyName DAILY) and sends no
-            # daily headers to OAuth apps: either one stops the run — retries cannot help.
+            # HubSpot's body says DAILY and OAuth apps get no daily headers: stop, never retry.
             size = f" ({limits.daily_limit} a day)" if limits and limits.daily_limit else ""
             raise FatalError(
                 f"{what}: HTTP 429, the destination's daily request budget is spent{size}; "
@@ -261,12 +261,8 @@ def rate_limit_info(headers: Headers) -> RateLimitInfo | None:
 
 
 def _daily_policy(body: object) -> bool:
-    """Whether a 429's body says the daily budget is spent (HubSpot: ``policyName: DAILY``)."""
-    try:
-        parsed = json.loads(_text(body))
-    except ValueError:
-        return False
-    return isinstance(parsed, dict) and str(parsed.get("policyName", "")).upper() == "DAILY"
+    """Whether a 429's body names the daily budget (HubSpot: ``"policyName": "DAILY"``)."""
+    return re.search(r'"policyName"\s*:\s*"DAILY"', _text(body)) is not None
 
 
 def destination_message(body: object) -> str:
