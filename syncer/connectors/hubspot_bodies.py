@@ -15,6 +15,7 @@ __all__ = [
     "UNLABELED_TYPE",
     "association_inputs",
     "association_results",
+    "clear_inputs",
     "split_by_email",
     "upsert_inputs",
     "upsert_results",
@@ -41,6 +42,11 @@ def upsert_inputs(
         # when every input carries a unique one, and names the failed input by it.
         inputs.append({"idProperty": id_property, "id": sent_id, "properties": props, TRACE: r.key})
     return inputs, by_sent_id
+
+
+def clear_inputs(records: Sequence[WriteRecord], prop: str) -> list[dict[str, Any]]:
+    """Batch update inputs that clear ``prop`` on records syncer knows, by HubSpot id."""
+    return [{"id": r.remote_id, "properties": {prop: ""}, TRACE: r.key} for r in records]
 
 
 def upsert_results(
