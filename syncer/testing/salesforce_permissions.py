@@ -24,8 +24,9 @@ from typing import TYPE_CHECKING, Any
 from syncer.testing.salesforce_schema import SalesforceApiError
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     from syncer.testing.salesforce_org import Org
-    from syncer.testing.salesforce_rest import Reply, RestRequest
 
 _PS_QUERY = re.compile(r"SELECT\s+Id\s+FROM\s+PermissionSet\s+WHERE\s+Name\s*=\s*'([^']*)'", re.I)
 _OBJECTS = ("permissionset", "fieldpermissions", "permissionsetassignment")
@@ -42,15 +43,15 @@ class Permissions:
         self.fields: dict[str, set[str]] = {}  # permission set id -> Object.Field__c readable
         self.assigned: set[tuple[str, str]] = set()  # (AssigneeId, PermissionSetId)
 
-    def route(self, req: RestRequest) -> Reply | None:
-        """The reply for a permission request, or None for any other request."""
-        from syncer.testing.salesforce_rest import Reply
-
-        parts = [p.lower() for p in req.parts]
-        if req.method == "GET" and parts == ["chatter", "users", "me"]:
-            return Reply(200, {"id": self.user_id, "type": "User"})
-        if req.method == "GET" and parts == ["query"]:
-            match = _PS_QUERY.fullmatch(((req.params.get("q") or [""])[0]).strip())
+    def route(
+        self, method: str, path: Sequence[str], params: dict[str, list[str]], body: Any
+    ) -> tuple[int, Any] | None:
+        """(status, JSON body) for a permission request, or None for any other request."""
+        parts = [p.lower() for p in path]
+        if method == "GET" and parts == ["chatter", "users", "me"]:
+            return 200, {"id": self.user_id, "type": "User"}
+        if method == "GET" and parts == ["query"]:
+            match = _PS_QUERY.fullmatch(((params.get("q") or [""])[0]).strip())
             if match is None:
                 return None
             rows = [
@@ -58,8 +59,8 @@ class Permissions:
                 for i, name in self.sets.items()
                 if name == match.group(1)
             ]
-            return Reply(200, {"totalSize": len(rows), "done": True, "records": rows})
-        if req.method == "POST" and len(parts) == 2 and parts[0] == "sobjects":
+            return 200, {"totalSize": len(rows), "done": True, "records": rows}
+        if method == "POST" and len(parts) == 2 and parts[0] == "sobjects":
             if parts[1] not in _OBJECTS:
                 return None
             if not self.manage_permissions:
@@ -69,9 +70,10 @@ class Permissions:
                     "insufficient access rights on cross-reference id",
                     [],
                 )
-            body = req.json_object()
+            if not isinstance(body, dict):
+                raise SalesforceApiError(400, "JSON_PARSER_ERROR", "a JSON object is required", [])
             record_id = getattr(self, f"_create_{parts[1]}")(body)
-            return Reply(201, {"id": record_id, "success": True, "errors": []})
+            return 201, {"id": record_id, "success": True, "errors": []}
         return None
 
     def _create_permissionset(self, body: dict[str, Any]) -> str:

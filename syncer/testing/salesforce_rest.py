@@ -106,9 +106,9 @@ class RestApi:
 
     def route(self, req: RestRequest) -> Reply:
         """Dispatch to the handler for this method and path (404 or 405 otherwise)."""
-        answered = self.permissions.route(req)
+        answered = self.permissions.route(req.method, req.parts, req.params, req.body)
         if answered is not None:
-            return answered
+            return Reply(*answered)
         rel = "/".join(req.parts)
         allowed = []
         for method, pattern, handler in self.ROUTES:
