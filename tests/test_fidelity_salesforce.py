@@ -252,3 +252,38 @@ def test_a_job_left_running_is_aborted_on_close(org: SalesforceEmulator) -> None
     conn.close()
     [job] = org.bulk.jobs.values()
     assert job.state == "Aborted"
+
+
+def test_a_retry_after_a_later_chunk_s_deadline_submits_no_chunk_twice(
+    org: SalesforceEmulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Chunks cut by bytes: the first job finishes, the second is still running at the
+    deadline; the retry reads the first job's results again and polls the second."""
+    org.bulk.max_upload_bytes = 2_000
+    conn = _ready(
+        _connector(
+            org,
+            bulk_poll_seconds=0.01,
+            bulk_wait_seconds=0.05,
+            bulk_max_bytes=2_000,
+            allow_create_fields=True,
+        )
+    )
+    poll = org.bulk.poll
+    hold = {"on": True}
+
+    def slow_second_job(job_id: str, lock_row: Any) -> Any:
+        first = next(iter(org.bulk.jobs))
+        if hold["on"] and job_id != first:
+            return org.bulk.job(job_id)  # still Open/UploadComplete: not processed yet
+        return poll(job_id, lock_row)
+
+    monkeypatch.setattr(org.bulk, "poll", slow_second_job)
+    records = [_rec(f"a{i:03}", {"Name": "n" * 40}) for i in range(70)]
+    with pytest.raises(RetriableError):
+        conn.write_bulk("Account", records)
+    hold["on"] = False
+    result = conn.write_bulk("Account", records)
+    assert all(r.ok for r in result.results)
+    creates = [e for e in org.requests() if e.method == "POST" and "jobs/ingest" in e.path]
+    assert len(creates) == len(org.bulk.jobs) == 2

@@ -56,18 +56,23 @@ def upsert_job(
         return request(what, method, url, **kwargs)
 
     out: dict[str, WriteResult] = {}
+    digests = []
     for data in _csv_chunks(rows, max_bytes):
         digest = hashlib.sha256(data).hexdigest()
+        digests.append(digest)
+        # Remembered until the whole call succeeds: a retry after a later chunk's deadline
+        # reads this chunk's finished job again instead of submitting its rows once more.
         job_id = running.get(digest) or _submit(http, jobs_url, object_name, key_field, data)
         running[digest] = job_id
         state = _wait(http, f"{jobs_url}{job_id}/", poll_seconds, deadline_seconds)
-        running.pop(digest)
         if state["state"] != "JobComplete":
             raise FatalError(
                 f"salesforce bulk job {job_id} {state['state']}: "
                 f"{state.get('errorMessage', 'no message')}"
             )
         out.update(_results(http, f"{jobs_url}{job_id}/", key_field))
+    for digest in digests:
+        running.pop(digest, None)
     results = [
         out.get(str(row[key_field]))
         or WriteResult(str(row[key_field]), rejected="missing from the bulk job's results")
