@@ -93,10 +93,11 @@ def test_the_connector_sends_each_record_key_as_its_trace_id_and_gets_partial_re
     assert [i["objectWriteTraceId"] for i in sent] == ["u1", "u2"]
 
 
-def test_a_record_missing_from_the_answer_is_rejected_never_success(
+def test_a_record_missing_from_the_answer_gets_no_result_never_success(
     hubspot: HubSpotEmulator, conn: HubSpotConnector
 ) -> None:
-    """An answer that neither returns nor names a record: that record is not written."""
+    """An answer that neither returns nor names a record: no result for it (the pipeline records
+    it as failed, "no result from the destination", and sends it again) — never success."""
     hubspot.inject_status(
         200,
         path_prefix="/crm/v3/objects/contacts/batch/upsert",
@@ -104,9 +105,7 @@ def test_a_record_missing_from_the_answer_is_rejected_never_success(
         body={"status": "COMPLETE", "results": [], "startedAt": "x", "completedAt": "x"},
     )
     batch = [WriteRecord("u1", {"email": "a@example.com"}, {"email": "a@example.com"})]
-    [result] = conn.write("contacts", batch)
-    assert result.key == "u1"
-    assert not result.ok
+    assert list(conn.write("contacts", batch)) == []
 
 
 def test_an_association_to_a_company_that_does_not_exist_is_rejected(

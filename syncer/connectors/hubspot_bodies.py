@@ -52,15 +52,18 @@ def clear_inputs(records: Sequence[WriteRecord], prop: str) -> list[dict[str, An
 def upsert_results(
     answer: Mapping[str, Any], key_field: str, id_property: str, by_sent_id: Mapping[str, str]
 ) -> list[WriteResult]:
-    """One result per record sent: its result (matched by ``objectWriteTraceId``, else by the
-    key property), else its error (matched by trace id, else by the id it was sent with). A
-    record the answer neither returns nor names is rejected — never taken for written — with
-    the reason of any error that names no record."""
+    """The answer's results as it gives them (matched by ``objectWriteTraceId``, else by the key
+    property; a result for a key not sent is handed on, and the pipeline stops the run), and
+    its errors matched by trace id, else by the id sent. Records an error names by no key are
+    rejected with its reason — never taken for written; a record the answer neither returns
+    nor names gets no result (the pipeline records it as failed and sends it again)."""
     sent = set(by_sent_id.values())
     out: dict[str, WriteResult] = {}
     for item in answer.get("results", []):
-        key = item.get(TRACE) or item.get("properties", {}).get(key_field)
-        if key in sent and key not in out:
+        # The key property where HubSpot returns it (it names the record), else the trace id.
+        held = item.get("properties", {}).get(key_field)
+        key = str(held or item.get(TRACE) or "")
+        if key not in out:
             out[key] = WriteResult(key, str(item["id"]), created=item.get("new"))
     unattributed: list[str] = []
     for error in answer.get("errors", []):
@@ -74,11 +77,11 @@ def upsert_results(
             unattributed.append(_reason(error))
         for key in keys:
             out.setdefault(key, WriteResult(key, rejected=_reason(error), field=fields[0]))
-    missing = "; ".join(unattributed) or "HubSpot's answer has neither a result nor an error for it"
-    return [
-        out.get(key) or WriteResult(key, rejected=f"not confirmed written: {missing}")
-        for key in dict.fromkeys(by_sent_id.values())
-    ]
+    if unattributed:
+        reason = f"not confirmed written: {'; '.join(unattributed)}"
+        for key in sent - out.keys():
+            out[key] = WriteResult(key, rejected=reason)
+    return list(out.values())
 
 
 def split_by_email(

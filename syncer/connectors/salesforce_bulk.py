@@ -73,11 +73,10 @@ def upsert_job(
         out.update(_results(http, f"{jobs_url}{job_id}/", key_field))
     for digest in digests:
         running.pop(digest, None)
-    results = [
-        out.get(str(row[key_field]))
-        or WriteResult(str(row[key_field]), rejected="missing from the bulk job's results")
-        for row in rows
-    ]
+    # The job's results as it gives them: a record without one gets none (the pipeline records
+    # it as failed), a result for a key not sent is handed on (the pipeline stops the run).
+    order = {str(row[key_field]): i for i, row in enumerate(rows)}
+    results = sorted(out.values(), key=lambda r: order.get(r.key, len(order)))
     return BulkResult(results, calls)
 
 
