@@ -16,19 +16,17 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from crm_configs import destination_yaml, examples_store
 from sqlalchemy import delete
 
 from syncer.config import load_config
 from syncer.db import create_db_engine
 from syncer.engine import Sync
 from syncer.retry import RetryPolicy
-from syncer.store.database import init_store
-from syncer.store.loaders import load_paths
 from syncer.store.schema import memberships
 
 pytestmark = pytest.mark.live
 
-ROOT = Path(__file__).resolve().parents[1]
 HUBSPOT = ("SYNCER_LIVE_HUBSPOT_TOKEN",)
 SALESFORCE_PASSWORD = (
     "SYNCER_LIVE_SF_USERNAME",
@@ -52,7 +50,10 @@ def _destination(name: str) -> tuple[str, dict[str, str], dict[str, object]]:
     if name == "hubspot":
         if not _have(HUBSPOT):
             pytest.skip("live HubSpot check: set SYNCER_LIVE_HUBSPOT_TOKEN (a test portal)")
-        return "hubspot", {"access_token": "env:SYNCER_LIVE_HUBSPOT_TOKEN"}, {}
+        host = (
+            {"host": env["SYNCER_LIVE_HUBSPOT_HOST"]} if env.get("SYNCER_LIVE_HUBSPOT_HOST") else {}
+        )
+        return "hubspot", {"access_token": "env:SYNCER_LIVE_HUBSPOT_TOKEN"}, host
     settings: dict[str, object] = {
         "domain": env.get("SYNCER_LIVE_SF_DOMAIN", "test"),
         "allow_create_fields": True,
@@ -82,21 +83,8 @@ def _destination(name: str) -> tuple[str, dict[str, str], dict[str, object]]:
 def live(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[str, Sync]]:
     name = str(request.param)
     connector, credentials, settings = _destination(name)
-    url = f"sqlite:///{tmp_path / 'store.db'}"
-    engine = init_store(url)
-    load_paths(engine, [ROOT / "examples"])
-    engine.dispose()
-    config = tmp_path / "syncer.yaml"
-    config.write_text(
-        f"store: {url}\n"
-        "destinations:\n"
-        f"  {name}:\n"
-        f"    connector: {connector}\n"
-        f"    mapping: {ROOT / 'mappings' / f'{name}.yaml'}\n"
-        f"    credentials: {json.dumps(credentials)}\n"
-        f"    settings: {json.dumps(settings)}\n",
-        encoding="utf-8",
-    )
+    store = examples_store(tmp_path)
+    config = destination_yaml(tmp_path, store, connector, json.dumps(credentials), settings)
     with Sync(load_config(config), environ=dict(os.environ), retry=RetryPolicy()) as sync:
         yield name, sync
 
