@@ -164,6 +164,24 @@ def test_per_record_errors_in_a_207_reject_those_records_only(
     assert sum(_upserts(hubspot)) == len(failed)
 
 
+def test_a_batch_failed_whole_is_bisected_and_converges(
+    sync: Sync, hubspot: HubSpotEmulator
+) -> None:
+    """HubSpot's other documented answer: one bad input fails the whole request (400, nothing
+    applied). The engine bisects; the run converges and a re-run writes nothing."""
+    hubspot.batch_errors = "whole_batch"
+    hubspot.inject_partial_failure(
+        path_prefix="/crm/v3/objects/contacts/batch/upsert", count=2, input_rate=0.1
+    )
+    report = sync.run("hubspot")
+    assert report.status == "succeeded", report.objects
+    assert len(hubspot.requests(path_contains="contacts/batch/upsert", status=400)) == 2
+    assert len(_by_key(hubspot, "contacts", "syncer_user_id")) == 14
+    hubspot.reset_log()
+    assert sync.run("hubspot").totals()["unchanged"] == 25
+    assert hubspot.write_requests() == []
+
+
 @pytest.mark.parametrize("max_batch", [3, 7])
 def test_a_crash_after_batch_k_then_rerun_sends_only_the_rest(
     sync: Sync, hubspot: HubSpotEmulator, max_batch: int, monkeypatch: pytest.MonkeyPatch

@@ -136,11 +136,6 @@ def test_hubspot_a_missing_batch_result_is_retried_next_run(
         assert RecordState(sync.state).get_many("hubspot", "contacts", [key])[key].remote_id
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="HubSpot's upsert_results drops results for keys it did not send (hubspot_bodies.py, "
-    "`if key in by_sent_id.values()`): the engine never sees them; engineer conn",
-)
 def test_hubspot_a_result_for_a_record_not_sent_stops_the_run(
     tmp_path: Path, hubspot: HubSpotEmulator
 ) -> None:
@@ -177,14 +172,10 @@ def _salesforce_sync(tmp_path: Path, org: SalesforceEmulator, path: str) -> Sync
 
 
 BULK, COLLECTIONS = "jobs/ingest", "composite/"
-_SF_CONN = "engineer conn: the connector must hand the destination's answer to the engine"
 _ZIPPED = pytest.mark.xfail(
     strict=True,
-    reason=f"salesforce.py zips collection results with strict=True (ValueError); {_SF_CONN}",
-)
-_KEPT = pytest.mark.xfail(
-    strict=True,
-    reason=f"salesforce_bulk.py keeps only the results of records sent; {_SF_CONN}",
+    reason="a Collections answer of another length cannot be matched by position: "
+    "salesforce_results.py rejects every record of that batch rather than guess positions",
 )
 
 
@@ -206,7 +197,7 @@ def test_salesforce_a_missing_result_is_retried_next_run(
 
 @pytest.mark.parametrize(
     "path",
-    [pytest.param(BULK, marks=_KEPT), pytest.param(COLLECTIONS, marks=_ZIPPED)],
+    [BULK, pytest.param(COLLECTIONS, marks=_ZIPPED)],
     ids=["bulk", "collections"],
 )
 def test_salesforce_a_result_for_a_record_not_sent_stops_the_run(

@@ -178,6 +178,23 @@ def test_missing_fields_are_listed_for_an_admin_when_creation_is_off(
         assert "Contact.Syncer_Accounts__c" in text
 
 
+def test_without_the_right_to_grant_field_access_the_run_refuses_and_writes_nothing(
+    tmp_path: Path, org: SalesforceEmulator
+) -> None:
+    """Fields created through the Tooling API are hidden until field-level security grants
+    them; an integration user that may not grant it gets a preflight refusal naming what an
+    admin must grant — before any record is written."""
+    org.manage_permissions = False
+    with _sync(tmp_path, org) as sync:
+        with pytest.raises(ConfigError) as caught:
+            sync.run("salesforce")
+        text = str(caught.value)
+        assert "permission set Syncer_Integration" in text
+        assert "Account.Syncer_Account_Id__c" in text
+    assert org.records("Account") == {}
+    assert org.records("Contact") == {}
+
+
 def test_the_bulk_path_above_the_threshold(tmp_path: Path, org: SalesforceEmulator) -> None:
     _store_with_bulk_users(tmp_path, 5000)
     with _sync(tmp_path, org, bulk_threshold=1000) as sync:
@@ -532,13 +549,13 @@ def test_a_login_server_outage_is_retriable() -> None:
         SalesforceConnector(_password_login())
 
 
-@responses.activate
-def test_a_refused_jwt_login_says_to_check_the_connected_app(tmp_path: Path) -> None:
+def private_key_file(folder: Path) -> Path:
+    """A fresh RSA private key (PEM) for the JWT bearer login, in ``folder``."""
     from cryptography.hazmat.primitives import serialization
     from cryptography.hazmat.primitives.asymmetric import rsa
 
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    pem = tmp_path / "server.key"
+    pem = folder / "server.key"
     pem.write_bytes(
         key.private_bytes(
             serialization.Encoding.PEM,
@@ -546,6 +563,12 @@ def test_a_refused_jwt_login_says_to_check_the_connected_app(tmp_path: Path) -> 
             serialization.NoEncryption(),
         )
     )
+    return pem
+
+
+@responses.activate
+def test_a_refused_jwt_login_says_to_check_the_connected_app(tmp_path: Path) -> None:
+    pem = private_key_file(tmp_path)
     refused = {"error": "invalid_grant", "error_description": "invalid assertion"}
     responses.add(responses.POST, TOKEN_URL, json=refused, status=400)
     with pytest.raises(ConfigError) as caught:

@@ -42,6 +42,7 @@ API budget, not a permission problem)::
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -179,11 +180,13 @@ def raise_for_status(
     retry_after = retry_after_seconds(headers)
     if rule.action is Action.RETRY:
         limits = rate_limit_info(headers)
-        if status == 429 and limits is not None and limits.daily_remaining == 0:
+        daily = limits is not None and limits.daily_remaining == 0
+        if status == 429 and (daily or _daily_policy(body)):
+            # HubSpot's body says DAILY and OAuth apps get no daily headers: stop, never retry.
+            size = f" ({limits.daily_limit} a day)" if limits and limits.daily_limit else ""
             raise FatalError(
-                f"{what}: HTTP 429, the destination's daily request budget is spent "
-                f"({limits.daily_limit} a day); run again after it resets"
-                + (f" — {detail}" if detail else "")
+                f"{what}: HTTP 429, the destination's daily request budget is spent{size}; "
+                "run again after it resets" + (f" — {detail}" if detail else "")
             )
         if retry_after is None and status == 429 and limits is not None:
             retry_after = limits.interval_seconds
@@ -255,6 +258,11 @@ def rate_limit_info(headers: Headers) -> RateLimitInfo | None:
         daily_limit=daily_limit,
         daily_remaining=daily_remaining,
     )
+
+
+def _daily_policy(body: object) -> bool:
+    """Whether a 429's body names the daily budget (HubSpot: ``"policyName": "DAILY"``)."""
+    return re.search(r'"policyName"\s*:\s*"DAILY"', _text(body)) is not None
 
 
 def destination_message(body: object) -> str:

@@ -1,16 +1,16 @@
 """HubSpot: companies and contacts upserted by syncer's unique properties, associations v4.
 
-Built on ``hubspot-api-client`` 12.x, whose retries are kept off: the engine retries, paces and
-bisects (``syncer.apply``); this class only speaks HubSpot. Every call goes through the HTTP base
-(:class:`syncer.connectors.http.HttpConnector`): the ``X-HubSpot-RateLimit-*`` headers reach the
-engine's limiter, failures become syncer's errors by the shared status table, and the daily
-budget stops the run before ``daily_limit_share`` of it is used.
+On ``hubspot-api-client`` 12.x, retries off (the engine retries, paces and bisects). Every call
+goes through the HTTP base (:class:`syncer.connectors.http.HttpConnector`): rate-limit headers,
+the shared status table, the daily budget (docs/api-fidelity.md: each call against HubSpot's
+documentation).
 
 * Companies are upserted by ``syncer_account_id``, contacts by ``syncer_user_id`` — unique
   properties ``ensure`` creates. A contact that existed before syncer (same email, no
   ``syncer_user_id``) is found by email first and adopted, so no duplicate is made.
-* A 207 answer carries per-input errors; they are matched back to records by the id we sent
-  (HubSpot does not keep input order), and become rejected results — never a failed batch.
+* Every batch input carries the record key as ``objectWriteTraceId`` (HubSpot answers per-input
+  errors, a 207, only then); results and errors are matched back by it, and a record or
+  association pair the answer does not confirm is rejected, never taken for written.
 * Associations: contact → company, ``primary`` with type 1 (and 279), others unlabeled 279.
 * ``lifecyclestage`` (only if a mapping writes it): HubSpot ignores a move backwards unless the
   value is cleared first, so a record whose lifecycle stage changes is cleared, then written.
@@ -40,7 +40,8 @@ from syncer.connectors.base import (
 from syncer.connectors.http import HttpAnswer, HttpConfig, HttpConnector
 from syncer.connectors.hubspot_bodies import (
     association_inputs,
-    failed_pairs,
+    association_results,
+    clear_inputs,
     split_by_email,
     upsert_inputs,
     upsert_results,
@@ -146,11 +147,12 @@ class HubSpotConnector(HttpConnector[HubSpotConfig]):
             call = api.archive_with_http_info if remove else api.create_with_http_info
             body = {"inputs": association_inputs(group, remove=remove)}
             answer = self._hs(f"POST associations {source}->{target}", call, source, target, body)
-            failed = failed_pairs(answer)
-            results += [
-                AssociationResult(c, rejected=failed.get((c.from_remote_id, c.to_remote_id)))
-                for c in group
-            ]
+            # An archive answers 204 without a body: every pair is gone.
+            results += (
+                [AssociationResult(c) for c in group]
+                if remove
+                else association_results(group, answer)
+            )
         return results
 
     def archive(self, object_name: str, batch: Sequence[WriteRecord]) -> Sequence[WriteResult]:
@@ -179,7 +181,7 @@ class HubSpotConnector(HttpConnector[HubSpotConfig]):
                 f"POST {object_name} clear lifecyclestage",
                 self._batch.update_with_http_info,
                 object_name,
-                {"inputs": [{"id": r.remote_id, "properties": {LIFECYCLE: ""}} for r in lifecycle]},
+                {"inputs": clear_inputs(lifecycle, LIFECYCLE)},
             )
         inputs, by_sent_id = upsert_inputs(records, key_field, id_property)
         answer = self._hs(
@@ -225,8 +227,7 @@ class HubSpotConnector(HttpConnector[HubSpotConfig]):
         return parsed if isinstance(parsed, dict) else {}
 
     def _request(self, fn: Callable[..., Any], *args: Any) -> Callable[[], HttpAnswer]:
-        """``fn(*args)`` on the generated client as an :class:`HttpAnswer`, whatever the status
-        (the client raises ``ApiException`` for an error status)."""
+        """``fn(*args)`` on the generated client as an :class:`HttpAnswer`, whatever the status."""
         timeout = self.config.timeout
 
         def send() -> HttpAnswer:

@@ -7,13 +7,15 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from syncer.connectors.base import AssociationChange, WriteRecord, WriteResult
+from syncer.connectors.base import AssociationChange, AssociationResult, WriteRecord, WriteResult
 
 __all__ = [
     "PRIMARY_TYPE",
+    "TRACE",
     "UNLABELED_TYPE",
     "association_inputs",
-    "failed_pairs",
+    "association_results",
+    "clear_inputs",
     "split_by_email",
     "upsert_inputs",
     "upsert_results",
@@ -21,6 +23,7 @@ __all__ = [
 
 PRIMARY_TYPE = 1  # contact → company, primary
 UNLABELED_TYPE = 279  # contact → company, unlabeled
+TRACE = "objectWriteTraceId"
 
 
 def upsert_inputs(
@@ -35,28 +38,50 @@ def upsert_inputs(
         by_sent_id[sent_id.lower() if id_property == "email" else sent_id] = r.key
         props = {k: ("" if v is None else v) for k, v in r.changes.items()}
         props[key_field] = r.key
-        inputs.append({"idProperty": id_property, "id": sent_id, "properties": props})
+        # The record key as objectWriteTraceId: HubSpot answers per-input errors (a 207) only
+        # when every input carries a unique one, and names the failed input by it.
+        inputs.append({"idProperty": id_property, "id": sent_id, "properties": props, TRACE: r.key})
     return inputs, by_sent_id
+
+
+def clear_inputs(records: Sequence[WriteRecord], prop: str) -> list[dict[str, Any]]:
+    """Batch update inputs that clear ``prop`` on records syncer knows, by HubSpot id."""
+    return [{"id": r.remote_id, "properties": {prop: ""}, TRACE: r.key} for r in records]
 
 
 def upsert_results(
     answer: Mapping[str, Any], key_field: str, id_property: str, by_sent_id: Mapping[str, str]
 ) -> list[WriteResult]:
-    """Per-record results of a batch upsert answer: its results, and its errors matched back to
-    the records by the ids they were sent with."""
-    results: list[WriteResult] = []
+    """The answer's results as it gives them (matched by ``objectWriteTraceId``, else by the key
+    property; a result for a key not sent is handed on, and the pipeline stops the run), and
+    its errors matched by trace id, else by the id sent. Records an error names by no key are
+    rejected with its reason — never taken for written; a record the answer neither returns
+    nor names gets no result (the pipeline records it as failed and sends it again)."""
+    sent = set(by_sent_id.values())
+    out: dict[str, WriteResult] = {}
     for item in answer.get("results", []):
-        key = item.get("properties", {}).get(key_field)
-        if key in by_sent_id.values():
-            results.append(WriteResult(key, str(item["id"]), created=item.get("new")))
+        # The key property where HubSpot returns it (it names the record), else the trace id.
+        held = item.get("properties", {}).get(key_field)
+        key = str(held or item.get(TRACE) or "")
+        if key not in out:
+            out[key] = WriteResult(key, str(item["id"]), created=item.get("new"))
+    unattributed: list[str] = []
     for error in answer.get("errors", []):
         context = error.get("context") or {}
         fields = context.get("propertyName") or [None]
-        for sent in context.get("ids") or []:
-            key = by_sent_id.get(sent.lower() if id_property == "email" else sent)
-            if key is not None:
-                results.append(WriteResult(key, rejected=_reason(error), field=fields[0]))
-    return results
+        keys = [k for k in context.get(TRACE) or [] if k in sent]
+        if not keys:
+            ids = [i.lower() if id_property == "email" else i for i in context.get("ids") or []]
+            keys = [by_sent_id[i] for i in ids if i in by_sent_id]
+        if not keys:
+            unattributed.append(_reason(error))
+        for key in keys:
+            out.setdefault(key, WriteResult(key, rejected=_reason(error), field=fields[0]))
+    if unattributed:
+        reason = f"not confirmed written: {'; '.join(unattributed)}"
+        for key in sent - out.keys():
+            out[key] = WriteResult(key, rejected=reason)
+    return list(out.values())
 
 
 def split_by_email(
@@ -104,17 +129,32 @@ def association_inputs(changes: Sequence[AssociationChange], *, remove: bool) ->
     ]
 
 
-def failed_pairs(answer: Mapping[str, Any]) -> dict[tuple[str, str], str]:
-    """(from id, to id) → reason, from the errors of an association batch answer."""
-    out: dict[tuple[str, str], str] = {}
+def association_results(
+    changes: Sequence[AssociationChange], answer: Mapping[str, Any]
+) -> list[AssociationResult]:
+    """Per-pair results of an associations v4 batch create: a pair is made only if the answer
+    returns it; a pair an error names is rejected with that error; any other pair is rejected
+    too (an error HubSpot does not attribute to a pair may concern it — never success)."""
+    made = {
+        (str(r.get("fromObjectId")), str(r.get("toObjectId"))) for r in answer.get("results", [])
+    }
+    named: dict[tuple[str, str], str] = {}
+    unattributed: list[str] = []
     for error in answer.get("errors", []):
         context = error.get("context") or {}
-        froms = context.get("fromObjectId") or context.get("from") or []
-        tos = context.get("toObjectId") or context.get("to") or []
+        froms, tos = context.get("fromObjectId") or [], context.get("toObjectId") or []
+        if not (froms and tos):
+            unattributed.append(_reason(error))
         for f in froms if isinstance(froms, list) else [froms]:
             for t in tos if isinstance(tos, list) else [tos]:
-                out[(str(f), str(t))] = _reason(error)
-    return out
+                named[(str(f), str(t))] = _reason(error)
+    other = "; ".join(unattributed) or "HubSpot's answer has neither a result nor an error for it"
+    results = []
+    for c in changes:
+        pair = (str(c.from_remote_id), str(c.to_remote_id))
+        reason = None if pair in made else named.get(pair, f"not confirmed made: {other}")
+        results.append(AssociationResult(c, rejected=reason))
+    return results
 
 
 def _types(kind: str) -> tuple[int, ...]:

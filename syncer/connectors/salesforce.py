@@ -21,13 +21,13 @@
   its allocation the run stops before the next request (syncer must not starve the org's other
   integrations), as does 403 ``REQUEST_LIMIT_EXCEEDED``. Settings and login:
   :mod:`.salesforce_config`.
-* ``ensure`` reports exactly which fields an admin must add, or creates them through the Tooling
-  API when ``allow_create_fields`` is on (:mod:`.salesforce_fields`).
+* ``ensure`` reports exactly which fields an admin must add, or creates and grants them when
+  ``allow_create_fields`` is on (:mod:`.salesforce_access`); a 401 signs in once more.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from functools import partial
 from typing import Any, ClassVar
 
@@ -42,16 +42,16 @@ from syncer.connectors.base import (
 )
 from syncer.connectors.http import HttpAnswer, HttpConnector
 from syncer.connectors.http_status import Action, Failure, StatusRule
-from syncer.connectors.salesforce_bulk import upsert_job
-from syncer.connectors.salesforce_config import SalesforceConfig, login
-from syncer.connectors.salesforce_fields import SUFFIX, ensure_fields, full_companions
-from syncer.errors import RetriableError
+from syncer.connectors.salesforce_access import ensure_object
+from syncer.connectors.salesforce_bulk import abort_jobs, upsert_job
+from syncer.connectors.salesforce_config import SalesforceConfig, login, relogin
+from syncer.connectors.salesforce_fields import SUFFIX, full_companions
+from syncer.connectors.salesforce_results import collection_results
 from syncer.fields import FieldSpec, FieldType
 
 __all__ = ["SalesforceConfig", "SalesforceConnector"]
 
 _TEXT = FieldSpec("text", max_length=255)
-_RETRIABLE_CODES = frozenset({"UNABLE_TO_LOCK_ROW", "SERVER_UNAVAILABLE"})
 _LIMIT_EXCEEDED = "REQUEST_LIMIT_EXCEEDED"
 _SPENT = "the org's daily API request limit is spent; run again once it resets"
 
@@ -105,6 +105,7 @@ class SalesforceConnector(HttpConnector[SalesforceConfig]):
     def __init__(self, config: SalesforceConfig) -> None:
         super().__init__(config)
         self.sf = login(config)
+        self._running_jobs: dict[str, str] = {}  # bulk CSV digest -> job id past its deadline
 
     @property
     def bulk_threshold(self) -> int | None:
@@ -125,40 +126,7 @@ class SalesforceConnector(HttpConnector[SalesforceConfig]):
         }
         path = f"composite/sobjects/{object_name}/{spec.key_field}"
         answer = self._rest(f"PATCH {path} ({len(batch)} records)", "PATCH", path, json=body)
-        results: list[WriteResult] = []
-        again: list[WriteRecord] = []
-        for record, item in zip(batch, answer.json() or [], strict=True):
-            errors = item.get("errors") or []
-            codes = {e.get("statusCode") for e in errors}
-            # A record syncer wrote before that Salesforce no longer holds (deleted, or emptied
-            # from the recycle bin) was (re)created from the changed fields only, or refused for
-            # lacking the others: drop its remote id and send the whole payload once more.
-            gone = record.remote_id is not None and "full_retry" not in record.hints
-            if item.get("success"):
-                if gone and item.get("created") and record.changes != record.payload:
-                    again.append(_whole(record))
-                else:
-                    results.append(
-                        WriteResult(record.key, item.get("id"), created=item.get("created"))
-                    )
-            elif codes & _RETRIABLE_CODES:
-                raise RetriableError(
-                    f"salesforce upsert {object_name}: {_message(errors)} (record {record.key})"
-                )
-            elif gone and codes & {"ENTITY_IS_DELETED", "REQUIRED_FIELD_MISSING"}:
-                again.append(_whole(record))
-            else:
-                fields = [f for e in errors for f in e.get("fields") or []]
-                reason = _message(errors)
-                if "ENTITY_IS_DELETED" in codes:
-                    reason += (
-                        f" — the {object_name} with {spec.key_field} {record.key} is in "
-                        "Salesforce's recycle bin: undelete it, or empty it from the bin so "
-                        "that syncer creates it again"
-                    )
-                results.append(
-                    WriteResult(record.key, rejected=reason, field=(fields or [None])[0])
-                )
+        results, again = collection_results(object_name, spec.key_field, batch, answer.json())
         if again:
             results += self.write(object_name, again)
         return results
@@ -174,20 +142,21 @@ class SalesforceConnector(HttpConnector[SalesforceConfig]):
             key_field=key_field,
             rows=[self._record(object_name, key_field, r, flat=True) for r in records],
             poll_seconds=self.config.bulk_poll_seconds,
-            deadline_seconds=max(self.config.timeout * 10, 600),
+            deadline_seconds=self.config.bulk_wait_seconds,
+            max_bytes=self.config.bulk_max_bytes,
+            running=self._running_jobs,
         )
 
     def ensure(self, object_name: str, fields: Sequence[FieldSpec]) -> EnsureReport:
-        """Check the fields with describe; create missing ones through the Tooling API if
-        allowed, otherwise say exactly what an admin must add."""
-        describe = self._rest(
-            f"describe {object_name}", "GET", f"sobjects/{object_name}/describe/"
-        ).json()
-        allowed = self.config.allow_create_fields
-        create = partial(self._create_field, object_name) if allowed else None
-        key_field = self.object_spec(object_name).key_field
-        return ensure_fields(
-            describe, create, object_name=object_name, key_field=key_field, fields=fields
+        """Check the fields with describe; create missing ones through the Tooling API and grant
+        field-level security if allowed (:mod:`.salesforce_access`), otherwise say exactly what
+        an admin must add; every field verified visible before any write."""
+        return ensure_object(
+            self._rest,
+            object_name=object_name,
+            key_field=self.object_spec(object_name).key_field,
+            fields=fields,
+            allow_create=self.config.allow_create_fields,
         )
 
     def check(self) -> None:
@@ -195,7 +164,15 @@ class SalesforceConnector(HttpConnector[SalesforceConfig]):
         self._check_call("GET limits", partial(self._send, "GET", "limits/", {}))
 
     def close(self) -> None:
+        abort_jobs(self._rest, self.sf.bulk2_url + "ingest/", self._running_jobs)
         self.sf.session.close()
+
+    def _reauthenticate(self) -> bool:
+        """After a 401 (the session expired or was revoked) sign in once more; a bare session
+        id cannot (a ConfigError saying what to configure)."""
+        old, self.sf = self.sf, relogin(self.config)
+        old.session.close()
+        return True
 
     # --- Salesforce specifics -------------------------------------------------------------
 
@@ -207,8 +184,10 @@ class SalesforceConnector(HttpConnector[SalesforceConfig]):
         if object_name == "Contact" and "primary_account_key" in r.hints:
             account = r.hints["primary_account_key"]
             ref = self.objects["Account"].key_field
-            if flat:
+            if flat and account:
                 values[f"Account.{ref}"] = account
+            elif flat:
+                values["AccountId"] = None  # "#N/A": a relationship column cannot clear it
             elif account:
                 values["Account"] = {ref: account}
             else:
@@ -217,14 +196,12 @@ class SalesforceConnector(HttpConnector[SalesforceConfig]):
             return values
         return {"attributes": {"type": object_name}, **values}
 
-    def _create_field(self, object_name: str, name: str, metadata: dict[str, Any]) -> None:
-        body = {"FullName": f"{object_name}.{name}", "Metadata": metadata}
-        path = "tooling/sobjects/CustomField/"
-        self._rest(f"create field {object_name}.{name}", "POST", path, json=body)
-
-    def _rest(self, what: str, method: str, url: str, **kwargs: Any) -> HttpAnswer:
-        """One request through the HTTP base; ``url`` relative to the REST base, or absolute."""
-        return self._call(what, partial(self._send, method, url, kwargs))
+    def _rest(
+        self, what: str, method: str, url: str, *, ok: Collection[int] = (), **kwargs: Any
+    ) -> HttpAnswer:
+        """One request through the HTTP base; ``url`` relative to the REST base, or absolute;
+        statuses in ``ok`` are returned, not raised."""
+        return self._call(what, partial(self._send, method, url, kwargs), ok=ok)
 
     def _send(self, method: str, url: str, kwargs: Mapping[str, Any]) -> HttpAnswer:
         """One request on the client's session (signed in by :func:`login`), as an answer."""
@@ -238,13 +215,3 @@ class SalesforceConnector(HttpConnector[SalesforceConfig]):
             **options,
         )
         return HttpAnswer(response.status_code, response.headers, response.content)
-
-
-def _whole(record: WriteRecord) -> WriteRecord:
-    """``record`` with every field and without its stale remote id, sent once more."""
-    hints = {**record.hints, "full_retry": True}
-    return WriteRecord(record.key, record.payload, record.payload, None, hints)
-
-
-def _message(errors: Sequence[Mapping[str, Any]]) -> str:
-    return "; ".join(f"{e.get('statusCode')}: {e.get('message')}" for e in errors) or "failed"

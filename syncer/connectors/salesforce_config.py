@@ -23,7 +23,7 @@ from syncer.connectors.http import HttpConfig
 from syncer.connectors.http_status import as_retriable, is_tls_error
 from syncer.errors import ConfigError, RetriableError
 
-__all__ = ["SalesforceConfig", "login", "login_host"]
+__all__ = ["SalesforceConfig", "login", "login_host", "relogin"]
 
 _CHECK = {
     "password": "username, password and security_token (Salesforce mails a new security token "
@@ -49,6 +49,11 @@ class SalesforceConfig(HttpConfig):
     bulk_threshold: int = Field(default=2000, ge=1)
     bulk_batch: int = Field(default=10_000, ge=1)
     bulk_poll_seconds: float = Field(default=2.0, gt=0)
+    #: CSV bytes per Bulk API 2.0 upload; a chunk over it is split into several jobs.
+    bulk_max_bytes: int = Field(default=100_000_000, ge=1_000, le=150_000_000)
+    #: How long one attempt polls a running bulk job; past it the attempt is retried and polls
+    #: the same job again (never submits it twice).
+    bulk_wait_seconds: float = Field(default=600.0, gt=0)
     daily_limit_share: float = Field(default=0.9, gt=0, le=1)  # the org's other integrations
     #: TLS verification: True, False, or a CA bundle path (the emulator's self-signed cert).
     verify: bool | str = True
@@ -149,3 +154,16 @@ def login(config: SalesforceConfig) -> Salesforce:
             f"salesforce: jwt_key_file {config.jwt_key_file} is not a usable RSA private key "
             f"({exc}); give the PEM private key of the connected app's certificate"
         ) from exc
+
+
+def relogin(config: SalesforceConfig) -> Salesforce:
+    """Sign in again after a 401 INVALID_SESSION_ID (the session timed out or was revoked):
+    possible with a username/password or JWT login, not with a bare session id."""
+    if config.session_id is not None and config.instance_url is not None:
+        raise ConfigError(
+            "salesforce: the session was refused (HTTP 401 INVALID_SESSION_ID: expired or "
+            "revoked) and a session_id alone cannot sign in again; give a fresh session_id, or "
+            "configure username + password (+ security_token) or a JWT bearer login "
+            "(consumer_key + jwt_key_file) so that syncer signs in again by itself"
+        )
+    return login(config)

@@ -49,14 +49,16 @@ def full_companions(*names: str) -> dict[str, FieldSpec]:
 
 def ensure_fields(
     describe: Mapping[str, Any],
-    create: Callable[[str, dict[str, Any]], None] | None,
+    create: Callable[[str, dict[str, Any]], bool | str] | None,
     *,
     object_name: str,
     key_field: str,
     fields: Sequence[FieldSpec],
 ) -> EnsureReport:
     """Check ``fields`` against the object's ``describe``; create missing custom ones with
-    ``create(name, metadata)`` (None: creation is off — say exactly what an admin must add)."""
+    ``create(name, metadata)`` (None: creation is off — say exactly what an admin must add).
+    ``create`` answers True (made), False (it exists, hidden by field-level security) or the
+    refusal's text."""
     have = {f["name"]: f for f in describe["fields"]}
     report = EnsureReport()
     wanted = {f.name: f for f in fields}
@@ -77,11 +79,15 @@ def ensure_fields(
                 f"add {object_name}.{name}: {metadata['type']}"
                 + (f"({metadata['length']})" if "length" in metadata else "")
                 + (", External ID, Unique" if name == key_field else "")
-                + " — or set allow_create_fields: true to let syncer create it"
+                + " and grant the integration user Read and Edit on it — or set "
+                "allow_create_fields: true to let syncer create and grant it"
             )
             continue
-        create(name, metadata)
-        report.created.append(name)
+        outcome = create(name, metadata)
+        if isinstance(outcome, str):
+            report.problems.append(outcome)
+        else:
+            (report.created if outcome else report.existing).append(name)
     return report
 
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import csv
 import io
+import random
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -91,6 +92,13 @@ class IngestJob:
 class BulkIngest:
     """The ingest jobs of one emulated org."""
 
+    #: Bytes of CSV one upload may hold. Salesforce's limits page says 150 MB per file and its
+    #: request guide "up to 150MB (after base64 encoding)", i.e. about 100 MB of CSV: the
+    #: emulator takes the stricter reading (issue 17).
+    max_upload_bytes: int = 100_000_000
+    #: Lenient switch: result files in upload order (Salesforce does not promise any order).
+    ordered_results: bool = False
+
     def __init__(self, org: Org, api_version: str, *, polls: int = 2, delay: float = 0.0) -> None:
         self.org = org
         self.api_version = api_version
@@ -139,6 +147,7 @@ class BulkIngest:
         job = self.job(job_id)
         if job.state != "Open" or job.rows is not None:
             raise _state_error(job, "data can be uploaded once, to an Open job")
+        self._check_size(data)
         if _LINE_ENDINGS[job.line_ending] == "\n" and "\r\n" in data:
             raise SalesforceApiError(
                 400, "INVALIDJOB", "LineEnding is invalid on user data. Current LineEnding "
@@ -184,8 +193,8 @@ class BulkIngest:
             for column, cell in zip(job.header, values, strict=False):
                 if cell == "":
                     continue  # an empty cell leaves the field as it is
-                value = None if cell == "#N/A" else cell
                 relationship, dot, ext = column.partition(".")
+                value = _cell(cell, relationship=bool(dot))
                 row[relationship] = {ext: value} if dot else value
             rows.append(row)
         obj = self.org.object(job.object)
@@ -234,7 +243,7 @@ class BulkIngest:
         writer.writerow(["sf__Id", "sf__Created" if success else "sf__Error", *job.header])
         injected = fault() if success else None
         written = 0
-        for outcome, values in zip(job.outcomes, job.rows or [], strict=False):
+        for outcome, values in self._result_order(job):
             if outcome.success and success:
                 written += 1
                 if injected == "missing_result" and written == 1:
@@ -249,3 +258,28 @@ class BulkIngest:
             elif not outcome.success and not success:
                 writer.writerow(["", " ".join(e.as_bulk() for e in outcome.errors), *values])
         return out.getvalue()
+
+    # -- documented strictness (issue 17) ----
+
+    def _check_size(self, data: str) -> None:
+        """Refuse an upload over ``max_upload_bytes`` (the status is not documented: 400)."""
+        size = len(data.encode("utf-8"))
+        if size > self.max_upload_bytes:
+            raise SalesforceApiError(
+                400, "INVALIDJOB",
+                f"Upload of {size} bytes exceeds the limit of {self.max_upload_bytes} bytes",
+            )  # fmt: skip
+
+    def _result_order(self, job: IngestJob) -> list[tuple[RowOutcome, list[str]]]:
+        """Outcomes with their rows; shuffled unless ``ordered_results`` (no order promised)."""
+        pairs = list(zip(job.outcomes, job.rows or [], strict=False))
+        if not self.ordered_results:
+            random.Random(job.id).shuffle(pairs)
+        return pairs
+
+
+def _cell(cell: str, *, relationship: bool) -> Any:
+    """A CSV cell's value: ``#N/A`` nulls a field. In a ``Relationship.ExtId__c`` column the
+    documentation does not say it clears the lookup, so the emulator (stricter) looks up an
+    external id ``#N/A``; the connector clears ``AccountId`` instead."""
+    return None if cell == "#N/A" and not relationship else cell

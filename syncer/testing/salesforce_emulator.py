@@ -49,6 +49,7 @@ import contextlib
 import json
 import random
 import re
+import secrets
 import shutil
 import socket
 import tempfile
@@ -291,6 +292,26 @@ class SalesforceEmulator:
     def allow_field_creation(self, allowed: bool) -> None:
         with self.lock:
             self.org.allow_field_creation = allowed
+
+    # -- documented strictness (issue 17): field-level security, session expiry ----
+
+    @property
+    def manage_permissions(self) -> bool:
+        """False: the integration user may not create permission sets or field permissions
+        (403 INSUFFICIENT_ACCESS_OR_READONLY), so an admin must grant field access."""
+        return self.rest.permissions.manage_permissions
+
+    @manage_permissions.setter
+    def manage_permissions(self, allowed: bool) -> None:
+        with self.lock:
+            self.rest.permissions.manage_permissions = allowed
+
+    def expire_session(self) -> str:
+        """End the current session (requests with it answer 401 INVALID_SESSION_ID, as after a
+        timeout); return the session id the next login is given."""
+        with self.lock:
+            self.session_id = f"session-{secrets.token_hex(8)}"
+            return self.session_id
 
     def inject(
         self,

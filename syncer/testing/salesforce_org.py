@@ -100,7 +100,9 @@ class Org:
         self._bin: dict[str, dict[str, dict[str, Any]]] = {k: {} for k in self.objects}
         self._counters: Counter[str] = Counter()
         self.allow_field_creation = True
-        self.grant_access_on_create = True
+        # A real org shows a field created through the Tooling API to no one until field-level
+        # security grants it (issue 17): True is the lenient switch for tests that skip it.
+        self.grant_access_on_create = False
         # Assumption: an upsert whose external id only matches a record in the recycle bin
         # answers ENTITY_IS_DELETED; set False to create a new record instead.
         self.deleted_blocks_upsert = True

@@ -15,6 +15,7 @@ from typing import Any
 
 from syncer.testing.salesforce_bulk import BulkIngest
 from syncer.testing.salesforce_org import Org
+from syncer.testing.salesforce_permissions import Permissions
 from syncer.testing.salesforce_schema import SalesforceApiError
 from syncer.testing.salesforce_soql import execute, parse
 
@@ -101,9 +102,13 @@ class RestApi:
         self.page_size = page_size
         self.usage = usage
         self.cursors: dict[str, list[dict[str, Any]]] = {}  # query locator -> result rows
+        self.permissions = Permissions(org)  # field-level security (issue 17)
 
     def route(self, req: RestRequest) -> Reply:
         """Dispatch to the handler for this method and path (404 or 405 otherwise)."""
+        answered = self.permissions.route(req.method, req.parts, req.params, req.body)
+        if answered is not None:
+            return Reply(*answered)
         rel = "/".join(req.parts)
         allowed = []
         for method, pattern, handler in self.ROUTES:
