@@ -19,6 +19,8 @@ from sqlalchemy.exc import ArgumentError, OperationalError
 from syncer.db import create_db_engine
 from syncer.errors import ConfigError
 from syncer.store.schema import STORE_SCHEMA_VERSION, metadata, store_version
+from syncer.store.triggers import install_feed
+from syncer.store.upgrade import UPGRADABLE, upgrade_to_2
 
 STORE_TABLES: tuple[str, ...] = tuple(metadata.tables)
 
@@ -32,27 +34,37 @@ def display_url(url: str) -> str:
 
 
 def init_store(url: str) -> Engine:
-    """Create the store's tables at ``url`` (those that are missing), record the schema version,
-    and return an engine.
+    """Create the store's tables at ``url`` (those that are missing) and the change feed's
+    triggers, record the schema version, and return an engine.
 
-    Idempotent: running it on an initialised store changes nothing. A store at another schema
-    version is refused (:class:`ConfigError`): syncer has no migration to run.
+    Idempotent: running it on an initialised store changes nothing. A version-1 store (before
+    the change feed) is upgraded in place (:func:`syncer.store.upgrade.upgrade_to_2`). A store
+    at a newer schema version is refused (:class:`ConfigError`).
     """
     engine = create_db_engine(url)
     try:
-        metadata.create_all(engine)
         with engine.begin() as conn:
+            # One transaction (PostgreSQL's DDL is transactional): a failed upgrade leaves the
+            # store at version 1, as it was.
             found = _version(conn)
+            if found is not None and found > STORE_SCHEMA_VERSION:
+                raise _other_version(display_url(url), found)
+            metadata.create_all(conn)
+            if found in UPGRADABLE:
+                upgrade_to_2(conn)
+            install_feed(conn)
             if found is None:
                 conn.execute(insert(store_version).values(version=STORE_SCHEMA_VERSION))
+            elif found < STORE_SCHEMA_VERSION:
+                conn.execute(update(store_version).values(version=STORE_SCHEMA_VERSION))
+    except ConfigError:
+        engine.dispose()
+        raise
     except OperationalError as exc:
         engine.dispose()
         raise ConfigError(
             f"cannot create the store at {display_url(url)}: {exc.orig}",
         ) from None
-    if found is not None and found != STORE_SCHEMA_VERSION:
-        engine.dispose()
-        raise _other_version(display_url(url), found)
     return engine
 
 
@@ -111,6 +123,12 @@ def _version(conn: Connection) -> int | None:
 
 def _other_version(shown: str, found: int) -> ConfigError:
     newer = found > STORE_SCHEMA_VERSION
+    if found in UPGRADABLE:
+        return ConfigError(
+            f"store at {shown} is at schema version {found}; this syncer reads version "
+            f"{STORE_SCHEMA_VERSION}; run `syncer init --store {shown}` to upgrade it in place "
+            "(it adds the change feed; the data stays)"
+        )
     return ConfigError(
         f"store at {shown} is at schema version {found}; this syncer reads version "
         f"{STORE_SCHEMA_VERSION}; "

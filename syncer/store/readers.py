@@ -15,15 +15,25 @@ import json
 from collections.abc import Iterator, Mapping
 from typing import Any, TypeVar
 
-from sqlalchemy import ColumnElement, CursorResult, Select, Table, and_, exists, func, select
+from sqlalchemy import (
+    ColumnElement,
+    CursorResult,
+    Select,
+    Table,
+    and_,
+    exists,
+    func,
+    select,
+    type_coerce,
+)
 from sqlalchemy.engine import Connection, Engine, Row
 
 from syncer.db import (
     ALL_KEYS,
     KeyRange,
+    RawType,
     as_utc,
     key_order,
-    raw_columns,
     stream_rows,
 )
 from syncer.model import (
@@ -35,7 +45,8 @@ from syncer.model import (
     User,
     UserWithMemberships,
 )
-from syncer.store.schema import accounts, identities, memberships, users
+from syncer.store.keys import KeySet, RowsRead
+from syncer.store.schema import accounts, data_columns, identities, memberships, users
 
 DEFAULT_CHUNK_SIZE = 2000
 
@@ -99,7 +110,7 @@ mapping by column name."""
 
 def _by_name(row: Mapping[str, Any], table: Table) -> tuple[Any, ...]:
     """A mapping's values in ``table``'s column order, as the driver would give them."""
-    return tuple(row[column.name] for column in table.c)
+    return tuple(row[column.name] for column in data_columns(table))
 
 
 def account_from_row(row: StoreRow) -> Account:
@@ -142,17 +153,28 @@ def _k(col: ColumnElement[Any], conn: Connection) -> Any:
     return key_order(col, conn)
 
 
+Keys = KeyRange | KeySet
+"""Which records a reader streams: a key range (all keys by default) or exactly a set of keys."""
+
+
 def _pages(
     conn: Connection,
     key: ColumnElement[Any],
     query: Select[Any],
     chunk_size: int,
-    keys: KeyRange = ALL_KEYS,
+    keys: Keys = ALL_KEYS,
 ) -> Iterator[list[tuple[Any, ...]]]:
     """Keyset pages of ``query`` (whose first column is ``key``) ordered by ``key`` within
-    ``keys``, each at most ``chunk_size`` driver tuples."""
+    ``keys``, each at most ``chunk_size`` driver tuples (a key set: one page per chunk of its
+    keys that the store holds, looked up by primary key)."""
     if chunk_size < 1:
         raise ValueError(f"chunk_size must be at least 1, not {chunk_size}")
+    if isinstance(keys, KeySet):
+        for chunk in keys.chunks(chunk_size):
+            rows = _tuples(conn.execute(query.where(key.in_(chunk)).order_by(_k(key, conn))))
+            if rows:
+                yield rows
+        return
     ordered = query.where(*keys.conditions(key, conn)).order_by(_k(key, conn)).limit(chunk_size)
     last: str | None = None
     while True:
@@ -168,14 +190,27 @@ def _pages(
 
 def _user_memberships_query(conn: Connection) -> Select[Any]:
     mu, ma = memberships.c.user_id, memberships.c.account_id
-    return select(memberships).order_by(_k(mu, conn), _k(ma, conn))
+    return select(*data_columns(memberships)).order_by(_k(mu, conn), _k(ma, conn))
+
+
+def _page_members(
+    conn: Connection, col: ColumnElement[Any], page: list[tuple[Any, ...]], keys: Keys
+) -> ColumnElement[bool]:
+    """The membership rows of a page's records: its keys (a key set), else its key range."""
+    if isinstance(keys, KeySet):
+        return col.in_([r[0] for r in page])
+    return and_(_k(col, conn) >= page[0][0], _k(col, conn) <= page[-1][0])
 
 
 def iter_users(
-    engine: Engine, *, chunk_size: int = DEFAULT_CHUNK_SIZE, keys: KeyRange = ALL_KEYS
+    engine: Engine,
+    *,
+    chunk_size: int = DEFAULT_CHUNK_SIZE,
+    keys: Keys = ALL_KEYS,
+    read: RowsRead | None = None,
 ) -> Iterator[UserWithMemberships]:
     """Every user (whose ``user_id`` is in ``keys``) in ``user_id`` order, each with all of its
-    memberships (by ``account_id``).
+    memberships (by ``account_id``). ``read`` (if given) counts the rows read.
 
     Reads ``chunk_size`` users per query plus one query for their memberships; the connection
     (and so, on SQLite, one read snapshot) is held while the iterator is alive.
@@ -183,11 +218,11 @@ def iter_users(
     uid, mu = users.c.user_id, memberships.c.user_id
     with engine.connect() as conn:
         member_query = _user_memberships_query(conn)
-        for page in _pages(conn, uid, select(users), chunk_size, keys):
-            first, last = page[0][0], page[-1][0]
-            rows = _tuples(
-                conn.execute(member_query.where(_k(mu, conn) >= first, _k(mu, conn) <= last))
-            )
+        for page in _pages(conn, uid, select(*data_columns(users)), chunk_size, keys):
+            rows = _tuples(conn.execute(member_query.where(_page_members(conn, mu, page, keys))))
+            if read is not None:
+                read.users += len(page)
+                read.memberships += len(rows)
             yield from _users_page(page, rows)
 
 
@@ -218,7 +253,7 @@ def _users_page(
 def _account_members_query(conn: Connection) -> Select[Any]:
     ma, mu = memberships.c.account_id, memberships.c.user_id
     return (
-        select(memberships, users.c.email, users.c.first_name, users.c.last_name)
+        select(*data_columns(memberships), users.c.email, users.c.first_name, users.c.last_name)
         .join(users, users.c.user_id == mu)
         .order_by(_k(ma, conn), _k(mu, conn))
     )
@@ -229,22 +264,27 @@ def _member_row(r: Row[Any]) -> MemberRow:
 
 
 def iter_accounts(
-    engine: Engine, *, chunk_size: int = DEFAULT_CHUNK_SIZE, keys: KeyRange = ALL_KEYS
+    engine: Engine,
+    *,
+    chunk_size: int = DEFAULT_CHUNK_SIZE,
+    keys: Keys = ALL_KEYS,
+    read: RowsRead | None = None,
 ) -> Iterator[AccountWithMembers]:
     """Every account (whose ``account_id`` is in ``keys``) in ``account_id`` order with all of
-    its members (by ``user_id``)."""
+    its members (by ``user_id``). ``read`` (if given) counts the rows read."""
     aid, ma = accounts.c.account_id, memberships.c.account_id
     with engine.connect() as conn:
         member_query = _account_members_query(conn)
-        for page in _pages(conn, aid, select(accounts), chunk_size, keys):
-            first, last = page[0][0], page[-1][0]
+        for page in _pages(conn, aid, select(*data_columns(accounts)), chunk_size, keys):
+            if read is not None:
+                read.accounts += len(page)
             # Members stream in (account_id, user_id) order and are merged with the page: a
             # page of accounts can hold most of the store's memberships (a few huge accounts),
             # so memory holds one account's members, never a page's.
             # Per statement: Connection.execution_options() would set yield_per on the
             # connection, for the page queries too.
             result = conn.execute(
-                member_query.where(_k(ma, conn) >= first, _k(ma, conn) <= last),
+                member_query.where(_page_members(conn, ma, page, keys)),
                 execution_options={"yield_per": chunk_size},
             )
             try:  # closed even when the consumer stops early (a server-side cursor on PG)
@@ -258,6 +298,8 @@ def iter_accounts(
                     while pending is not None and pending.account_id == key:
                         members.append(_member_row(pending))
                         pending = next(rows, None)
+                    if read is not None:
+                        read.memberships += len(members)
                     yield AccountWithMembers(account_from_row(a), tuple(members))
             finally:
                 result.close()
@@ -266,7 +308,7 @@ def iter_accounts(
 def read_user(engine: Engine, user_id: str) -> UserWithMemberships | None:
     """One user with all of its memberships, or ``None`` if the store has no such user."""
     with engine.connect() as conn:
-        row = conn.execute(select(users).where(users.c.user_id == user_id)).first()
+        row = conn.execute(select(*data_columns(users)).where(users.c.user_id == user_id)).first()
         if row is None:
             return None
         rows = conn.execute(
@@ -278,7 +320,8 @@ def read_user(engine: Engine, user_id: str) -> UserWithMemberships | None:
 def read_account(engine: Engine, account_id: str) -> AccountWithMembers | None:
     """One account with all of its members, or ``None`` if the store has no such account."""
     with engine.connect() as conn:
-        row = conn.execute(select(accounts).where(accounts.c.account_id == account_id)).first()
+        query = select(*data_columns(accounts)).where(accounts.c.account_id == account_id)
+        row = conn.execute(query).first()
         if row is None:
             return None
         rows = conn.execute(
@@ -291,7 +334,8 @@ def iter_all_accounts(engine: Engine) -> Iterator[Account]:
     """Every account without its members, in key order, streamed (the hierarchy policy needs
     the whole forest, but only a few fields of each account)."""
     with engine.connect() as conn:
-        query = select(*raw_columns(accounts)).order_by(_k(accounts.c.account_id, conn))
+        raw = [type_coerce(c, RawType()).label(c.name) for c in data_columns(accounts)]
+        query = select(*raw).order_by(_k(accounts.c.account_id, conn))
         for row in stream_rows(conn, query, DEFAULT_CHUNK_SIZE):
             yield account_from_row(row)
 

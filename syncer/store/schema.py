@@ -14,6 +14,7 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Column,
     DateTime,
     ForeignKey,
@@ -43,6 +44,22 @@ def _described(stage: str) -> tuple[Column[Any], ...]:
     )
 
 
+#: The change feed's columns (see :mod:`syncer.store.feed`): written by the database's triggers
+#: only, never by a loader, and never part of a record. ``parent_seq`` (accounts) is the stamp of
+#: the account's insertion or last change of parent: a change to the hierarchy's shape.
+FEED_COLUMNS: frozenset[str] = frozenset({"change_seq", "parent_seq"})
+
+
+def _change_seq() -> Column[Any]:
+    # Always last but for ``parent_seq``: readers take the data columns, which come first.
+    return Column("change_seq", BigInteger, index=True)
+
+
+def data_columns(table: Table) -> list[Column[Any]]:
+    """``table``'s columns without the feed's, in table order: what readers and loaders see."""
+    return [c for c in table.c if c.name not in FEED_COLUMNS]
+
+
 accounts = Table(
     "accounts",
     metadata,
@@ -53,6 +70,8 @@ accounts = Table(
     # missing parents and cycles by account id, which a constraint error could not.
     Column("parent_account_id", KEY, index=True),
     *_described("stage"),
+    _change_seq(),
+    Column("parent_seq", BigInteger),
 )
 
 users = Table(
@@ -63,6 +82,7 @@ users = Table(
     Column("first_name", String(1024)),
     Column("last_name", String(1024)),
     *_described("lead_stage"),
+    _change_seq(),
 )
 
 memberships = Table(
@@ -76,6 +96,7 @@ memberships = Table(
     Column("stage", String(64)),
     Column("joined_at", DateTime(timezone=True)),
     Column("updated_at", DateTime(timezone=True)),
+    _change_seq(),
     # The account-side reader walks memberships by account.
     Index("ix_memberships_account_user", "account_id", "user_id"),
 )
@@ -87,12 +108,46 @@ identities = Table(
     Column("entity_id", KEY, primary_key=True),
     Column("system", String(64), primary_key=True),  # "hubspot", "salesforce", "stripe", ...
     Column("external_id", String(255), nullable=False),
+    _change_seq(),
     Index("ix_identities_lookup", "system", "entity", "external_id"),
+)
+
+#: The tables whose rows the change feed stamps.
+FEED_TABLES: tuple[Table, ...] = (accounts, users, memberships, identities)
+
+# What left the store (and the edges of the account forest that moved), until every
+# destination's position has passed it (``prune_tombstones``). Written by the DELETE (and
+# key-changing UPDATE) triggers. ``entity`` and the keys:
+#   user         user_id
+#   account      account_id, its parent_account_id when it was deleted
+#   membership   user_id, account_id
+#   identity     entity_id, "entity:system" (e.g. "user:hubspot")
+#   parent       account_id, its previous parent_account_id (NULL: it was a root): re-parented
+#   table        the table's name: TRUNCATEd (PostgreSQL), every destination needs a full run
+store_tombstones = Table(
+    "store_tombstones",
+    metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True),
+    Column("entity", String(32), nullable=False),
+    Column("entity_key", KEY, nullable=False),
+    Column("other_key", String(600)),
+    Column("change_seq", BigInteger, nullable=False, index=True),
+)
+
+# SQLite's change counter: one row, incremented by every trigger (writers are serialised, so
+# the counter's order is commit order). PostgreSQL stamps transaction ids instead and leaves
+# the row alone (see syncer.store.feed).
+store_feed = Table(
+    "store_feed",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("seq", BigInteger, nullable=False),
 )
 
 #: The store's schema version. ``syncer init`` records it; a run refuses a store at another one
 #: (a store made by another syncer release, or never initialised) instead of guessing.
-STORE_SCHEMA_VERSION = 1
+#: Version 2 added the change feed (``syncer init`` upgrades a version-1 store in place).
+STORE_SCHEMA_VERSION = 2
 
 # One row: the version ``init_store`` created the tables at. A table (not SQLite's
 # ``PRAGMA user_version``) so that SQLite and PostgreSQL read it the same way.

@@ -36,7 +36,7 @@ from sqlalchemy import String, Table
 
 from syncer.errors import Problem
 from syncer.fields import normalize_email
-from syncer.store.schema import accounts, identities, memberships, users
+from syncer.store.schema import accounts, data_columns, identities, memberships, users
 from syncer.tokens import InvalidValue
 
 
@@ -73,7 +73,7 @@ def _described_spec(table: Table, stage: str, **checks: frozenset[str]) -> Table
         str(table.name),
         table,
         key=(key,),
-        columns=tuple(c.name for c in table.c if c.name not in (key, "attributes")),
+        columns=tuple(c.name for c in data_columns(table) if c.name not in (key, "attributes")),
         required=(key,),
         timestamps=frozenset({"created_at", "updated_at"}),
         stages=frozenset({stage}),

@@ -14,6 +14,7 @@ from sqlalchemy.engine import Connection
 
 from syncer.db import as_utc, is_postgres, upsert
 from syncer.store.reports import FileReport
+from syncer.store.schema import data_columns
 from syncer.store.values import Patch, TableSpec
 
 
@@ -96,7 +97,7 @@ class BatchWriter:
             where = tuple_(*self.key_cols).in_(keys)
         wanted = set(keys)
         rows: dict[tuple[str, ...], dict[str, Any]] = {}
-        for r in self.conn.execute(select(table).where(where)):
+        for r in self.conn.execute(select(*data_columns(table)).where(where)):
             if (
                 len(self.key_cols) > 1
                 and tuple(r._mapping[c.name] for c in self.key_cols) not in wanted

@@ -1,0 +1,193 @@
+"""The change feed's triggers: how every write to the store, syncer's or anyone's plain SQL,
+stamps the rows it touches and leaves tombstones for what it deletes.
+
+SQLite: AFTER INSERT/UPDATE triggers take the next value of the one-row counter
+(``store_feed.seq``) and write it into the row's ``change_seq``; AFTER DELETE triggers write a
+tombstone with it. SQLite has one writer at a time, so counter order is commit order.
+
+PostgreSQL: BEFORE INSERT/UPDATE triggers set ``NEW.change_seq`` to the writing transaction's
+id (``pg_current_xact_id()``, 64 bits, never wraps) and AFTER DELETE triggers write tombstones
+with it; a statement-level TRUNCATE trigger records the table (every destination then needs a
+full run). Why transaction ids and not a SEQUENCE: see :mod:`syncer.store.feed`.
+
+Installing is idempotent (``syncer init`` re-runs it); :func:`install_feed` also creates the
+counter row. Triggers are named ``syncer_feed_*``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import Table
+from sqlalchemy.engine import Connection
+
+from syncer.db import is_postgres
+from syncer.store.schema import (
+    FEED_COLUMNS,
+    FEED_TABLES,
+    accounts,
+    identities,
+    memberships,
+    store_feed,
+    store_tombstones,
+    users,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class _Tombstone:
+    """How a deleted row of one table is written down: SQL expressions over ``OLD``."""
+
+    entity: str
+    entity_key: str
+    other_key: str
+    changed: str  # true when an UPDATE changed the row's key (its old key left the store)
+
+
+_TOMBSTONES: dict[str, _Tombstone] = {
+    users.name: _Tombstone(
+        "'user'", "OLD.user_id", "NULL", "OLD.user_id IS DISTINCT FROM NEW.user_id"
+    ),
+    accounts.name: _Tombstone(
+        "'account'",
+        "OLD.account_id",
+        "OLD.parent_account_id",
+        "OLD.account_id IS DISTINCT FROM NEW.account_id",
+    ),
+    memberships.name: _Tombstone(
+        "'membership'",
+        "OLD.user_id",
+        "OLD.account_id",
+        "(OLD.user_id IS DISTINCT FROM NEW.user_id"
+        " OR OLD.account_id IS DISTINCT FROM NEW.account_id)",
+    ),
+    identities.name: _Tombstone(
+        "'identity'",
+        "OLD.entity_id",
+        "OLD.entity || ':' || OLD.system",
+        "(OLD.entity IS DISTINCT FROM NEW.entity OR OLD.entity_id IS DISTINCT FROM NEW.entity_id"
+        " OR OLD.system IS DISTINCT FROM NEW.system)",
+    ),
+}
+_MOVED = "OLD.parent_account_id IS DISTINCT FROM NEW.parent_account_id"
+_T = store_tombstones.name
+_INSERT_TOMBSTONE = f"INSERT INTO {_T} (entity, entity_key, other_key, change_seq)"
+
+
+def install_feed(conn: Connection) -> None:
+    """Create the feed's triggers (and, on SQLite, the counter row) where they are missing."""
+    if is_postgres(conn):
+        schema = conn.exec_driver_sql("SELECT current_schema()").scalar_one()
+        for statement in _postgres_ddl(schema):
+            conn.exec_driver_sql(statement)
+        return
+    conn.exec_driver_sql(f"INSERT OR IGNORE INTO {store_feed.name} (id, seq) VALUES (1, 0)")
+    for statement in _sqlite_ddl():
+        conn.exec_driver_sql(statement)
+
+
+def drop_feed(conn: Connection) -> None:
+    """Remove the feed's triggers (tests and benchmarks measure a store without them)."""
+    for table in FEED_TABLES:
+        for kind in ("insert", "update", "delete", "truncate", "stamp"):
+            name = f"syncer_feed_{table.name}_{kind}"
+            if is_postgres(conn):
+                conn.exec_driver_sql(f"DROP TRIGGER IF EXISTS {name} ON {table.name}")
+            else:
+                conn.exec_driver_sql(f"DROP TRIGGER IF EXISTS {name}")
+
+
+# --- SQLite --------------------------------------------------------------------------------------
+
+_NEXT = f"UPDATE {store_feed.name} SET seq = seq + 1 WHERE id = 1;"
+_SEQ = f"(SELECT seq FROM {store_feed.name} WHERE id = 1)"
+
+
+def _data_column_names(table: Table) -> str:
+    return ", ".join(c.name for c in table.c if c.name not in FEED_COLUMNS)
+
+
+def _sqlite_ddl() -> list[str]:
+    out: list[str] = []
+    for table in FEED_TABLES:
+        name, t = table.name, _TOMBSTONES[table.name]
+        stamp = f"change_seq = {_SEQ}"
+        insert_stamp = stamp + (f", parent_seq = {_SEQ}" if table is accounts else "")
+        update_stamp = stamp + (
+            f", parent_seq = CASE WHEN {_MOVED} THEN {_SEQ} ELSE parent_seq END"
+            if table is accounts
+            else ""
+        )
+        moved = (
+            f"{_INSERT_TOMBSTONE} SELECT 'parent', NEW.account_id, OLD.parent_account_id, {_SEQ}"
+            f" WHERE {_MOVED};"
+            if table is accounts
+            else ""
+        )
+        # The row is found by rowid (every store table has one): the cheapest lookup there is.
+        # UPDATE OF the data columns only, so the trigger's own stamping never re-fires it.
+        out += [
+            f"CREATE TRIGGER IF NOT EXISTS syncer_feed_{name}_insert AFTER INSERT ON {name} "
+            f"BEGIN {_NEXT} UPDATE {name} SET {insert_stamp} WHERE rowid = NEW.rowid; END",
+            f"CREATE TRIGGER IF NOT EXISTS syncer_feed_{name}_update "
+            f"AFTER UPDATE OF {_data_column_names(table)} ON {name} "
+            f"BEGIN {_NEXT} UPDATE {name} SET {update_stamp} WHERE rowid = NEW.rowid; "
+            f"{_INSERT_TOMBSTONE} SELECT {t.entity}, {t.entity_key}, {t.other_key}, {_SEQ} "
+            f"WHERE {t.changed.replace('IS DISTINCT FROM', 'IS NOT')}; "
+            f"{moved.replace('IS DISTINCT FROM', 'IS NOT')} END",
+            f"CREATE TRIGGER IF NOT EXISTS syncer_feed_{name}_delete AFTER DELETE ON {name} "
+            f"BEGIN {_NEXT} {_INSERT_TOMBSTONE} "
+            f"VALUES ({t.entity}, {t.entity_key}, {t.other_key}, {_SEQ}); END",
+        ]
+    return out
+
+
+# --- PostgreSQL ----------------------------------------------------------------------------------
+
+_XID = "pg_current_xact_id()::text::bigint"
+
+
+def _postgres_ddl(schema: str) -> list[str]:
+    # The functions name the tombstone table with its schema: they run under the search_path
+    # of whoever writes (a product job's may differ from syncer's).
+    tomb = f"INSERT INTO {_quote(schema)}.{_T} (entity, entity_key, other_key, change_seq)"
+    out: list[str] = []
+    for table in FEED_TABLES:
+        name, t = table.name, _TOMBSTONES[table.name]
+        accounts_part = ""
+        # OR short-circuits nowhere in SQL: OLD is unassigned on INSERT, hence the nesting.
+        if table is accounts:
+            accounts_part = (
+                "IF TG_OP = 'INSERT' THEN NEW.parent_seq := seq; "
+                f"ELSIF {_MOVED} THEN NEW.parent_seq := seq; "
+                f"{tomb} VALUES ('parent', NEW.account_id, OLD.parent_account_id, seq); "
+                "END IF; "
+            )
+        out += [
+            f"CREATE OR REPLACE FUNCTION syncer_feed_{name}_stamp() RETURNS trigger "
+            "LANGUAGE plpgsql AS $$ DECLARE seq bigint := " + _XID + "; BEGIN "
+            "NEW.change_seq := seq; "
+            + accounts_part
+            + f"IF TG_OP = 'UPDATE' THEN IF {t.changed} THEN {tomb} VALUES "
+            f"({t.entity}, {t.entity_key}, {t.other_key}, seq); END IF; END IF; "
+            "RETURN NEW; END $$",
+            f"CREATE OR REPLACE FUNCTION syncer_feed_{name}_delete() RETURNS trigger "
+            f"LANGUAGE plpgsql AS $$ BEGIN {tomb} VALUES "
+            f"({t.entity}, {t.entity_key}, {t.other_key}, {_XID}); RETURN NULL; END $$",
+            f"CREATE OR REPLACE TRIGGER syncer_feed_{name}_stamp BEFORE INSERT OR UPDATE ON {name} "
+            f"FOR EACH ROW EXECUTE FUNCTION syncer_feed_{name}_stamp()",
+            f"CREATE OR REPLACE TRIGGER syncer_feed_{name}_delete AFTER DELETE ON {name} "
+            f"FOR EACH ROW EXECUTE FUNCTION syncer_feed_{name}_delete()",
+            f"CREATE OR REPLACE TRIGGER syncer_feed_{name}_truncate AFTER TRUNCATE ON {name} "
+            "FOR EACH STATEMENT EXECUTE FUNCTION syncer_feed_truncated()",
+        ]
+    truncated = (
+        "CREATE OR REPLACE FUNCTION syncer_feed_truncated() RETURNS trigger LANGUAGE plpgsql "
+        f"AS $$ BEGIN {tomb} VALUES ('table', TG_TABLE_NAME, NULL, {_XID}); "
+        "RETURN NULL; END $$"
+    )
+    return [truncated, *out]
+
+
+def _quote(identifier: str) -> str:
+    return '"' + identifier.replace('"', '""') + '"'
