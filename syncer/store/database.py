@@ -19,8 +19,8 @@ from sqlalchemy.exc import ArgumentError, OperationalError
 from syncer.db import create_db_engine
 from syncer.errors import ConfigError
 from syncer.store.schema import STORE_SCHEMA_VERSION, metadata, store_version
-from syncer.store.triggers import install_feed
-from syncer.store.upgrade import UPGRADABLE, upgrade_to_2
+from syncer.store.triggers import install_feed, stamp_existing
+from syncer.store.upgrade import UPGRADABLE, add_feed_columns
 
 STORE_TABLES: tuple[str, ...] = tuple(metadata.tables)
 
@@ -38,7 +38,7 @@ def init_store(url: str) -> Engine:
     triggers, record the schema version, and return an engine.
 
     Idempotent: running it on an initialised store changes nothing. A version-1 store (before
-    the change feed) is upgraded in place (:func:`syncer.store.upgrade.upgrade_to_2`). A store
+    the change feed) is upgraded in place (:mod:`syncer.store.upgrade`). A store
     at a newer schema version is refused (:class:`ConfigError`).
     """
     engine = create_db_engine(url)
@@ -50,9 +50,12 @@ def init_store(url: str) -> Engine:
             if found is not None and found > STORE_SCHEMA_VERSION:
                 raise _other_version(display_url(url), found)
             metadata.create_all(conn)
-            if found in UPGRADABLE:
-                upgrade_to_2(conn)
+            upgrading = found in UPGRADABLE
+            if upgrading:
+                add_feed_columns(conn)
             install_feed(conn)
+            if upgrading:
+                stamp_existing(conn)
             if found is None:
                 conn.execute(insert(store_version).values(version=STORE_SCHEMA_VERSION))
             elif found < STORE_SCHEMA_VERSION:
@@ -94,14 +97,14 @@ def open_store(url: str, *, writable: bool = False) -> Engine:
     engine = create_db_engine(url)
     try:
         with engine.connect() as conn:
-            present = set(inspect(conn).get_table_names())
-            if not set(STORE_TABLES) <= present:
-                raise not_initialised
             found = _version(conn)
             if found is None:
                 raise not_initialised
             if found != STORE_SCHEMA_VERSION:
                 raise _other_version(shown, found)
+            present = set(inspect(conn).get_table_names())
+            if not set(STORE_TABLES) <= present:
+                raise not_initialised
             if writable:
                 _check_writable(conn, shown, sqlite_file)
     except ConfigError:

@@ -13,21 +13,26 @@ reads the keys changed after a position, up to that safe position.
 
 * SQLite has one writer at a time: a write transaction holds the write lock from its first
   write until it commits, and each trigger takes the next value of a one-row counter
-  (``store_feed.seq``) inside that transaction. So values are handed out in commit order, the
-  counter as committed is the position (every value at or below it is committed), and a
-  value above it belongs to a transaction that has not committed yet (it will be read next
-  time).
-* PostgreSQL runs writers concurrently, and any number a writer takes (a SEQUENCE's or a
-  transaction id) becomes visible only at its commit, in commit order, not number order. So the
-  stamp is the writing transaction's id itself, ``pg_current_xact_id()`` (64 bits with the
-  epoch: it never wraps), and the position is ``xmin - 1`` of the reader's snapshot
-  (``pg_snapshot_xmin(pg_current_snapshot())``): every transaction with a lower id has finished
-  — committed and visible, or rolled back — and every transaction still running or yet to
-  start has an id at or above ``xmin``. A change stamped above the position is read next time,
-  once its writer has finished. A SEQUENCE would need the transaction id beside it for this
-  argument anyway, so the id *is* the change number. Writers pay nothing (no lock, no shared
-  row); the price is that a long-running write transaction anywhere in the cluster holds the
-  position back until it ends (its changes and later ones are read after it, not lost).
+  (``store_feed.seq``) inside that transaction. So values are handed out in commit order: the
+  counter as committed is the position (every value at or below it is committed), and a value
+  above it belongs to a transaction that has not committed yet (read next time).
+* PostgreSQL runs writers concurrently, and a number taken at statement time (a SEQUENCE's, or
+  a transaction id) becomes visible at commit, in commit order, not number order. So a row's
+  stamp is the writing transaction's id (``pg_current_xact_id()``), and the position is a
+  *commit* number: the transaction's first stamp registers its id in ``store_commits``, and a
+  deferred trigger on that row — run at commit — takes an advisory lock (held until the commit
+  is visible) and the next value of the SEQUENCE ``store_commit_seq``. Commit numbers are
+  therefore handed out in the order commits become visible, and the highest visible one is the
+  position: every transaction numbered at or below it is visible. A transaction still running
+  has no number yet; it takes a higher one when it commits, and is read next time. Readers
+  take no lock and are never held back by a running writer (however long: a load of millions
+  of rows), and the numbers survive a dump and restore. The price: the commits of store
+  writers are serialised (each holds the lock from its commit trigger to the end of its commit,
+  one WAL flush) — fine for loads and the product's writes of users and accounts, a ceiling of
+  one commit per flush for thousands of tiny concurrent transactions. (The low-water mark of
+  running transactions, ``pg_snapshot_xmin``, needs no lock, but is held back by every writing
+  transaction in the whole cluster, any table, any database: one long batch job stalls every
+  sync's view of the store.)
 
 Changes stamped at or below the position but rewritten since carry their newer stamp: a reader
 sees them in the window of that stamp. Each row holds only its latest stamp, so the feed says
@@ -36,15 +41,18 @@ again after the position is read at its newer state, and again at the next run: 
 
 A store restored from a backup, or re-created, can number lower than a recorded position: then
 :func:`changes_since` reports ``full`` (the caller re-reads everything), as it does after a
-``TRUNCATE`` of a store table (PostgreSQL; no row triggers fire for it).
+``TRUNCATE`` of a store table (PostgreSQL; no row triggers fire for it). Writes with triggers
+disabled (``session_replication_role = replica``, ``pg_restore --disable-triggers``) are not
+seen: run every destination with ``--full`` after them.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import delete, select
+from sqlalchemy import Table, delete, func, select
 from sqlalchemy.engine import Connection, Engine
 
 from syncer.db import is_postgres
@@ -54,6 +62,7 @@ from syncer.store.schema import (
     accounts,
     identities,
     memberships,
+    store_commits,
     store_feed,
     store_tombstones,
     users,
@@ -118,14 +127,45 @@ def current_position(engine: Engine) -> int:
 
 def _position(conn: Connection) -> int:
     if is_postgres(conn):
-        xmin = conn.exec_driver_sql("SELECT pg_snapshot_xmin(pg_current_snapshot())::text")
-        return int(xmin.scalar_one()) - 1
+        # Commit numbers become visible in their order: the highest visible one is safe.
+        c = store_commits.c
+        return int(conn.execute(select(func.coalesce(func.max(c.seq), 0))).scalar_one())
     seq = conn.execute(select(store_feed.c.seq).where(store_feed.c.id == 1)).scalar()
     if seq is None:
         raise ConfigError(
             "the store has no change feed counter (store_feed); run `syncer init --store …`"
         )
     return int(seq)
+
+
+def _window(
+    conn: Connection, since: int, upto: int
+) -> Callable[[Table, Sequence[Any]], list[tuple[Any, ...]]]:
+    """A query function: the given columns of a table's rows stamped in ``(since, upto]``,
+    with the stamp's position last.
+
+    On SQLite a stamp is a position. On PostgreSQL a stamp is a transaction id, whose position
+    is its commit number in ``store_commits``.
+    """
+    if is_postgres(conn):
+        c = store_commits.c
+
+        def on_postgres(table: Table, columns: Sequence[Any]) -> list[tuple[Any, ...]]:
+            query = (
+                select(*columns, c.seq)
+                .join(store_commits, table.c.change_seq == c.xid)
+                .where(c.seq > since, c.seq <= upto)
+            )
+            return [tuple(r) for r in conn.execute(query)]
+
+        return on_postgres
+
+    def on_sqlite(table: Table, columns: Sequence[Any]) -> list[tuple[Any, ...]]:
+        seq = table.c.change_seq
+        query = select(*columns, seq).where(seq > since, seq <= upto)
+        return [tuple(r) for r in conn.execute(query)]
+
+    return on_sqlite
 
 
 def changes_since(engine: Engine, position: int, *, read: RowsRead | None = None) -> ChangeSet:
@@ -145,24 +185,28 @@ def changes_since(engine: Engine, position: int, *, read: RowsRead | None = None
                 "the store was restored or re-created",
             )
 
-        def window(table: Any, *columns: Any) -> list[Any]:
-            seq = table.c.change_seq
-            query = select(*columns).where(seq > position, seq <= upto)
-            return [tuple(r) for r in conn.execute(query)]
-
-        a = accounts.c
-        changed_accounts = window(accounts, a.account_id, a.parent_seq)
-        user_rows = window(users, users.c.user_id)
-        member_rows = window(memberships, memberships.c.user_id, memberships.c.account_id)
-        i = identities.c
-        identity_rows = window(identities, i.entity, i.entity_id, i.system)
-        t = store_tombstones.c
-        tomb_rows = conn.execute(
-            select(t.entity, t.entity_key, t.other_key, t.change_seq)
-            .where(t.change_seq > position, t.change_seq <= upto)
-            .order_by(t.change_seq, t.id)
-        ).all()
-    tombstones = tuple(Tombstone(e, k, o, int(s)) for e, k, o, s in tomb_rows)
+        window = _window(conn, position, upto)
+        a, m, i, t = accounts.c, memberships.c, identities.c, store_tombstones.c
+        changed_accounts = window(accounts, [a.account_id, a.parent_seq])
+        if is_postgres(conn):  # parent_seq is a transaction id: was it one of the window's?
+            xids = set(
+                conn.execute(
+                    select(store_commits.c.xid).where(
+                        store_commits.c.seq > position, store_commits.c.seq <= upto
+                    )
+                ).scalars()
+            )
+            moved = {r[0] for r in changed_accounts if r[1] in xids}
+        else:
+            moved = {r[0] for r in changed_accounts if r[1] is not None and r[1] > position}
+        user_rows = window(users, [users.c.user_id])
+        member_rows = [r[:2] for r in window(memberships, [m.user_id, m.account_id])]
+        identity_rows = [r[:3] for r in window(identities, [i.entity, i.entity_id, i.system])]
+        tomb_rows = sorted(
+            window(store_tombstones, [t.id, t.entity, t.entity_key, t.other_key]),
+            key=lambda r: (r[-1], r[0]),
+        )
+    tombstones = tuple(Tombstone(e, k, o, int(seq)) for _, e, k, o, seq in tomb_rows)
     truncated = sorted({tb.key for tb in tombstones if tb.entity == "table"})
     rows = (
         len(changed_accounts)
@@ -178,9 +222,7 @@ def changes_since(engine: Engine, position: int, *, read: RowsRead | None = None
         upto,
         users=tuple(sorted(r[0] for r in user_rows)),
         accounts=tuple(sorted(r[0] for r in changed_accounts)),
-        structural=tuple(
-            sorted(r[0] for r in changed_accounts if r[1] is not None and r[1] > position)
-        ),
+        structural=tuple(sorted(moved)),
         memberships=tuple(sorted(member_rows)),
         identities=tuple(sorted(identity_rows)),
         tombstones=tombstones,
@@ -197,11 +239,18 @@ def prune_tombstones(engine: Engine, position: int) -> int:
     A destination with no recorded position runs in full (it reads the whole store and needs no
     tombstones), so it does not count towards the lowest.
     """
+    t, c = store_tombstones.c, store_commits.c
     with engine.begin() as conn:
-        result = conn.execute(
-            delete(store_tombstones).where(store_tombstones.c.change_seq <= position)
-        )
-        return int(result.rowcount or 0)
+        if not is_postgres(conn):
+            return int(
+                conn.execute(delete(store_tombstones).where(t.change_seq <= position)).rowcount or 0
+            )
+        passed = select(c.xid).where(c.seq <= position)
+        gone = conn.execute(delete(store_tombstones).where(t.change_seq.in_(passed))).rowcount
+        # Keep the newest commit: the position is read from it.
+        newest = select(func.max(c.seq)).scalar_subquery()
+        conn.execute(delete(store_commits).where(c.seq <= position, c.seq < newest))
+        return int(gone or 0)
 
 
 __all__ = [

@@ -124,6 +124,7 @@ FEED_TABLES: tuple[Table, ...] = (accounts, users, memberships, identities)
 #   identity     entity_id, "entity:system" (e.g. "user:hubspot")
 #   parent       account_id, its previous parent_account_id (NULL: it was a root): re-parented
 #   table        the table's name: TRUNCATEd (PostgreSQL), every destination needs a full run
+# ``change_seq`` is the stamp of the deleting write, as on the tables' rows.
 store_tombstones = Table(
     "store_tombstones",
     metadata,
@@ -135,13 +136,22 @@ store_tombstones = Table(
 )
 
 # SQLite's change counter: one row, incremented by every trigger (writers are serialised, so
-# the counter's order is commit order). PostgreSQL stamps transaction ids instead and leaves
-# the row alone (see syncer.store.feed).
+# the counter's order is commit order). PostgreSQL leaves it alone (see store_commits).
 store_feed = Table(
     "store_feed",
     metadata,
     Column("id", Integer, primary_key=True),
     Column("seq", BigInteger, nullable=False),
+)
+
+# PostgreSQL's commit order: one row per transaction that wrote the store, its transaction id
+# (the stamp its rows carry) and the commit sequence number it took at commit, under a lock
+# that orders commits (see syncer.store.feed). Unused on SQLite.
+store_commits = Table(
+    "store_commits",
+    metadata,
+    Column("xid", BigInteger, primary_key=True, autoincrement=False),
+    Column("seq", BigInteger, index=True),
 )
 
 #: The store's schema version. ``syncer init`` records it; a run refuses a store at another one

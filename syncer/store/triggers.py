@@ -7,8 +7,10 @@ tombstone with it. SQLite has one writer at a time, so counter order is commit o
 
 PostgreSQL: BEFORE INSERT/UPDATE triggers set ``NEW.change_seq`` to the writing transaction's
 id (``pg_current_xact_id()``, 64 bits, never wraps) and AFTER DELETE triggers write tombstones
-with it; a statement-level TRUNCATE trigger records the table (every destination then needs a
-full run). Why transaction ids and not a SEQUENCE: see :mod:`syncer.store.feed`.
+with it; the first stamp of a transaction registers it in ``store_commits``, where a deferred
+(commit-time) trigger gives it the next value of the SEQUENCE ``store_commit_seq`` under an
+advisory lock; a statement-level TRUNCATE trigger records the table (every destination then
+needs a full run). Why: see :mod:`syncer.store.feed`.
 
 Installing is idempotent (``syncer init`` re-runs it); :func:`install_feed` also creates the
 counter row. Triggers are named ``syncer_feed_*``.
@@ -16,6 +18,7 @@ counter row. Triggers are named ``syncer_feed_*``.
 
 from __future__ import annotations
 
+import zlib
 from dataclasses import dataclass
 
 from sqlalchemy import Table
@@ -28,6 +31,7 @@ from syncer.store.schema import (
     accounts,
     identities,
     memberships,
+    store_commits,
     store_feed,
     store_tombstones,
     users,
@@ -144,18 +148,49 @@ def _sqlite_ddl() -> list[str]:
 
 # --- PostgreSQL ----------------------------------------------------------------------------------
 
-_XID = "pg_current_xact_id()::text::bigint"
+
+def lock_key(schema: str) -> int:
+    """The advisory lock that orders the commits of the store in ``schema`` (one per store, so
+    stores in different schemas of one database do not wait for each other)."""
+    return zlib.crc32(f"syncer store feed {schema}".encode())
 
 
 def _postgres_ddl(schema: str) -> list[str]:
-    # The functions name the tombstone table with its schema: they run under the search_path
-    # of whoever writes (a product job's may differ from syncer's).
-    tomb = f"INSERT INTO {_quote(schema)}.{_T} (entity, entity_key, other_key, change_seq)"
-    out: list[str] = []
+    # Everything the functions name is schema-qualified: they run under the search_path of
+    # whoever writes (a product job's may differ from syncer's).
+    q = _quote(schema)
+    tomb = f"INSERT INTO {q}.{_T} (entity, entity_key, other_key, change_seq)"
+    commits = f"{q}.{store_commits.name}"
+    xid = f"{q}.syncer_feed_xid()"
+    out: list[str] = [
+        f"CREATE SEQUENCE IF NOT EXISTS {q}.store_commit_seq",
+        # The stamp of this transaction's writes: its id. The first call in a transaction
+        # registers it in store_commits, whose deferred trigger numbers it at commit. A
+        # transaction-local setting remembers the registration (rolled back with a savepoint,
+        # like the row). A restored store may hold the id already: the new row replaces it.
+        f"CREATE OR REPLACE FUNCTION {xid} RETURNS bigint LANGUAGE plpgsql AS $$ "
+        "DECLARE x bigint := pg_current_xact_id()::text::bigint; BEGIN "
+        "IF current_setting('syncer.feed_xid', true) IS DISTINCT FROM x::text THEN "
+        f"DELETE FROM {commits} WHERE xid = x; INSERT INTO {commits} (xid) VALUES (x); "
+        "PERFORM set_config('syncer.feed_xid', x::text, true); END IF; RETURN x; END $$",
+        # At commit, one at a time: the lock is held until the commit is visible, so commit
+        # numbers are handed out in the order commits become visible.
+        f"CREATE OR REPLACE FUNCTION {q}.syncer_feed_commit() RETURNS trigger "
+        f"LANGUAGE plpgsql AS $$ BEGIN PERFORM pg_advisory_xact_lock({lock_key(schema)}); "
+        f"UPDATE {commits} SET seq = nextval('{q}.store_commit_seq') WHERE xid = NEW.xid; "
+        "RETURN NULL; END $$",
+        f"DROP TRIGGER IF EXISTS syncer_feed_commit ON {commits}",
+        f"CREATE CONSTRAINT TRIGGER syncer_feed_commit AFTER INSERT ON {commits} "
+        "DEFERRABLE INITIALLY DEFERRED FOR EACH ROW "
+        f"EXECUTE FUNCTION {q}.syncer_feed_commit()",
+        f"CREATE OR REPLACE FUNCTION {q}.syncer_feed_truncated() RETURNS trigger "
+        f"LANGUAGE plpgsql AS $$ BEGIN {tomb} VALUES ('table', TG_TABLE_NAME, NULL, {xid}); "
+        "RETURN NULL; END $$",
+    ]
     for table in FEED_TABLES:
         name, t = table.name, _TOMBSTONES[table.name]
         accounts_part = ""
-        # OR short-circuits nowhere in SQL: OLD is unassigned on INSERT, hence the nesting.
+        # OLD is unassigned on INSERT and SQL's OR does not short-circuit: hence the nesting.
         if table is accounts:
             accounts_part = (
                 "IF TG_OP = 'INSERT' THEN NEW.parent_seq := seq; "
@@ -164,29 +199,40 @@ def _postgres_ddl(schema: str) -> list[str]:
                 "END IF; "
             )
         out += [
-            f"CREATE OR REPLACE FUNCTION syncer_feed_{name}_stamp() RETURNS trigger "
-            "LANGUAGE plpgsql AS $$ DECLARE seq bigint := " + _XID + "; BEGIN "
+            f"CREATE OR REPLACE FUNCTION {q}.syncer_feed_{name}_stamp() RETURNS trigger "
+            f"LANGUAGE plpgsql AS $$ DECLARE seq bigint := {xid}; BEGIN "
             "NEW.change_seq := seq; "
             + accounts_part
             + f"IF TG_OP = 'UPDATE' THEN IF {t.changed} THEN {tomb} VALUES "
             f"({t.entity}, {t.entity_key}, {t.other_key}, seq); END IF; END IF; "
             "RETURN NEW; END $$",
-            f"CREATE OR REPLACE FUNCTION syncer_feed_{name}_delete() RETURNS trigger "
+            f"CREATE OR REPLACE FUNCTION {q}.syncer_feed_{name}_delete() RETURNS trigger "
             f"LANGUAGE plpgsql AS $$ BEGIN {tomb} VALUES "
-            f"({t.entity}, {t.entity_key}, {t.other_key}, {_XID}); RETURN NULL; END $$",
-            f"CREATE OR REPLACE TRIGGER syncer_feed_{name}_stamp BEFORE INSERT OR UPDATE ON {name} "
-            f"FOR EACH ROW EXECUTE FUNCTION syncer_feed_{name}_stamp()",
+            f"({t.entity}, {t.entity_key}, {t.other_key}, {xid}); RETURN NULL; END $$",
+            f"CREATE OR REPLACE TRIGGER syncer_feed_{name}_stamp BEFORE INSERT OR UPDATE "
+            f"ON {name} FOR EACH ROW EXECUTE FUNCTION {q}.syncer_feed_{name}_stamp()",
             f"CREATE OR REPLACE TRIGGER syncer_feed_{name}_delete AFTER DELETE ON {name} "
-            f"FOR EACH ROW EXECUTE FUNCTION syncer_feed_{name}_delete()",
+            f"FOR EACH ROW EXECUTE FUNCTION {q}.syncer_feed_{name}_delete()",
             f"CREATE OR REPLACE TRIGGER syncer_feed_{name}_truncate AFTER TRUNCATE ON {name} "
-            "FOR EACH STATEMENT EXECUTE FUNCTION syncer_feed_truncated()",
+            f"FOR EACH STATEMENT EXECUTE FUNCTION {q}.syncer_feed_truncated()",
         ]
-    truncated = (
-        "CREATE OR REPLACE FUNCTION syncer_feed_truncated() RETURNS trigger LANGUAGE plpgsql "
-        f"AS $$ BEGIN {tomb} VALUES ('table', TG_TABLE_NAME, NULL, {_XID}); "
-        "RETURN NULL; END $$"
-    )
-    return [truncated, *out]
+    return out
+
+
+def stamp_existing(conn: Connection) -> None:
+    """Stamp every row of an upgraded store (triggers installed) as one change: a destination
+    that has never read the feed reads them all."""
+    if is_postgres(conn):
+        schema = _quote(conn.exec_driver_sql("SELECT current_schema()").scalar_one())
+        for table in FEED_TABLES:  # the stamp triggers fill the columns
+            conn.exec_driver_sql(f"UPDATE {table.name} SET change_seq = NULL")
+        conn.exec_driver_sql(f"UPDATE accounts SET parent_seq = {schema}.syncer_feed_xid()")
+        return
+    conn.exec_driver_sql(f"UPDATE {store_feed.name} SET seq = seq + 1 WHERE id = 1")
+    for table in FEED_TABLES:
+        columns = [c.name for c in table.c if c.name in FEED_COLUMNS]
+        assignments = ", ".join(f"{c} = {_SEQ}" for c in columns)
+        conn.exec_driver_sql(f"UPDATE {table.name} SET {assignments}")
 
 
 def _quote(identifier: str) -> str:

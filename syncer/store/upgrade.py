@@ -9,32 +9,24 @@ that has never read the feed reads them all. The feed's new tables and triggers 
 
 from __future__ import annotations
 
-from sqlalchemy import BigInteger, inspect, update
+from sqlalchemy import BigInteger, inspect
 from sqlalchemy.engine import Connection
 
-from syncer.db import is_postgres
-from syncer.store.schema import FEED_COLUMNS, FEED_TABLES, store_feed
+from syncer.store.schema import FEED_COLUMNS, FEED_TABLES
 
 #: The schema versions ``syncer init`` upgrades from.
 UPGRADABLE: frozenset[int] = frozenset({1})
 
 
-def upgrade_to_2(conn: Connection) -> None:
-    """Add the feed's columns and indexes to a version-1 store and stamp its rows."""
+def add_feed_columns(conn: Connection) -> None:
+    """Add the feed's columns and their indexes to a version-1 store's tables (the triggers,
+    installed next, fill them: :func:`syncer.store.triggers.stamp_existing`)."""
     bigint = BigInteger().compile(dialect=conn.dialect)
-    first: int = 1
-    if is_postgres(conn):
-        first = int(conn.exec_driver_sql("SELECT pg_current_xact_id()::text::bigint").scalar_one())
-    else:
-        conn.exec_driver_sql(f"INSERT OR IGNORE INTO {store_feed.name} (id, seq) VALUES (1, 0)")
-        conn.execute(update(store_feed).where(store_feed.c.seq < first).values(seq=first))
     for table in FEED_TABLES:
         present = {c["name"] for c in inspect(conn).get_columns(table.name)}
-        added = [c for c in table.c if c.name in FEED_COLUMNS and c.name not in present]
-        for column in added:
-            conn.exec_driver_sql(f"ALTER TABLE {table.name} ADD COLUMN {column.name} {bigint}")
-        if added:
-            conn.execute(update(table).values({c.name: first for c in added}))
+        for column in table.c:
+            if column.name in FEED_COLUMNS and column.name not in present:
+                conn.exec_driver_sql(f"ALTER TABLE {table.name} ADD COLUMN {column.name} {bigint}")
         for index in table.indexes:
             if any(c.name in FEED_COLUMNS for c in index.columns):
                 index.create(conn, checkfirst=True)
