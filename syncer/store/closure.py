@@ -71,8 +71,8 @@ def affected(
         *(a for _, a in pairs),
         *(k for e, k in identity_keys if e == "account"),
     }
-    user_ids |= _other_side(engine, memberships.c.account_id, own_accounts, read)
-    account_ids |= _other_side(engine, memberships.c.user_id, own_users, read)
+    user_ids |= _other_side(engine, own_accounts, read, by_account=True)
+    account_ids |= _other_side(engine, own_users, read, by_account=False)
 
     old_parents = {p for p in gone_accounts.values() if p}
     old_parents |= {t.other for t in moved if t.other}
@@ -86,12 +86,11 @@ def affected(
 
 
 def _other_side(
-    engine: Engine, column: object, keys: Iterable[str], read: RowsRead | None
+    engine: Engine, keys: Iterable[str], read: RowsRead | None, *, by_account: bool
 ) -> set[str]:
-    """The user ids of accounts ``keys`` (``column`` account_id), or the account ids of users
-    ``keys`` (``column`` user_id), from the memberships table."""
+    """The members of accounts ``keys`` (``by_account``), or the accounts of users ``keys``,
+    from the memberships table."""
     m = memberships.c
-    by_account = column is m.account_id
     key_col, other = (m.account_id, m.user_id) if by_account else (m.user_id, m.account_id)
     found: set[str] = set()
     ordered = sorted(keys)

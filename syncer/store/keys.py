@@ -7,6 +7,7 @@ readers which records to stream: exactly these keys (the closure of a change, se
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
@@ -29,7 +30,10 @@ class KeySet:
         return iter(self.keys)
 
     def __contains__(self, key: object) -> bool:
-        return key in set(self.keys)
+        if not isinstance(key, str):
+            return False
+        i = bisect_left(self.keys, key)
+        return i < len(self.keys) and self.keys[i] == key
 
     def chunks(self, size: int) -> Iterator[tuple[str, ...]]:
         """The keys in order, ``size`` at a time."""
