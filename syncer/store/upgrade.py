@@ -1,10 +1,11 @@
 """Upgrading a store in place to this syncer's schema version (``syncer init`` does it).
 
-Version 1 → 2 adds the change feed: the ``change_seq`` columns (and ``parent_seq`` on accounts)
-with their indexes, and stamps every existing row with one first value, so that a destination
-that has never read the feed reads them all. The feed's new tables and triggers are created by
-``init_store`` around this, as on a new store. Each step checks first, so an upgrade cut short
-(SQLite runs DDL outside the transaction) completes when ``syncer init`` runs again.
+Version 1 → 2 adds the change feed: :func:`add_feed_columns` adds the ``change_seq`` columns
+(and ``parent_seq`` on accounts) with their indexes; ``init_store`` then creates the feed's new
+tables and triggers, as on a new store, and stamps every existing row as one change
+(:func:`syncer.store.triggers.stamp_existing`), so that a destination that has never read the
+feed reads them all. Each step checks first, so an upgrade cut short (SQLite runs DDL outside
+the transaction) completes when ``syncer init`` runs again.
 """
 
 from __future__ import annotations
