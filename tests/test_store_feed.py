@@ -294,3 +294,31 @@ def test_a_store_without_the_feed_counter_is_refused_clearly(sqlite_url: str) ->
             current_position(engine)
     finally:
         engine.dispose()
+
+
+def test_a_load_that_moves_an_account_records_its_old_parent(store: Engine, tmp_path: Path) -> None:
+    p = current_position(store)
+    accounts_csv = _csv(tmp_path, "accounts.csv", "account_id,parent_account_id\nACME-EU,XYZ\n")
+    load_paths(store, [accounts_csv])
+    changes = _next(store, p)
+    assert changes.accounts == ("ACME-EU",)
+    assert changes.structural == ("ACME-EU",)
+    assert [(t.entity, t.key, t.other) for t in changes.tombstones] == [
+        ("parent", "ACME-EU", "ACME")
+    ]
+    assert all(p < t.change_seq <= changes.position for t in changes.tombstones)
+    assert not changes_since(store, changes.position)
+
+
+def test_a_row_written_with_a_copied_stamp_is_restamped(store: Engine) -> None:
+    position = current_position(store)
+    with store.connect() as conn:
+        old = conn.execute(select(users.c.change_seq).where(users.c.user_id == "u01")).scalar()
+    # A product job copying a row, stamp and all (on SQLite the copied value may equal the
+    # counter): the triggers restamp it, so a reader already at `position` still sees it.
+    _sql(
+        store,
+        f"INSERT INTO users (user_id, attributes, change_seq) VALUES ('copy', '{{}}', {int(old)})",
+        f"UPDATE users SET email = 'e@x.example', change_seq = {position} WHERE user_id = 'u02'",
+    )
+    assert _next(store, position).users == ("copy", "u02")

@@ -34,6 +34,7 @@ from syncer.store.sources import (
     SourceError,
     kind_from_name,
 )
+from syncer.store.triggers import PreStamp
 from syncer.store.values import SPECS, ParsedRow, TableSpec
 from syncer.store.writer import BatchWriter, stored_keys
 
@@ -154,12 +155,15 @@ def load_paths(
         check.reports[src].skipped = len(check.bad_lines[src])
     written = 0
     with engine.begin() as conn:
+        stamp = PreStamp(conn)
         for table in TABLE_KINDS:
             counts = report.tables.setdefault(table, {"inserted": 0, "updated": 0, "unchanged": 0})
             for src in sources:
                 if table not in src.tables:
                     continue
-                writer = BatchWriter(conn, SPECS[table], check.reports[src], counts, batch_size)
+                writer = BatchWriter(
+                    conn, SPECS[table], check.reports[src], counts, batch_size, stamp=stamp
+                )
                 for row in src.rows():
                     if row.ignored or row.line in check.bad_lines[src]:
                         continue
@@ -173,6 +177,7 @@ def load_paths(
                             if progress is not None and written % batch_size == 0:
                                 progress("writing", written, check.to_write)
                 writer.flush()
+        stamp.finish()
         if progress is not None:
             progress("writing", check.to_write, check.to_write)
     return report

@@ -15,6 +15,7 @@ from sqlalchemy.engine import Connection
 from syncer.db import as_utc, is_postgres, upsert
 from syncer.store.reports import FileReport
 from syncer.store.schema import data_columns
+from syncer.store.triggers import PreStamp
 from syncer.store.values import Patch, TableSpec
 
 
@@ -38,6 +39,8 @@ class BatchWriter:
         report: FileReport,
         counts: dict[str, int],
         batch_size: int,
+        *,
+        stamp: PreStamp | None = None,
     ) -> None:
         self.conn = conn
         self.spec = spec
@@ -46,6 +49,10 @@ class BatchWriter:
         self.batch_size = batch_size
         self.pending: dict[tuple[str, ...], Patch] = {}
         self.key_cols = [spec.table.c[k] for k in spec.key]
+        self.stamp = stamp if stamp is not None and stamp.active else None
+        # A stamping loader keeps an account's parent_seq unless its parent changes: read it
+        # with the row, so every row of a batch has the same columns.
+        self.parented = self.stamp is not None and "parent_seq" in spec.table.c
 
     def add(self, patch: Patch) -> int:
         """Queue ``patch`` (folding it into an earlier one for the same key); 1 for progress."""
@@ -63,6 +70,7 @@ class BatchWriter:
             return
         stored = self._stored_rows(list(self.pending))
         changed: list[dict[str, Any]] = []
+        seq = self.stamp.next() if self.stamp is not None else None
         for key, patch in self.pending.items():
             before = stored.get(key)
             after = patch.apply(self.spec, before)
@@ -74,6 +82,8 @@ class BatchWriter:
                 outcome = "updated"
             if outcome != "unchanged":
                 changed.append(after)
+                if seq is not None:
+                    _stamped(after, before, seq, parented=self.parented)
             setattr(self.report, outcome, getattr(self.report, outcome) + 1)
             self.counts[outcome] += 1
         upsert(self.conn, self.spec.table, changed, self.spec.key)
@@ -97,7 +107,8 @@ class BatchWriter:
             where = tuple_(*self.key_cols).in_(keys)
         wanted = set(keys)
         rows: dict[tuple[str, ...], dict[str, Any]] = {}
-        for r in self.conn.execute(select(*data_columns(table)).where(where)):
+        columns = data_columns(table) + ([table.c.parent_seq] if self.parented else [])
+        for r in self.conn.execute(select(*columns).where(where)):
             if (
                 len(self.key_cols) > 1
                 and tuple(r._mapping[c.name] for c in self.key_cols) not in wanted
@@ -110,3 +121,13 @@ class BatchWriter:
                 row["attributes"] = {}
             rows[tuple(row[k] for k in self.spec.key)] = row
         return rows
+
+
+def _stamped(
+    row: dict[str, Any], before: dict[str, Any] | None, seq: int, *, parented: bool
+) -> None:
+    """Stamp a changed row for the change feed (see :class:`PreStamp`): ``change_seq``, and an
+    account's ``parent_seq`` when it is new or its parent changed (a change of the forest)."""
+    row["change_seq"] = seq
+    if parented and (before is None or before["parent_account_id"] != row["parent_account_id"]):
+        row["parent_seq"] = seq
