@@ -70,8 +70,13 @@ def test_run_then_rerun_sends_nothing_and_plans_zero_changes(
         second_conn = MemoryConnector(store=dest)
         second = sync.run("crm", connector=second_conn)
         assert second_conn.calls == []  # not one request, associations included
-        assert second.totals()["unchanged"] == 25
-        assert sync.plan("crm").totals()["unchanged"] == 25
+        # Nothing changed in the store: the incremental rerun reads nothing at all.
+        assert (second.mode, second.totals()["unchanged"]) == ("incremental", 0)
+        assert sync.plan("crm").cost() == {
+            "mode": "incremental",
+            "read": {"users": 0, "accounts": 0, "memberships": 0},
+        }
+        assert sync.plan("crm", full=True).totals()["unchanged"] == 25
 
 
 @pytest.mark.parametrize("max_batch", [3, 4, 7])

@@ -15,11 +15,13 @@ from itertools import chain, islice
 from typing import TYPE_CHECKING, Any
 
 from syncer.connectors.base import WriteRecord, WriteResult
+from syncer.db import ALL_KEYS
 from syncer.mapping import ObjectMapping
 from syncer.plan import Change
 from syncer.state import Ack, AssociationLedger, FailureLog, RecordState, Rejection
 
 from .associations import LinkPlanner
+from .incremental import RowsRead
 from .operations import RecordOp, record_op
 from .pipeline import ApplyStats, Operation
 from .planning import changes
@@ -55,6 +57,7 @@ class ObjectRun:
         self.gone: list[str] = []
         self.rejected: list[Rejection] = []
         self._base = (0, 0)  # requests and retries of the earlier operations of this object
+        self.read = RowsRead()  # store rows the pass read
 
     def run(self) -> None:
         session, conn = self.session, self.session.connector
@@ -86,6 +89,7 @@ class ObjectRun:
                 self.flush_local()
             finally:
                 source.close()
+                self.rep.read = self.read.as_dict()
         if planner is not None:
             planner.flush()
             session.links[self.obj.name] = planner
@@ -110,8 +114,15 @@ class ObjectRun:
     def to_send(self, on_view: Callable[[Any], None] | None) -> Generator[WriteRecord, None, None]:
         session, rep = self.session, self.rep
         removal = session.dest.config.removal
+        scope = session.scope
         stream = changes(
-            session.sync, session.dest, self.obj, on_marks=session.marks.add, on_view=on_view
+            session.sync,
+            session.dest,
+            self.obj,
+            on_marks=session.marks.add,
+            on_view=on_view,
+            keys=scope.keys_for(self.obj) if scope is not None else ALL_KEYS,
+            read=self.read,
         )
         for change in stream:
             rep.counts.add(change.action)

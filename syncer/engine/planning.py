@@ -15,7 +15,7 @@ from contextlib import closing
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
-from syncer.db import ALL_KEYS, KeyRange
+from syncer.db import ALL_KEYS
 from syncer.mapping import Formatted, ObjectMapping
 from syncer.model import Mark, ResolvedAccount, ResolvedUser
 from syncer.plan import Change, plan_changes
@@ -24,6 +24,7 @@ from syncer.state import FailureLog, RecordState
 from syncer.state.marks import MarkStore
 from syncer.store.readers import iter_accounts, iter_users
 
+from .incremental import Keys, KeySet, RowsRead
 from .reports import ObjectReport
 
 if TYPE_CHECKING:
@@ -36,20 +37,31 @@ MarkSink = Callable[[list[Mark]], None]
 
 
 def views(
-    sync: Sync, source: str, *, on_marks: MarkSink | None = None, keys: KeyRange = ALL_KEYS
+    sync: Sync,
+    source: str,
+    *,
+    on_marks: MarkSink | None = None,
+    keys: Keys = ALL_KEYS,
+    read: RowsRead | None = None,
 ) -> Iterator[View]:
-    """Resolved users or accounts (those whose key is in ``keys``) in key order. ``on_marks``
-    receives the marks that changed; without it they are not kept (a plan writes nothing)."""
+    """Resolved users or accounts (those whose key is in ``keys``: a range, or exactly a set of
+    keys) in key order. ``on_marks`` receives the marks that changed; without it they are not
+    kept (a plan writes nothing). ``read`` counts the store rows read.
+
+    The store, the marks and (in :func:`changes`) the sync state are read for the same keys:
+    marks of a user that was not read are neither seen nor touched."""
     resolver = Resolver(sync.settings, sync.hierarchy, now=sync.now or datetime.now(UTC))
     marks = MarkStore(sync.state)
     stream: Iterator[tuple[View, list[Mark]]]
     if source == "users":
         stream = resolver.resolve_users(
-            iter_users(sync.store, keys=keys), marks.iter_marks(keys=keys), on_vanished=on_marks
+            iter_users(sync.store, keys=keys, read=read),
+            marks.iter_marks(keys=keys),
+            on_vanished=on_marks,
         )
     else:
         stream = resolver.resolve_accounts(
-            iter_accounts(sync.store, keys=keys),
+            iter_accounts(sync.store, keys=keys, read=read),
             marks.iter_account_marks(keys=keys),
             on_vanished=on_marks,
         )
@@ -65,11 +77,12 @@ def formatted(
     *,
     on_marks: MarkSink | None = None,
     on_view: Callable[[View], None] | None = None,
-    keys: KeyRange = ALL_KEYS,
+    keys: Keys = ALL_KEYS,
+    read: RowsRead | None = None,
 ) -> Iterator[Formatted]:
     """The object's source records, formatted for the destination, in key order; ``on_view``
     sees each resolved view first."""
-    for view in views(sync, obj.source, on_marks=on_marks, keys=keys):
+    for view in views(sync, obj.source, on_marks=on_marks, keys=keys, read=read):
         if on_view is not None:
             on_view(view)
         yield obj.format(view)
@@ -83,16 +96,20 @@ def changes(
     on_marks: MarkSink | None = None,
     on_view: Callable[[View], None] | None = None,
     on_change: Callable[[Change], None] | None = None,
-    keys: KeyRange = ALL_KEYS,
+    keys: Keys = ALL_KEYS,
+    read: RowsRead | None = None,
 ) -> Generator[Change, None, None]:
     """The plan of one object: one :class:`Change` per key (in ``keys``) of the source or
-    the state."""
+    the state. With a key set (an incremental run), a key of the state that is in the set but
+    no longer in the source is a removal; a key outside the set is not looked at."""
+    if isinstance(keys, KeySet) and not keys:
+        return _nothing()  # an incremental run with no change: not even the forest is read
     aside = FailureLog(sync.state).set_aside_keys(dest.name, obj.name)
     stored = RecordState(sync.state).iter_records(dest.name, obj.name, keys=keys)
     return plan_changes(
         obj.name,
         obj.key_field,
-        formatted(sync, obj, on_marks=on_marks, on_view=on_view, keys=keys),
+        formatted(sync, obj, on_marks=on_marks, on_view=on_view, keys=keys, read=read),
         stored,
         removal=dest.config.removal,
         set_aside=aside,
@@ -100,20 +117,27 @@ def changes(
     )
 
 
+def _nothing() -> Generator[Change, None, None]:
+    yield from ()
+
+
 def plan_object(
     sync: Sync,
     dest: Destination,
     obj: ObjectMapping,
     *,
-    shard: KeyRange,
+    shard: Keys,
     samples: int,
     keys: Sequence[str] | None,
     on_change: Callable[[Change], None] | None = None,
 ) -> ObjectReport:
-    """Counts and samples of one object's plan over the keys in ``shard``."""
+    """Counts and samples of one object's plan over the keys in ``shard`` (a key range, or an
+    incremental run's key set), with the store rows its pass read."""
     rep = ObjectReport(obj.name)
     wanted = set(keys) if keys is not None else None
-    with closing(changes(sync, dest, obj, on_change=on_change, keys=shard)) as stream:
+    read = RowsRead()
+    stream = changes(sync, dest, obj, on_change=on_change, keys=shard, read=read)
+    with closing(stream):
         for change in stream:
             rep.counts.add(change.action)
             if wanted is not None:
@@ -121,4 +145,5 @@ def plan_object(
                     rep.samples.append(change)
             elif change.action not in ("unchanged", "skipped") and len(rep.samples) < samples:
                 rep.samples.append(change)
+    rep.read = read.as_dict()
     return rep

@@ -17,6 +17,8 @@ __all__ = ["LinkStats", "ObjectReport", "PlanReport", "RunReport", "StageMove", 
 #: A record's stage before and after a write (None: the destination held none, e.g. a create).
 StageMove = tuple[str | None, str | None]
 
+_TABLES = ("users", "accounts", "memberships")
+
 #: How many (key, reason) pairs a report keeps per object: enough to show, bounded in memory.
 _ERRORS_KEPT = 10
 
@@ -61,6 +63,8 @@ class ObjectReport:
     #: of them (not only the samples): (before, after) → how many records, on the object's
     #: :func:`stage_field`. Records whose stage did not change are not counted.
     stage_moves: Counter[StageMove] = field(default_factory=Counter)
+    #: Store rows this object's pass read, by table (``users``, ``accounts``, ``memberships``).
+    read: dict[str, int] = field(default_factory=dict)
 
     def note_error(self, key: str, reason: str) -> None:
         """Keep ``(key, reason)`` among the first few errors shown."""
@@ -74,10 +78,21 @@ class PlanReport:
 
     destination: str
     objects: list[ObjectReport]
+    #: ``"incremental"`` (what changed since the last completed run, and what it affects) or
+    #: ``"full"`` (everything), with why (:mod:`syncer.engine.incremental`).
+    mode: str = "full"
+    mode_reason: str = ""
+    #: Store rows read by table, the account forest and the feed's closure included.
+    read: dict[str, int] = field(default_factory=lambda: dict.fromkeys(_TABLES, 0))
 
     def totals(self) -> dict[str, int]:
         """Changes per action over every object."""
         return {a: sum(getattr(o.counts, a) for o in self.objects) for a in ACTIONS}
+
+    def cost(self) -> dict[str, object]:
+        """What the plan read: ``{"mode": …, "read": {"users": N, "accounts": N,
+        "memberships": N}}`` (the top-level keys of ``syncer plan --json`` / ``run --json``)."""
+        return {"mode": self.mode, "read": {t: self.read.get(t, 0) for t in _TABLES}}
 
 
 @dataclass(slots=True)

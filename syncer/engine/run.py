@@ -33,6 +33,7 @@ from syncer.state import (
 from syncer.state.marks import MarkStore
 
 from .associations import LinkPlanner, link_changes
+from .incremental import ReadScope, record_position, tally
 from .object_run import ObjectRun
 from .operations import association_op
 from .pipeline import ApplyStats, Operation, apply
@@ -70,6 +71,7 @@ class RunSession:
         run_id: str,
         *,
         owns_connector: bool,
+        scope: ReadScope | None = None,
     ) -> None:
         self.sync = sync
         self.dest = dest
@@ -87,6 +89,9 @@ class RunSession:
         else:
             self.retry = sync.retry
         self.report = RunReport(dest.name, [], run_id=run_id)
+        #: What the run reads (see :mod:`syncer.engine.incremental`); ``None``: everything.
+        self.scope = scope
+        self._done: set[str] = set()  # objects applied to the end, and "" once associated
         self.limiter = RateLimiter(connector.capabilities.rate_limit)
         connector.set_rate_observer(self.limiter.observe)
         self.marks = _MarkBuffer(MarkStore(sync.state))
@@ -167,6 +172,9 @@ class RunSession:
         self.report.objects.append(rep)
         ObjectRun(self, obj, rep, progress).run()
         self.report.marks_saved = self.marks.flush()
+        self._done.add(obj.name)
+        if self.scope is not None:
+            tally(self.report, self.scope)
         log.info(
             "%s %s: %s; sent %d, rejected by syncer %d, refused by the destination %d, "
             "%d requests, %d retries",
@@ -186,6 +194,7 @@ class RunSession:
         """Send the association changes the objects' passes planned (connectors that have
         associations, mappings that ask): after the records, so both ends have remote ids."""
         if not any(o.associations for o in self.dest.mapping.objects):
+            self._done.add("")
             return None
         self.lease.renew()
         stats = LinkStats()
@@ -208,6 +217,7 @@ class RunSession:
             stats.requests += self.write(op, todo, on_results=on_results).requests
         self.report.links = stats
         self._runs.update_counts(self.run_id, self.report.run_counts())
+        self._done.add("")
         return stats
 
     def finish(self, exc: BaseException | None = None) -> RunReport:
@@ -224,11 +234,27 @@ class RunSession:
         try:
             self.marks.flush()
             self._runs.finish_run(report.run_id, report.status, report.run_counts(), report.message)
+            if self._completed():
+                assert self.scope is not None
+                record_position(self.sync, self.dest, self.scope, report.run_id)
         finally:
             self.lease.release()
             if self._owns_connector:
                 self.connector.close()
         return report
+
+    def _completed(self) -> bool:
+        """Whether the run went through every step, so that everything its scope read is now
+        acknowledged by the destination or waits on the dead-letter list (refused records are
+        read again next run): only then does the destination's feed position move. A run with
+        failed association changes keeps the old position (nothing else records them), so the
+        next run plans those users again."""
+        if self.scope is None or self.report.status not in ("succeeded", "partial"):
+            return False
+        if self.report.links is not None and self.report.links.failed:
+            return False
+        steps = {o.name for o in self.dest.mapping.objects} | {""}
+        return steps <= self._done
 
 
 class _MarkBuffer:

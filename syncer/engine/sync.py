@@ -36,7 +36,7 @@ from syncer.config import (
 )
 from syncer.connectors.base import Connector
 from syncer.connectors.registry import get_connector
-from syncer.db import ALL_KEYS, create_db_engine, resolve_store_url
+from syncer.db import create_db_engine, resolve_store_url
 from syncer.errors import ConfigError, Problem, SyncerError
 from syncer.mapping import MappingFile, ObjectMapping, load_mapping
 from syncer.plan import Change
@@ -48,6 +48,7 @@ from syncer.state import RunLog, acquire, init_state
 from syncer.store.database import open_store
 from syncer.store.readers import iter_all_accounts
 
+from .incremental import read_scope, tally
 from .planning import changes, plan_object
 from .reports import PlanReport, RunReport
 from .run import LEASE_TTL, Progress, RunSession
@@ -100,6 +101,12 @@ class Sync:
     @property
     def _state_in_store(self) -> bool:
         return self.config.state is None or self.config.state == self.config.store
+
+    @property
+    def store_writable(self) -> bool:
+        """Whether this process may write the store (it holds the state): tombstones are
+        pruned only then."""
+        return self._state_in_store
 
     @cached_property
     def state(self) -> Engine:
@@ -170,6 +177,7 @@ class Sync:
         keys: Sequence[str] | None = None,
         on_change: Callable[[Change], None] | None = None,
         workers: int = 1,
+        full: bool = False,
     ) -> PlanReport:
         """Dry run of destination ``name``: counts per action and up to ``samples`` changes per
         object that would send something (``keys``: keep exactly those keys' changes instead).
@@ -179,14 +187,25 @@ class Sync:
         report, in about ``1 / workers`` of the time on a large store (each process also starts
         up, imports and reads the account forest, so it only pays off beyond some ten thousand
         records). ``on_change`` needs the changes in this process, so it plans in one.
+
+        The plan reads what changed since the last completed run and what that affects, or
+        everything (``full``, or when the run would be full): :mod:`syncer.engine.incremental`.
+        An incremental plan reads little, so it plans in this process.
         """
         if workers < 1:
             raise ValueError(f"workers must be at least 1, not {workers}")
         dest = self.destination(name)
-        if workers > 1 and on_change is None:
-            return plan_in_processes(self, dest, samples=samples, keys=keys, workers=workers)
-        plan = partial(plan_object, self, dest, shard=ALL_KEYS, samples=samples, keys=keys)
-        return PlanReport(name, [plan(obj, on_change=on_change) for obj in dest.mapping.objects])
+        scope = read_scope(self, dest, full=full)
+        if workers > 1 and on_change is None and not scope.incremental:
+            report = plan_in_processes(self, dest, samples=samples, keys=keys, workers=workers)
+        else:
+            plan = partial(plan_object, self, dest, samples=samples, keys=keys)
+            objects = dest.mapping.objects
+            report = PlanReport(
+                name, [plan(o, shard=scope.keys_for(o), on_change=on_change) for o in objects]
+            )
+        tally(report, scope)
+        return report
 
     # --- run ----------------------------------------------------------------------------------
 
@@ -198,12 +217,14 @@ class Sync:
         lease_wait: float = 0.0,
         lease_ttl: float = LEASE_TTL,
         connector: Connector[Any] | None = None,
+        full: bool = False,
     ) -> RunReport:
         """Sync destination ``name``: see the module docstring. Returns the run's report; the
         same figures are in ``sync_runs``. Errors propagate after the run is recorded as
-        ``failed`` (acknowledged batches stay recorded)."""
+        ``failed`` (acknowledged batches stay recorded). ``full`` reads the whole store, not
+        only what changed since the last completed run."""
         with self.start_run(
-            name, lease_wait=lease_wait, lease_ttl=lease_ttl, connector=connector
+            name, lease_wait=lease_wait, lease_ttl=lease_ttl, connector=connector, full=full
         ) as session:
             session.ensure()
             for obj in session.dest.mapping.objects:
@@ -218,6 +239,7 @@ class Sync:
         lease_wait: float = 0.0,
         lease_ttl: float = LEASE_TTL,
         connector: Connector[Any] | None = None,
+        full: bool = False,
     ) -> RunSession:
         """Begin a run of ``name`` after its preflight: the run row, the destination's lease,
         the connector.
@@ -233,11 +255,16 @@ class Sync:
         ended and releases the lease. The Prefect flow drives the steps as separate tasks.
 
         The lease is renewed by a heartbeat while this process lives, and each step renews it
-        when it starts (see :data:`~syncer.engine.run.LEASE_TTL`)."""
+        when it starts (see :data:`~syncer.engine.run.LEASE_TTL`).
+
+        What the run reads is decided here, before anything is read (``full``: everything;
+        :func:`~syncer.engine.incremental.read_scope`); the account hierarchy is loaded here
+        when anything is to be resolved, so one that does not load fails the run before it
+        writes."""
         dest = self.destination(name)
         conn = connector or self.connect(dest)
         try:
-            self.hierarchy  # noqa: B018  a hierarchy that does not load fails the run here
+            scope = read_scope(self, dest, full=full)
             runs = RunLog(self.state)
             try:
                 run_id = runs.start_run(name, dry_run=False)
@@ -273,4 +300,6 @@ class Sync:
             if connector is None:
                 conn.close()
             raise
-        return RunSession(self, dest, conn, lease, run_id, owns_connector=connector is None)
+        return RunSession(
+            self, dest, conn, lease, run_id, owns_connector=connector is None, scope=scope
+        )

@@ -7,7 +7,7 @@ refuses a database that was never initialised instead of creating tables behind 
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Collection, Iterable, Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TypeVar
@@ -17,7 +17,7 @@ from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import ArgumentError, OperationalError
 
 # dialect_insert is the store's too: re-exported here for the state modules.
-from syncer.db import as_utc, create_db_engine
+from syncer.db import KeyRange, as_utc, create_db_engine
 from syncer.errors import ConfigError
 from syncer.state.schema import metadata
 from syncer.state.upgrade import add_new_columns
@@ -25,6 +25,9 @@ from syncer.state.upgrade import add_new_columns
 __all__ = ["as_utc", "init_state", "open_state", "utcnow"]
 
 T = TypeVar("T")
+
+#: State tables added after the first release: their absence does not make a state uninitialised.
+_LATER = frozenset({"sync_feed_positions"})
 
 
 def init_state(url: str | Engine) -> Engine:
@@ -57,7 +60,9 @@ def open_state(url: str | Engine) -> Engine:
         raise ConfigError(
             f"cannot open the sync state database {shown}: {exc.orig}",
         ) from None
-    missing = [name for name in metadata.tables if name not in present]
+    # A table added after a state was made is created by the next run (init_state); until then
+    # a read-only caller treats it as empty.
+    missing = [name for name in metadata.tables if name not in present and name not in _LATER]
     if missing:
         raise ConfigError(
             f"the sync state database {shown} has no sync state tables "
@@ -103,6 +108,16 @@ def to_db(value: datetime) -> datetime:
 
 # Keys per IN (...) list: well under SQLite's bound-parameter limit and PostgreSQL's 65535.
 IN_CHUNK = 500
+
+StateKeys = KeyRange | Collection[str]
+"""Which keys a state reader streams: a key range, or exactly a collection of keys (an incremental
+run's closure, :class:`syncer.store.keys.KeySet`)."""
+
+
+def key_chunks(keys: Collection[str], size: int = IN_CHUNK) -> Iterator[Sequence[str]]:
+    """``keys`` in code-point order, ``size`` at a time: a reader that queries each chunk in
+    key order streams the whole collection in key order."""
+    return chunked(sorted(keys), size)
 
 
 def chunked(items: Sequence[T], size: int = IN_CHUNK) -> Iterator[Sequence[T]]:

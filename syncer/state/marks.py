@@ -21,6 +21,7 @@ from sqlalchemy.engine import Engine
 
 from syncer.db import ALL_KEYS, KeyRange, as_utc, key_order, raw_columns, stream_rows, upsert
 from syncer.model import ACCOUNT_MARK, LEAD_MARK, MEMBERSHIP_MARK, PRIMARY_MARK, Mark
+from syncer.state.database import StateKeys, key_chunks
 from syncer.state.schema import metadata, policy_marks
 
 USER_SUBJECTS: tuple[str, ...] = (MEMBERSHIP_MARK, LEAD_MARK, PRIMARY_MARK)
@@ -59,7 +60,7 @@ class MarkStore:
         return inspect(self.engine).has_table(policy_marks.name)
 
     def _stream(
-        self, subjects: Sequence[str], by: Column[Any], then: Column[Any], keys: KeyRange
+        self, subjects: Sequence[str], by: Column[Any], then: Column[Any], keys: StateKeys
     ) -> Iterator[Mark]:
         """Marks of ``subjects`` whose ``by`` column is in ``keys``, ordered by ``(by, then,
         subject)``, streamed: memory holds one chunk however many marks there are. A
@@ -69,14 +70,21 @@ class MarkStore:
         with self.engine.connect() as conn:
             query = (
                 select(*_COLUMNS)
-                .where(c.subject.in_(subjects), *keys.conditions(by, conn))
+                .where(c.subject.in_(subjects))
                 .order_by(key_order(by, conn), key_order(then, conn), key_order(c.subject, conn))
             )
-            for row in stream_rows(conn, query, self.chunk_size):
-                yield _mark(row)
+            if isinstance(keys, KeyRange):
+                for row in stream_rows(
+                    conn, query.where(*keys.conditions(by, conn)), self.chunk_size
+                ):
+                    yield _mark(row)
+                return
+            for chunk in key_chunks(keys):  # exactly these keys, chunk after chunk in order
+                for row in conn.execute(query.where(by.in_(chunk))):
+                    yield _mark(row)
 
     def iter_marks(
-        self, subjects: Iterable[str] = USER_SUBJECTS, *, keys: KeyRange = ALL_KEYS
+        self, subjects: Iterable[str] = USER_SUBJECTS, *, keys: StateKeys = ALL_KEYS
     ) -> Iterator[Mark]:
         """Marks of ``subjects`` (of users in ``keys``) in ``(user_id, account_id, subject)``
         code-point order."""
@@ -84,7 +92,7 @@ class MarkStore:
         return self._stream(list(subjects), c.user_id, c.account_id, keys)
 
     def iter_account_marks(
-        self, *, include_memberships: bool = True, keys: KeyRange = ALL_KEYS
+        self, *, include_memberships: bool = True, keys: StateKeys = ALL_KEYS
     ) -> Iterator[Mark]:
         """Account marks (and membership marks), of accounts in ``keys``, in ``(account_id,
         user_id, subject)`` order.

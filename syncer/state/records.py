@@ -18,7 +18,15 @@ from sqlalchemy import Text, bindparam, cast, delete, func, select, update
 from sqlalchemy.engine import Engine
 
 from syncer.db import ALL_KEYS, KeyRange, dialect_insert, key_order
-from syncer.state.database import as_utc, chunked, delete_keys, to_db, utcnow
+from syncer.state.database import (
+    StateKeys,
+    as_utc,
+    chunked,
+    delete_keys,
+    key_chunks,
+    to_db,
+    utcnow,
+)
 from syncer.state.hashing import payload_hash
 from syncer.state.schema import sync_records
 
@@ -79,13 +87,23 @@ class RecordState:
     # --- reading -----------------------------------------------------------------------------
 
     def iter_records(
-        self, destination: str, object_name: str, *, keys: KeyRange = ALL_KEYS
+        self, destination: str, object_name: str, *, keys: StateKeys = ALL_KEYS
     ) -> Iterator[StoredRecord]:
         """Every record of ``destination``/``object_name`` (removed ones too) whose key is in
-        ``keys``, in key code-point order, streamed in keyset pages: no transaction or
-        connection is held between pages, so the engine may commit acknowledgements while a
-        plan iterates."""
+        ``keys`` (a range, or exactly a collection of keys), in key code-point order, streamed
+        in keyset pages: no transaction or connection is held between pages, so the engine may
+        commit acknowledgements while a plan iterates."""
         key = key_order(_T.c.key, self.engine)
+        if not isinstance(keys, KeyRange):
+            mine = _select_records().where(
+                _T.c.destination == destination, _T.c.object == object_name
+            )
+            for chunk in key_chunks(keys):
+                with self.engine.connect() as conn:
+                    rows = conn.execute(mine.where(_T.c.key.in_(chunk)).order_by(key)).all()
+                for row in rows:
+                    yield _record(row)
+            return
         base = (
             _select_records()
             .where(

@@ -10,6 +10,7 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Boolean,
     Column,
     DateTime,
@@ -126,4 +127,17 @@ sync_locks = Table(
     _when("expires_at", nullable=False),
     Column("host", String(255)),
     Column("pid", Integer),
+)
+
+# The store's change-feed position per destination: the position its last *completed* run planned
+# from (every store change stamped at or below it is reflected in the destination), and the hash
+# of the mapping, policies and config that run planned with (a different hash means a full run).
+sync_feed_positions = Table(
+    "sync_feed_positions",
+    metadata,
+    Column("destination", String(128), primary_key=True),
+    Column("position", BigInteger, nullable=False),
+    Column("config_hash", String(64), nullable=False),
+    Column("run_id", String(64)),
+    _when("updated_at", nullable=False),
 )

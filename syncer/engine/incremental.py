@@ -1,0 +1,218 @@
+"""What a plan reads: everything (a full run), or only what changed and what that change affects.
+
+A destination's state records the store's change-feed position its last *completed* run planned
+from, with a hash of the mapping, policies and config it planned with
+(:class:`syncer.state.feed.FeedPositions`). :func:`read_scope` decides, before anything is read:
+
+* **full** — ``--full``, no position yet, a different hash (the mapping, the policies or the
+  config changed: every record may format differently), or a feed that cannot say what changed
+  (a store restored from a backup, a truncated table). Every key is read, as before.
+* **incremental** — the keys the feed changed since the position, closed over what they affect
+  (:func:`syncer.store.closure.affected`: members of changed accounts, accounts of changed users,
+  ancestors and descendants, deleted keys included), plus each object's records waiting for a
+  retry (refused last time: ``sync_errors``). The store, the policy marks and the sync state are
+  all read for exactly these keys, so a key that was not read is neither resolved, nor diffed,
+  nor removed: removals come from deleted keys (tombstones) and closure keys the store no
+  longer has, and the marks of users not read stay as they are.
+
+Either way the scope carries the position taken *before* the read (:func:`current_position`):
+once the run completed, that is the destination's new position, and whatever changed while the
+run read is read again by the next one. This module is the one place the engine calls the
+store's feed API.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Literal
+
+from sqlalchemy import select
+
+from syncer import __version__
+from syncer.db import ALL_KEYS, KeyRange
+from syncer.mapping import ObjectMapping
+from syncer.state import FailureLog
+from syncer.state.feed import FeedPositions
+from syncer.store.closure import affected
+from syncer.store.feed import changes_since, current_position, prune_tombstones
+from syncer.store.keys import KeySet, RowsRead
+from syncer.store.schema import memberships
+
+if TYPE_CHECKING:
+    from .reports import PlanReport
+    from .sync import Destination, Sync
+
+__all__ = [
+    "KeySet",
+    "Keys",
+    "Mode",
+    "ReadScope",
+    "RowsRead",
+    "config_hash",
+    "read_scope",
+    "record_position",
+    "tally",
+]
+
+Mode = Literal["full", "incremental"]
+Keys = KeyRange | KeySet
+"""The keys a reader streams: a key range (a full run: all keys), or exactly a set of keys."""
+
+
+@dataclass(slots=True)
+class ReadScope:
+    """What one plan or run of one destination reads, and the feed position to record after."""
+
+    mode: Mode
+    position: int  # the feed position read up to, taken before the read
+    config_hash: str
+    users: Keys = ALL_KEYS
+    accounts: Keys = ALL_KEYS
+    reason: str = ""  # why the run is full
+    #: per object: keys refused by the destination last time, read again
+    retry: dict[str, KeySet] = field(default_factory=dict)
+    read: RowsRead = field(default_factory=RowsRead)  # store rows read, counted as they are
+
+    @property
+    def incremental(self) -> bool:
+        return self.mode == "incremental"
+
+    def keys_for(self, obj: ObjectMapping) -> Keys:
+        """The keys of ``obj``'s source this plan reads: the closure and the object's retries."""
+        base = self.users if obj.source == "users" else self.accounts
+        extra = self.retry.get(obj.name)
+        if isinstance(base, KeyRange) or not extra:
+            return base
+        return KeySet.of((*base.keys, *extra.keys))
+
+    def closure_size(self) -> dict[str, int] | None:
+        """``{"users": N, "accounts": N}`` of an incremental scope (retries included)."""
+        if isinstance(self.users, KeyRange) or isinstance(self.accounts, KeyRange):
+            return None
+        retried = {o: len(k) for o, k in self.retry.items()}
+        return {
+            "users": len(self.users),
+            "accounts": len(self.accounts),
+            "retries": sum(retried.values()),
+        }
+
+
+def config_hash(sync: Sync, dest: Destination) -> str:
+    """The hash of everything besides the store that decides what a record looks like: the
+    mapping file, the policies, the stage ladder, the destination's config (but not its
+    credentials, schedule or concurrency), the connector and syncer's version."""
+    settings = dest.config.model_dump(
+        mode="json", exclude={"credentials", "schedule", "concurrency"}
+    )
+    parts = {
+        "syncer": __version__,
+        "connector": f"{dest.connector_cls.__module__}.{dest.connector_cls.__qualname__}",
+        "mapping": hashlib.sha256(dest.mapping.path.read_bytes()).hexdigest(),
+        "destination": settings,
+        "policies": sync.config.policies.model_dump(mode="json"),
+        "stages": sync.config.stages.model_dump(mode="json"),
+    }
+    text = json.dumps(parts, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def read_scope(sync: Sync, dest: Destination, *, full: bool = False) -> ReadScope:
+    """The scope of a plan or run of ``dest`` now (see the module docstring). Reads the feed,
+    and the account hierarchy only if something is to be resolved (the closure needs it, and
+    so does resolving); ``sync.hierarchy`` is re-read, so a long-lived :class:`Sync` resolves
+    against the store as it is now."""
+    digest = config_hash(sync, dest)
+    sync.__dict__.pop("hierarchy", None)  # the forest as it is now, not as an earlier run saw it
+    recorded = FeedPositions(sync.state).get(dest.name)
+    reason = ""
+    if full:
+        reason = "--full"
+    elif recorded is None:
+        reason = "no completed run recorded a feed position yet"
+    elif recorded.config_hash != digest:
+        reason = "the mapping, the policies or the config changed since the last run"
+    if reason:
+        return _full(sync, digest, current_position(sync.store), reason)
+    assert recorded is not None
+    read = RowsRead()
+    changes = changes_since(sync.store, recorded.position, read=read)
+    if changes.full:
+        return _full(sync, digest, changes.position, changes.reason)
+    failures = FailureLog(sync.state)
+    retry = {
+        obj.name: KeySet.of(keys)
+        for obj in dest.mapping.objects
+        if (keys := failures.keys_to_retry(dest.name, obj.name))
+    }
+    if changes:
+        closure = affected(sync.store, changes, sync.hierarchy, read=read)
+        users, accounts = closure.users, closure.accounts
+    else:
+        users, accounts = KeySet(), KeySet()
+    waiting = _waiting_links(sync, dest, failures, read)
+    if waiting:
+        users = KeySet.of((*users.keys, *waiting))
+    scope = ReadScope("incremental", changes.position, digest, users, accounts, retry=retry)
+    scope.read = read
+    if users or accounts or retry:
+        _count_hierarchy(sync, scope.read)
+    return scope
+
+
+def _waiting_links(sync: Sync, dest: Destination, failures: FailureLog, read: RowsRead) -> set[str]:
+    """The members of accounts the destination refused (to be retried, or set aside), when the
+    mapping links users to accounts: their links wait for the account's remote id, so they are
+    planned again in the run that may deliver it (users are planned after accounts)."""
+    if not any(o.associations for o in dest.mapping.objects):
+        return set()
+    refused: set[str] = set()
+    for obj in dest.mapping.objects:
+        if obj.source == "accounts":
+            refused |= failures.keys_to_retry(dest.name, obj.name)
+            refused |= set(failures.set_aside_keys(dest.name, obj.name))
+    found: set[str] = set()
+    m = memberships.c
+    with sync.store.connect() as conn:
+        for chunk in KeySet.of(refused).chunks(500):
+            rows = conn.execute(select(m.user_id).where(m.account_id.in_(chunk))).scalars().all()
+            read.memberships += len(rows)
+            found.update(rows)
+    return found
+
+
+def _full(sync: Sync, digest: str, position: int, reason: str) -> ReadScope:
+    scope = ReadScope("full", position, digest, reason=reason)
+    _count_hierarchy(sync, scope.read)
+    return scope
+
+
+def _count_hierarchy(sync: Sync, read: RowsRead) -> None:
+    """Load the account forest (every account's id, name, parent and roll-up attributes: the
+    policies need it whole) and count its rows as accounts read."""
+    rows = len(sync.hierarchy)
+    read.accounts += rows
+    read.extra["hierarchy"] = read.extra.get("hierarchy", 0) + rows
+
+
+def record_position(sync: Sync, dest: Destination, scope: ReadScope, run_id: str) -> int:
+    """After a completed run: record the position it planned from and prune the tombstones
+    every destination has passed (when the store is writable here). Returns how many went."""
+    positions = FeedPositions(sync.state)
+    positions.record(dest.name, scope.position, scope.config_hash, run_id)
+    lowest = positions.lowest()
+    if lowest is None or not sync.store_writable:
+        return 0
+    return prune_tombstones(sync.store, lowest)
+
+
+def tally(report: PlanReport, scope: ReadScope) -> None:
+    """Put the scope's mode and the rows read (the feed's, the forest's and each object's
+    pass) on ``report``."""
+    report.mode, report.mode_reason = scope.mode, scope.reason
+    totals = scope.read.as_dict()
+    for obj in report.objects:
+        for table, n in obj.read.items():
+            totals[table] = totals.get(table, 0) + n
+    report.read = totals
