@@ -129,8 +129,8 @@ def associate_task(session: RunSession) -> None:
 
 
 @task(name="plan", cache_policy=NO_CACHE, persist_result=False)
-def plan_task(sync_: Sync, destination: str) -> PlanReport:
-    return sync_.plan(destination)
+def plan_task(sync_: Sync, destination: str, full: bool = False) -> PlanReport:
+    return sync_.plan(destination, full=full)
 
 
 @flow(name="syncer-sync", log_prints=False)
@@ -139,19 +139,24 @@ def sync(
     destination: str = "hubspot",
     full_refresh: bool = False,
     dry_run: bool = False,
+    full: bool = False,
 ) -> dict[str, Any]:
     """Sync one destination of ``config``; ``dry_run`` plans only, ``full_refresh`` forgets the
-    sync state first so every record is sent again (upserts make that safe)."""
+    sync state first so every record is sent again (upserts make that safe); ``full`` reads
+    the whole store instead of what changed since the last completed run (a full refresh
+    does too)."""
     logger = get_run_logger()
     with engine_logs_in_run_logs(), Sync(load_config(config), secret_loader=load_secret) as engine:
         if dry_run:
-            plan = plan_task(engine, destination)
+            plan = plan_task(engine, destination, full)
             publish_plan(plan)
             return {"destination": destination, "dry_run": True, **plan.totals()}
         if full_refresh:
             forgotten = RecordState(engine.state).reset(destination)
             logger.info("full refresh: forgot %d recorded records of %s", forgotten, destination)
-        with engine.start_run(destination, lease_ttl=LEASE_SECONDS) as session:
+        with engine.start_run(
+            destination, lease_ttl=LEASE_SECONDS, full=full or full_refresh
+        ) as session:
             ensure_task(session)
             for obj in session.dest.mapping.objects:
                 apply_task(session, obj.name)

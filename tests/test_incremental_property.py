@@ -228,7 +228,8 @@ def test_a_no_change_run_reads_no_store_row() -> None:
     with two_syncs("clear") as (engine, inc, _ref):
         apply_step(engine, ("member", "u1", "a1", "CUS", 0))
         first = inc.run("crm", connector=MemoryConnector(store=dest))
-        assert first.mode == "full" and first.read["users"] == 1
+        assert first.mode == "full"
+        assert first.read["users"] == 1
         conn = MemoryConnector(store=dest)
         again = inc.run("crm", connector=conn)
         assert again.cost() == {
@@ -287,7 +288,8 @@ def test_a_run_killed_mid_way_keeps_the_position_and_converges() -> None:
         else:  # pragma: no cover - the fault switch must fire
             raise AssertionError("the run did not crash")
         again = inc.run("crm", connector=MemoryConnector(store=dest))
-        assert again.mode == "incremental" and again.status == "succeeded"
+        assert again.mode == "incremental"
+        assert again.status == "succeeded"
         ref.run("crm", connector=MemoryConnector(store=ref_dest), full=True)
         assert contents(dest) == contents(ref_dest)
 

@@ -22,7 +22,7 @@ from rich.table import Table
 from rich.text import Text
 
 from syncer.cli.app import JsonOption, app, console, print_json
-from syncer.cli.sync_cmds import ConfigOption, DestinationOption, open_sync
+from syncer.cli.sync_cmds import ConfigOption, DestinationOption, FullOption, open_sync
 from syncer.engine import PlanReport
 from syncer.fields import FieldType, companion_names
 from syncer.mapping import MappingFile
@@ -60,6 +60,7 @@ def plan(
             help="Processes to plan in, one key range each (pays off on large stores).",
         ),
     ] = 1,
+    full: FullOption = False,
 ) -> None:
     """Dry run: what a sync would send, per object — nothing is written anywhere."""
     with open_sync(config) as sync:
@@ -68,6 +69,7 @@ def plan(
             samples=samples,
             keys=[explain] if explain else None,
             workers=workers,
+            full=full,
         )
         mapping = sync.destination(destination).mapping
     rules = field_rules(mapping)
@@ -112,6 +114,7 @@ def plan_json(
     known = rules or {}
     return {
         "destination": report.destination,
+        **report.cost(),  # mode, read
         "totals": report.totals(),
         "objects": [
             {

@@ -39,6 +39,14 @@ DestinationOption = Annotated[
     str, typer.Option("--destination", "-d", help="The destination's name in the config file.")
 ]
 
+FullOption = Annotated[
+    bool,
+    typer.Option(
+        "--full",
+        help="Read the whole store, not only what changed since the last completed run.",
+    ),
+]
+
 
 def open_sync(config: Path) -> Sync:
     """A :class:`Sync` for the config file, with a clear error when the file is missing."""
@@ -64,6 +72,7 @@ def run(
         float, typer.Option(help="Seconds to wait for another run's lease to end.")
     ] = 0.0,
     as_json: JsonOption = False,
+    full: FullOption = False,
 ) -> None:
     """Sync one destination: send what changed, record what the destination acknowledged.
 
@@ -91,7 +100,7 @@ def run(
                 )
                 bar.update(tasks[obj], stats=text)
 
-            report = sync.run(destination, progress=progress, lease_wait=wait)
+            report = sync.run(destination, progress=progress, lease_wait=wait, full=full)
         elapsed = time.monotonic() - started
     if as_json:
         print_json(run_json(report, elapsed))
@@ -106,6 +115,7 @@ def run_json(report: RunReport, elapsed: float | None = None) -> dict[str, Any]:
     return {
         "run_id": report.run_id,
         "destination": report.destination,
+        **report.cost(),  # mode, read
         "status": report.status,
         "message": report.message,
         "elapsed": round(report.elapsed if elapsed is None else elapsed, 3),

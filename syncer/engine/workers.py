@@ -51,6 +51,8 @@ def plan_in_processes(
             for future in futures:  # in key order: samples as one process would pick them
                 part = future.result()
                 rep.counts += part.counts
+                for table, n in part.read.items():  # store rows read, summed over shards
+                    rep.read[table] = rep.read.get(table, 0) + n
                 room = samples - len(rep.samples) if keys is None else len(part.samples)
                 rep.samples.extend(part.samples[: max(room, 0)])
             report.objects.append(rep)
