@@ -1,0 +1,156 @@
+"""Incremental runs: what a run costs when little or nothing changed.
+
+    python benchmarks/incremental.py --users 100000 [--runs 3]
+
+Generates the store once (cached under benchmarks/.data/), then, each measurement in a fresh
+process (the whole command's cost: imports, engines, the feed), against the in-memory
+destination (``connector: memory``; each process starts with an empty one, so the writes of a
+change are counted as requests, not checked against earlier content):
+
+* ``full`` — the first run of a copy of the store with no sync state (``--runs`` copies);
+* ``none`` — a run with no change in the store;
+* ``users1`` — 1% of the users changed (their first name, plain SQL), then a run;
+* ``accounts1`` — 1% of the accounts changed (their name: shown by their members' contacts),
+  then a run.
+
+Each prints wall seconds (plan and run), CPU seconds, peak RSS, the store rows read, the closure
+and the write requests; the medians of ``--runs`` are printed last.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import resource
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+DATA = Path(__file__).resolve().parent / ".data"
+
+
+def _config(db: Path) -> Path:
+    path = db.with_suffix(".yaml")
+    path.write_text(
+        f"store: sqlite:///{db}\n"
+        "destinations:\n"
+        "  crm:\n"
+        "    connector: memory\n"
+        f"    mapping: {ROOT / 'mappings' / 'hubspot.yaml'}\n"
+        "    removal: clear\n",
+        encoding="utf-8",
+    )
+    return path
+
+
+def measure(config: Path) -> dict[str, object]:
+    """One plan, then one run, in this process."""
+    from syncer.config import load_config
+    from syncer.engine import Sync
+    from syncer.testing.memory import MemoryConnector, MemoryStore
+
+    t0 = time.perf_counter()
+    with Sync(load_config(config)) as sync:
+        plan = sync.plan("crm", samples=0)
+        t1 = time.perf_counter()
+        report = sync.run("crm", connector=MemoryConnector(store=MemoryStore()))
+    t2 = time.perf_counter()
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return {
+        "mode": report.mode,
+        "plan_s": round(t1 - t0, 3),
+        "run_s": round(t2 - t1, 3),
+        "cpu_s": round(usage.ru_utime + usage.ru_stime, 3),
+        "rss_mb": round(usage.ru_maxrss / 1024, 1),
+        "read": plan.read,
+        "sent": report.run_counts()["sent"],
+        "requests": report.run_counts()["requests"]
+        + (report.links.requests if report.links is not None else 0),
+        "status": report.status,
+    }
+
+
+def change(db: Path, table: str, key: str, column: str, *, share: float, tag: str) -> int:
+    """Change ``share`` of the rows of ``table`` (plain SQL, as the product would)."""
+    import sqlite3
+
+    conn = sqlite3.connect(db)
+    keys = [r[0] for r in conn.execute(f"SELECT {key} FROM {table}")]
+    picked = random.Random(len(tag)).sample(keys, max(1, int(len(keys) * share)))
+    conn.executemany(
+        f"UPDATE {table} SET {column} = ? WHERE {key} = ?",
+        [(f"{tag}-{k}", k) for k in picked],
+    )
+    conn.commit()
+    conn.close()
+    return len(picked)
+
+
+def _run(config: Path) -> dict[str, object]:
+    wall = time.perf_counter()
+    out = subprocess.run(
+        [sys.executable, __file__, "--measure", str(config)],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    result: dict[str, object] = json.loads(out.stdout.splitlines()[-1])
+    result["command_s"] = round(time.perf_counter() - wall, 3)
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--users", type=int, default=100_000)
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--measure", type=Path, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.measure:
+        print(json.dumps(measure(args.measure)))
+        return
+    from benchmarks.generate import populate
+
+    DATA.mkdir(exist_ok=True)
+    pristine = DATA / f"incremental-{args.users}.db"
+    if not pristine.exists():
+        t0 = time.perf_counter()
+        counts = populate(f"sqlite:///{pristine}", args.users)
+        print(f"generated {counts} in {time.perf_counter() - t0:.0f} s", flush=True)
+    work = DATA / f"incremental-{args.users}-work.db"
+    phases: dict[str, list[dict[str, object]]] = {}
+    for _ in range(args.runs):
+        shutil.copyfile(pristine, work)
+        phases.setdefault("full", []).append(_run(_config(work)))
+        print("full", phases["full"][-1], flush=True)
+    config = _config(work)
+    for _ in range(args.runs):
+        phases.setdefault("none", []).append(_run(config))
+        print("none", phases["none"][-1], flush=True)
+    for name, table, key, column in (
+        ("users1", "users", "user_id", "first_name"),
+        ("accounts1", "accounts", "account_id", "name"),
+    ):
+        for i in range(args.runs):
+            n = change(work, table, key, column, share=0.01, tag=f"{name}{i}")
+            result = _run(config)
+            result["changed"] = n
+            phases.setdefault(name, []).append(result)
+            print(name, result, flush=True)
+    print("medians:")
+    for name, results in phases.items():
+        med = {
+            k: statistics.median(float(r[k]) for r in results)  # type: ignore[arg-type]
+            for k in ("plan_s", "run_s", "command_s", "cpu_s", "rss_mb", "requests")
+        }
+        reads = {t: statistics.median(r["read"][t] for r in results) for t in results[0]["read"]}  # type: ignore[index]
+        print(name, json.dumps({**med, "read": reads}), flush=True)
+
+
+if __name__ == "__main__":
+    main()
