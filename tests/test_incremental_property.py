@@ -58,7 +58,9 @@ member_step = st.tuples(
     st.integers(0, 3),  # joined day: primary-account policy
 )
 delete_step = st.tuples(
-    st.just("delete"), st.sampled_from(["user", "account", "membership"]), st.integers(0, 30)
+    st.sampled_from(["delete", "sql-delete"]),  # the store's API, or the product's plain SQL
+    st.sampled_from(["user", "account", "membership"]),
+    st.integers(0, 30),
 )
 steps = st.lists(
     st.lists(st.one_of(user_step, account_step, member_step, delete_step), min_size=1, max_size=4),
@@ -132,6 +134,17 @@ def apply_step(engine: Engine, step: Step) -> None:
         if not keys:
             return
         key = sorted(keys)[pick % len(keys)]
+        if kind == "sql-delete":
+            # As the product's own job would: one DELETE, children and memberships left as the
+            # database's foreign keys leave them (an orphaned child is rejected by the hierarchy).
+            table = {"user": users, "account": accounts, "membership": memberships}[what]
+            columns = list(table.primary_key.columns)
+            values = key if isinstance(key, tuple) else (key,)
+            with engine.begin() as conn:
+                conn.execute(
+                    table.delete().where(*(c == v for c, v in zip(columns, values, strict=True)))
+                )
+            return
         if what == "account":
             # The delete API refuses to orphan children: they become roots first (re-parenting).
             with engine.begin() as conn:

@@ -60,6 +60,11 @@ class FeedPositions:
             return None
         return FeedPosition(destination, int(row[0]), row[1], row[2], as_utc(row[3]))
 
+    def position_of(self, destination: str) -> int:
+        """The destination's position, 0 when none is recorded."""
+        recorded = self.get(destination)
+        return 0 if recorded is None else recorded.position
+
     def record(self, destination: str, position: int, config_hash: str, run_id: str) -> None:
         """Record the position a completed run planned from (call only once everything that run
         planned is acknowledged or on the dead-letter list)."""

@@ -27,6 +27,7 @@ from syncer.state.database import (
     to_db,
     utcnow,
 )
+from syncer.state.feed import FeedPositions
 from syncer.state.hashing import payload_hash
 from syncer.state.schema import sync_records
 
@@ -238,11 +239,19 @@ class RecordState:
 
     def forget(self, destination: str, object_name: str, keys: Iterable[str]) -> int:
         """Drop records from the state, so the next plan sends them whole as new (e.g. after the
-        destination reported the remote record deleted). Returns how many were dropped."""
-        return delete_keys(self.engine, _T, destination, object_name, keys)
+        destination reported the remote record deleted). Returns how many were dropped.
+
+        The destination's feed position goes too: the next run reads everything (an
+        incremental run would only read what changed in the store, not these records)."""
+        dropped = delete_keys(self.engine, _T, destination, object_name, keys)
+        if dropped:
+            FeedPositions(self.engine).forget(destination)
+        return dropped
 
     def reset(self, destination: str, object_name: str | None = None) -> int:
-        """Forget everything about ``destination`` (one object, or all): a full refresh."""
+        """Forget everything about ``destination`` (one object, or all): a full refresh (its
+        feed position goes too, so the next run reads the whole store)."""
+        FeedPositions(self.engine).forget(destination)
         stmt = delete(_T).where(_T.c.destination == destination)
         if object_name is not None:
             stmt = stmt.where(_T.c.object == object_name)
