@@ -1,6 +1,6 @@
 """Incremental runs: what a run costs when little or nothing changed.
 
-    python benchmarks/incremental.py --users 100000 [--runs 3]
+    python benchmarks/incremental.py --users 100000 [--runs 3] [--full-runs 1]
 
 Generates the store once (cached under benchmarks/.data/), then, each measurement in a fresh
 process (the whole command's cost: imports, engines, the feed), against the in-memory
@@ -109,6 +109,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--users", type=int, default=100_000)
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument(
+        "--full-runs", type=int, help="first full runs to time (default: --runs; they are long)"
+    )
     parser.add_argument("--measure", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.measure:
@@ -124,7 +127,7 @@ def main() -> None:
         print(f"generated {counts} in {time.perf_counter() - t0:.0f} s", flush=True)
     work = DATA / f"incremental-{args.users}-work.db"
     phases: dict[str, list[dict[str, object]]] = {}
-    for _ in range(args.runs):
+    for _ in range(args.full_runs or args.runs):
         shutil.copyfile(pristine, work)
         phases.setdefault("full", []).append(_run(_config(work)))
         print("full", phases["full"][-1], flush=True)

@@ -51,3 +51,12 @@ def test_plan_json_says_what_it_read(memory_config: Path, monkeypatch: pytest.Mo
     assert full["mode"] == "full"
     assert full["totals"]["update"] == 1  # type: ignore[index]
     assert full["read"]["users"] == first["read"]["users"]  # type: ignore[index]
+
+
+def test_explain_finds_a_record_that_did_not_change(memory_config: Path) -> None:
+    result = runner.invoke(app, ["run", "-c", str(memory_config), "-d", "crm"])
+    assert result.exit_code == 0, result.output
+    shown = _plan_json(memory_config, "--explain", "u03")
+    assert shown["mode"] == "full"  # the record to show may be anywhere: everything is read
+    samples = [s for o in shown["objects"] for s in o["samples"]]  # type: ignore[attr-defined]
+    assert [(s["key"], s["action"]) for s in samples] == [("u03", "unchanged")]

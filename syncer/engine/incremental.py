@@ -118,17 +118,22 @@ def config_hash(sync: Sync, dest: Destination) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def read_scope(sync: Sync, dest: Destination, *, full: bool = False) -> ReadScope:
+def read_scope(
+    sync: Sync, dest: Destination, *, full: bool = False, explain: bool = False
+) -> ReadScope:
     """The scope of a plan or run of ``dest`` now (see the module docstring). Reads the feed,
     and the account hierarchy only if something is to be resolved (the closure needs it, and
     so does resolving); ``sync.hierarchy`` is re-read, so a long-lived :class:`Sync` resolves
-    against the store as it is now."""
+    against the store as it is now. ``explain``: a plan that shows given records reads
+    everything."""
     digest = config_hash(sync, dest)
     sync.__dict__.pop("hierarchy", None)  # the forest as it is now, not as an earlier run saw it
     recorded = FeedPositions(sync.state).get(dest.name)
     reason = ""
     if full:
         reason = "--full"
+    elif explain:  # the records to show may be anywhere in the store, changed or not
+        reason = "records to explain"
     elif recorded is None:
         reason = "no completed run recorded a feed position yet"
     elif recorded.config_hash != digest:

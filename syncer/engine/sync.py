@@ -195,7 +195,7 @@ class Sync:
         if workers < 1:
             raise ValueError(f"workers must be at least 1, not {workers}")
         dest = self.destination(name)
-        scope = read_scope(self, dest, full=full)
+        scope = read_scope(self, dest, full=full, explain=keys is not None)
         if workers > 1 and on_change is None and not scope.incremental:
             report = plan_in_processes(self, dest, samples=samples, keys=keys, workers=workers)
         else:
