@@ -12,6 +12,7 @@ its own sync state, in full; their contents must be equal, record by record and 
 from __future__ import annotations
 
 import json
+import os
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -209,7 +210,8 @@ def two_syncs(removal: str) -> Iterator[tuple[Engine, Sync, Sync]]:
 
 
 @settings(
-    max_examples=25,
+    # SYNCER_PROPERTY_EXAMPLES=500 for a longer search than the suite's.
+    max_examples=int(os.environ.get("SYNCER_PROPERTY_EXAMPLES", "25")),
     deadline=None,
     # No shrinking: each example opens two databases and runs a dozen syncs, so shrinking a
     # failure takes minutes; the failing steps are printed whole (few, by construction).
