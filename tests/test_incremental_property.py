@@ -210,7 +210,7 @@ def two_syncs(removal: str) -> Iterator[tuple[Engine, Sync, Sync]]:
 
 
 @settings(
-    # SYNCER_PROPERTY_EXAMPLES=500 for a longer search than the suite's.
+    # SYNCER_PROPERTY_EXAMPLES=500 (with --timeout=0) for a longer search than the suite's.
     max_examples=int(os.environ.get("SYNCER_PROPERTY_EXAMPLES", "25")),
     deadline=None,
     # No shrinking: each example opens two databases and runs a dozen syncs, so shrinking a
