@@ -25,10 +25,12 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal
 
 from sqlalchemy import select
+from sqlalchemy.exc import DBAPIError
 
 from syncer import __version__
 from syncer.db import ALL_KEYS, KeyRange
@@ -55,6 +57,8 @@ __all__ = [
     "record_position",
     "tally",
 ]
+
+log = logging.getLogger("syncer.engine")
 
 Mode = Literal["full", "incremental"]
 Keys = KeyRange | KeySet
@@ -209,7 +213,11 @@ def record_position(sync: Sync, dest: Destination, scope: ReadScope, run_id: str
     lowest = positions.lowest()
     if lowest is None or not sync.store_writable:
         return 0
-    return prune_tombstones(sync.store, lowest)
+    try:
+        return prune_tombstones(sync.store, lowest)
+    except DBAPIError as exc:  # the run is done and recorded: pruning waits for the next one
+        log.warning("tombstones not pruned (the next run tries again): %s", exc.orig)
+        return 0
 
 
 def tally(report: PlanReport, scope: ReadScope) -> None:
