@@ -107,9 +107,12 @@ def test_the_sync_flow_runs_the_engine_and_publishes_artifacts(
     engine_logs = [r.message for r in _run_logs(run_id) if r.name == "syncer.engine"]
     assert any(m.startswith("crm contacts: create 14; sent 14") for m in engine_logs), engine_logs
 
-    # A dry run after the real one: everything is recorded, nothing would be sent.
+    # A dry run after the real one: nothing changed, so nothing is read or would be sent;
+    # with full=True everything is read, and found recorded.
     dry = sync(config=str(config), destination="crm", dry_run=True)
     assert dry["dry_run"] is True
+    assert (dry["unchanged"], dry["create"], dry["update"]) == (0, 0, 0)
+    dry = sync(config=str(config), destination="crm", dry_run=True, full=True)
     assert dry["unchanged"] == 25
 
 
