@@ -91,7 +91,7 @@ def test_examples_land_field_by_field_and_a_rerun_writes_nothing(
     assert contacts["u07"]["syncer_account_count"] == "0"
 
     hubspot.reset_log()
-    again = sync.run("hubspot")
+    again = sync.run("hubspot", full=True)  # every record compared again (--full)
     assert again.status == "succeeded"
     assert hubspot.write_requests() == []
     assert again.totals()["unchanged"] == 25

@@ -105,7 +105,7 @@ def test_examples_land_and_a_rerun_writes_nothing(tmp_path: Path, org: Salesforc
         assert contacts["u07"].get("Syncer_Primary_Account_Name__c") is None
         assert accounts["ACME"]["Syncer_Rollup_Licenses__c"] in (170, "170", 170.0)
         org.reset_log()
-        again = sync.run("salesforce")
+        again = sync.run("salesforce", full=True)  # every record compared again (--full)
         assert again.totals()["unchanged"] == 25
         assert _writes(org) == []
 
@@ -205,7 +205,7 @@ def test_the_bulk_path_above_the_threshold(tmp_path: Path, org: SalesforceEmulat
         assert any("/jobs/ingest" in e.path for e in org.requests())
         assert RecordState(sync.state).count("salesforce", "Contact") == 5014
         org.reset_log()
-        assert sync.run("salesforce").totals()["unchanged"] == 5025
+        assert sync.run("salesforce", full=True).totals()["unchanged"] == 5025
         assert _writes(org) == []
 
 
