@@ -22,6 +22,7 @@ from syncer.db import create_db_engine
 from syncer.engine import RunReport, Sync
 from syncer.retry import RetryPolicy
 from syncer.state.feed import FeedPositions
+from syncer.store.feed import current_position
 from syncer.store.removal import DeleteKeys, delete_records
 from syncer.testing.hubspot_emulator import HubSpotEmulator
 
@@ -70,11 +71,10 @@ def _held(emulator: HubSpotEmulator) -> dict[str, object]:
 def _until_caught_up(sync: Sync, store: Engine) -> list[RunReport]:
     """Incremental runs until the destination's feed position passed the last change.
 
-    On SQLite one run does it. On PostgreSQL the feed's position stops below any transaction
-    still running anywhere in the cluster (other tests' included): the changes after it are
-    read by a later run, once that transaction ended — so run again until then."""
-    with store.connect() as conn:
-        last = conn.execute(text("SELECT max(change_seq) FROM store_tombstones")).scalar_one()
+    One run does it when the feed's position passes every committed change at once; a feed
+    whose position waits for transactions still running elsewhere reads the rest in a later
+    run — so run again until then."""
+    last = current_position(store)  # the changes made so far are at or below it
     runs = [sync.run("hubspot")]
     deadline = time.monotonic() + 60
     while FeedPositions(sync.state).position_of("hubspot") < last:
