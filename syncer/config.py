@@ -92,9 +92,8 @@ class StagesConfig(_Strict):
 
     names: tuple[str, ...] = DEFAULT_STAGES
     churned: str = DEFAULT_CHURNED
-    #: Other spellings of stage names. Unset: the default aliases, kept only where they point at
-    #: a stage of this ladder and do not spell one of its names (a custom ladder does not
-    #: inherit ``mal: MAL`` without a MAL).
+    #: Other spellings of stage names. Unset: the default aliases that point at a stage of this
+    #: ladder and spell none of its names (a custom ladder inherits no ``mal: MAL`` sans MAL).
     aliases: dict[str, str] | None = None
 
     @model_validator(mode="after")
@@ -121,12 +120,9 @@ class PoliciesConfig(_Strict):
     """Resolution policies: the primary account, hierarchy roll-ups, the retry budget."""
 
     primary: Literal["sticky", "first", "last", "highest_stage"] = "sticky"
-    #: Numeric account attribute → how it rolls up to every ancestor.
-    rollups: dict[str, Aggregate] = Field(
-        default_factory=lambda: cast(dict[str, Aggregate], dict(DEFAULT_ROLLUPS))
-    )
-    #: A record the destination rejected this many times is set aside (dead-letter list).
-    max_attempts: int = Field(default=5, ge=1)
+    #: Numeric account attribute → how it rolls up to every ancestor (default: DEFAULT_ROLLUPS).
+    rollups: dict[str, Aggregate] = Field(default_factory=lambda: cast(Any, dict(DEFAULT_ROLLUPS)))
+    max_attempts: int = Field(default=5, ge=1)  # refused this often: set aside (dead letters)
 
 
 class ScheduleConfig(_Strict):
@@ -173,7 +169,7 @@ class DestinationConfig(_Strict):
     settings: dict[str, Any] = Field(default_factory=dict)
     #: What happens to a destination record whose source record disappeared.
     removal: RemovalMode = "none"
-    #: Batches in flight at once; unset: the connector's own choice (HubSpot 4, Salesforce 1).
+    #: Batches in flight at once; unset: the connector's own choice (its capabilities).
     concurrency: int | None = Field(default=None, ge=1, le=32)
     schedule: ScheduleConfig | None = None
 
