@@ -67,13 +67,19 @@ def test_a_no_change_rerun_sends_nothing(sync: Sync, pipedrive: PipedriveEmulato
     again = sync.run("pipedrive")
     assert again.status == "succeeded"
     assert pipedrive.write_requests() == []
-    assert again.totals()["unchanged"] == N_ACCOUNTS + N_USERS
     # Only the preflight's credentials check and ensure's field lists (one GET per object).
     assert [e.path for e in pipedrive.requests()] == [
         "/v1/users/me",
         "/api/v2/organizationFields",
         "/api/v2/personFields",
     ]
+    # The rerun read nothing (no change in the store's feed); a full one compares every record
+    # and still finds nothing to send.
+    assert again.mode == "incremental"
+    assert again.totals()["unchanged"] == 0
+    full = sync.run("pipedrive", full=True)
+    assert full.totals()["unchanged"] == N_ACCOUNTS + N_USERS
+    assert pipedrive.write_requests() == []
 
 
 def test_a_refused_record_is_rejected_alone_and_sent_again_next_run(
