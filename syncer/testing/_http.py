@@ -35,8 +35,7 @@ from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from types import TracebackType
-from typing import Any, Self
+from typing import Any, Self, TypedDict, Unpack
 from urllib.parse import parse_qs, unquote, urlsplit
 
 Clock = Callable[[], float]
@@ -127,6 +126,16 @@ class FaultRule:
     def exhausted(self) -> bool:
         """True once the rule has fired ``count`` times."""
         return self.count is not None and self.fired >= self.count
+
+
+class FaultWhere(TypedDict, total=False):
+    """Which requests a fault switch matches and how often it fires (see :class:`FaultRule`)."""
+
+    rate: float
+    path_prefix: str | None
+    method: str | None
+    count: int | None
+    after: int
 
 
 class FaultInjector:
@@ -287,33 +296,47 @@ class SlidingWindow:
             self._times.clear()
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    emulator: EmulatorServer
+class TrackingServer(ThreadingHTTPServer):
+    """A threaded server that keeps its open connections, so that stopping can end them.
 
-    def __init__(self, address: tuple[str, int], emulator: EmulatorServer) -> None:
-        self.emulator = emulator
+    Idle keep-alive connections would otherwise keep their handler threads blocked on read
+    after the server stopped. The Salesforce emulator (TLS, its own handler) builds on it too.
+    """
+
+    daemon_threads = True
+
+    def __init__(self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler]) -> None:
         self._connections: set[socket.socket] = set()
         self._connections_lock = threading.Lock()
-        super().__init__(address, _Handler)
+        super().__init__(address, handler)
 
     def process_request(self, request: Any, client_address: Any) -> None:
+        """Track the connection so :meth:`close_connections` can end it."""
         with self._connections_lock:
             self._connections.add(request)
         super().process_request(request, client_address)
 
     def shutdown_request(self, request: Any) -> None:
+        """Forget the connection once its handler is done."""
         with self._connections_lock:
             self._connections.discard(request)
         super().shutdown_request(request)
 
     def close_connections(self) -> None:
-        # Idle keep-alive connections would otherwise keep handler threads blocked on read.
+        """Shut down open connections; their handler threads then see EOF and finish."""
         with self._connections_lock:
             connections = list(self._connections)
         for connection in connections:
             with contextlib.suppress(OSError):  # already closed by the peer
                 connection.shutdown(socket.SHUT_RDWR)
+
+
+class _Server(TrackingServer):
+    emulator: EmulatorServer
+
+    def __init__(self, address: tuple[str, int], emulator: EmulatorServer) -> None:
+        self.emulator = emulator
+        super().__init__(address, _Handler)
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         # A client that timed out or a dropped connection is a scenario, not an emulator bug.
@@ -473,12 +496,7 @@ class EmulatorServer:
     def __enter__(self) -> Self:
         return self.start()
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.stop()
 
     # -- hooks -------------------------------------------------------------------------------
@@ -506,105 +524,38 @@ class EmulatorServer:
 
     # -- fault switches ----------------------------------------------------------------------
 
-    def inject_status(
-        self,
-        status: int,
-        *,
-        rate: float = 1.0,
-        path_prefix: str | None = None,
-        method: str | None = None,
-        count: int | None = None,
-        after: int = 0,
-        **options: Any,
-    ) -> FaultRule:
-        """Answer matching requests with ``status`` (429, 500, 502, 503, 504, ...) unprocessed."""
-        return self.faults.add(
-            FaultRule(
-                FaultKind.STATUS,
-                rate,
-                status=status,
-                path_prefix=path_prefix,
-                method=method,
-                after=after,
-                count=count,
-                options=options,
-            )
-        )
+    def inject_status(self, status: int, **settings: Any) -> FaultRule:
+        """Answer matching requests with ``status`` (429, 500, 502, 503, 504, ...) unprocessed.
+
+        ``settings``: the :class:`FaultWhere` keys; any other is an option (``body``,
+        ``headers``, or the emulator's own, such as a 429's policy)."""
+        return self._inject(FaultKind.STATUS, settings, status=status)
 
     def inject_timeout(
-        self,
-        delay_s: float,
-        *,
-        apply: bool = False,
-        rate: float = 1.0,
-        path_prefix: str | None = None,
-        method: str | None = None,
-        count: int | None = None,
-        after: int = 0,
+        self, delay_s: float, *, apply: bool = False, **where: Unpack[FaultWhere]
     ) -> FaultRule:
         """Hold matching requests ``delay_s`` seconds (set it above the client's timeout).
 
         With ``apply`` the request is then processed (the write lands, the client never hears
         of it); without, the connection is closed unprocessed.
         """
-        return self.faults.add(
-            FaultRule(
-                FaultKind.DELAY,
-                rate,
-                delay_s=delay_s,
-                apply=apply,
-                path_prefix=path_prefix,
-                method=method,
-                after=after,
-                count=count,
-            )
-        )
+        return self.faults.add(FaultRule(FaultKind.DELAY, delay_s=delay_s, apply=apply, **where))
 
-    def inject_disconnect(
-        self,
-        *,
-        apply: bool = False,
-        rate: float = 1.0,
-        path_prefix: str | None = None,
-        method: str | None = None,
-        count: int | None = None,
-        after: int = 0,
-    ) -> FaultRule:
+    def inject_disconnect(self, *, apply: bool = False, **where: Unpack[FaultWhere]) -> FaultRule:
         """Close matching connections without an answer (after processing, with ``apply``)."""
-        return self.faults.add(
-            FaultRule(
-                FaultKind.DISCONNECT,
-                rate,
-                apply=apply,
-                path_prefix=path_prefix,
-                method=method,
-                after=after,
-                count=count,
-            )
-        )
+        return self.faults.add(FaultRule(FaultKind.DISCONNECT, apply=apply, **where))
 
-    def inject_partial_failure(
-        self,
-        *,
-        rate: float = 1.0,
-        path_prefix: str | None = None,
-        method: str | None = None,
-        count: int | None = None,
-        after: int = 0,
-        **options: Any,
-    ) -> FaultRule:
-        """Fail some inputs of matching batch requests; the emulator defines ``options``."""
-        return self.faults.add(
-            FaultRule(
-                FaultKind.PARTIAL,
-                rate,
-                path_prefix=path_prefix,
-                method=method,
-                after=after,
-                count=count,
-                options=options,
-            )
-        )
+    def inject_partial_failure(self, **settings: Any) -> FaultRule:
+        """Fail some inputs of matching batch requests: the :class:`FaultWhere` keys, and
+        options the emulator defines."""
+        return self._inject(FaultKind.PARTIAL, settings)
+
+    def _inject(self, kind: FaultKind, settings: Mapping[str, Any], **fixed: Any) -> FaultRule:
+        """Add a rule of ``kind``: the :class:`FaultWhere` keys of ``settings`` say which
+        requests it matches, the rest are its ``options``."""
+        where = {k: v for k, v in settings.items() if k in FaultWhere.__annotations__}
+        options = {k: v for k, v in settings.items() if k not in where}
+        return self.faults.add(FaultRule(kind, **fixed, **where, options=options))
 
     def fail_after(
         self,

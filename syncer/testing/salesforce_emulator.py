@@ -45,22 +45,21 @@ counts, as it would on a real org.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import random
 import re
 import secrets
 import shutil
-import socket
 import tempfile
 import threading
 import time
 from dataclasses import asdict, dataclass, replace
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Self
 from urllib.parse import parse_qs, unquote, urlsplit
 
+from syncer.testing._http import TrackingServer
 from syncer.testing.salesforce_bulk import BulkIngest
 from syncer.testing.salesforce_org import Org
 from syncer.testing.salesforce_rest import Reply, RestApi, RestRequest, not_found
@@ -462,35 +461,9 @@ class SalesforceEmulator:
             return _error(exc), None, body
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
+class _Server(TrackingServer):
     allow_reuse_address = True
     emulator: SalesforceEmulator
-
-    def __init__(self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler]) -> None:
-        super().__init__(address, handler)
-        self._connections: set[Any] = set()
-        self._connections_lock = threading.Lock()
-
-    def process_request(self, request: Any, client_address: Any) -> None:
-        """Track the connection so `close_connections` can end idle keep-alive ones."""
-        with self._connections_lock:
-            self._connections.add(request)
-        super().process_request(request, client_address)
-
-    def shutdown_request(self, request: Any) -> None:
-        """Forget the connection once its handler is done."""
-        with self._connections_lock:
-            self._connections.discard(request)
-        super().shutdown_request(request)
-
-    def close_connections(self) -> None:
-        """Shut down open connections; their handler threads then see EOF and finish."""
-        with self._connections_lock:
-            connections = list(self._connections)
-        for connection in connections:
-            with contextlib.suppress(OSError):  # already closed by the client
-                connection.shutdown(socket.SHUT_RDWR)
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         """Dropped connections and refused TLS handshakes are expected here: stay quiet."""
