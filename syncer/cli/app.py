@@ -36,6 +36,13 @@ JsonOption = Annotated[
 ]
 
 
+def command_group(name: str, help: str) -> typer.Typer:
+    """A group of sub-commands, ``syncer NAME ...``, registered on :data:`app`."""
+    group = typer.Typer(name=name, help=help, no_args_is_help=True, add_completion=False)
+    app.add_typer(group, name=name)
+    return group
+
+
 def print_json(data: object) -> None:
     """``data`` as one JSON document on stdout, nothing else (no colour, no wrapping)."""
     console.file.write(json.dumps(data, indent=2, ensure_ascii=False) + "\n")

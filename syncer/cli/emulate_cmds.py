@@ -13,16 +13,12 @@ from typing import Annotated
 
 import typer
 
-from syncer.cli.app import app, console
+from syncer.cli.app import command_group, console
 from syncer.errors import ConfigError, Problem
 
-emulate_app = typer.Typer(
-    name="emulate",
-    help="Run a local emulator of a destination's API (no account, no network).",
-    no_args_is_help=True,
-    add_completion=False,
+emulate_app = command_group(
+    "emulate", "Run a local emulator of a destination's API (no account, no network)."
 )
-app.add_typer(emulate_app, name="emulate")
 
 _RATE = re.compile(r"^(\d+)/(\d+(?:\.\d+)?)(ms|s)$")
 

@@ -7,10 +7,10 @@ marks; writes nothing (the marks move only when a real run saves them).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, TypeVar
 
 import typer
 from rich import box
@@ -18,7 +18,7 @@ from rich.table import Table
 from rich.text import Text
 from sqlalchemy.engine import Engine
 
-from syncer.cli.app import JsonOption, StoreOption, app, console, print_json
+from syncer.cli.app import JsonOption, StoreOption, command_group, console, print_json
 from syncer.config import PoliciesConfig, load_config
 from syncer.db import DEFAULT_STORE_URL, STATE_URL_ENV
 from syncer.engine import Sync
@@ -32,13 +32,11 @@ from syncer.state.marks import MarkStore
 from syncer.store.database import open_store
 from syncer.store.readers import iter_all_accounts, read_account, read_user
 
-explain_app = typer.Typer(
-    name="explain",
-    help="Why a user or an account has its stage: memberships, marks, the deciding rule.",
-    no_args_is_help=True,
-    add_completion=False,
+T = TypeVar("T")
+
+explain_app = command_group(
+    "explain", "Why a user or an account has its stage: memberships, marks, the deciding rule."
 )
-app.add_typer(explain_app, name="explain")
 
 StateOption = Annotated[
     str | None,
@@ -60,10 +58,16 @@ ConfigFile = Annotated[
 
 
 @contextmanager
-def _resolver(
-    store_url: str, state_url: str | None, config: Path | None
-) -> Iterator[tuple[Resolver, MarkStore, Engine]]:
-    """The resolver, the marks and the store engine; every engine is disposed on exit."""
+def _explained(
+    read: Callable[[Engine, str], T | None],
+    kind: str,
+    key: str,
+    store_url: str,
+    state_url: str | None,
+    config: Path | None,
+) -> Iterator[tuple[Resolver, MarkStore, T]]:
+    """The resolver, the marks and the ``kind`` ``key`` as ``read`` finds it in the store (a
+    clear error if it is not there); every engine is disposed on exit."""
     with ExitStack() as cleanup:
         settings = PolicySettings(rollups=dict(PoliciesConfig().rollups))
         if config is not None:
@@ -78,7 +82,12 @@ def _resolver(
                 state = open_state(state_url)
                 cleanup.callback(state.dispose)
         hierarchy = Hierarchy.from_accounts(iter_all_accounts(store), settings.rollups)
-        yield Resolver(settings, hierarchy), MarkStore(state), store
+        item = read(store, key)
+        if item is None:
+            raise BadInputError(
+                Problem(f"no {kind} {key!r} in the store", key=key, hint="check the id")
+            )
+        yield Resolver(settings, hierarchy), MarkStore(state), item
 
 
 @explain_app.command("user")
@@ -90,12 +99,7 @@ def explain_user(
     as_json: JsonOption = False,
 ) -> None:
     """A user's memberships, marks and the rule behind their stage and primary account."""
-    with _resolver(store, state, config) as (resolver, marks, engine):
-        item = read_user(engine, user_id)
-        if item is None:
-            raise BadInputError(
-                Problem(f"no user {user_id!r} in the store", key=user_id, hint="check the id")
-            )
+    with _explained(read_user, "user", user_id, store, state, config) as (resolver, marks, item):
         previous = {(m.subject, m.account_id): m for m in marks.get_user_marks(user_id)}
         resolved, changed = resolver.resolve_user(item, previous.values())
     u = resolved.user
@@ -190,14 +194,8 @@ def explain_account(
     as_json: JsonOption = False,
 ) -> None:
     """An account's own stage, its active members, hierarchy and roll-ups."""
-    with _resolver(store, state, config) as (resolver, marks, engine):
-        item = read_account(engine, account_id)
-        if item is None:
-            raise BadInputError(
-                Problem(
-                    f"no account {account_id!r} in the store", key=account_id, hint="check the id"
-                )
-            )
+    explained = _explained(read_account, "account", account_id, store, state, config)
+    with explained as (resolver, marks, item):
         resolved, _ = resolver.resolve_account(item, marks.get_account_marks(account_id))
     a = resolved.account
     if as_json:

@@ -16,15 +16,13 @@ import typer
 from rich import box
 from rich.table import Table
 
-from syncer.cli.app import app, console
+from syncer.cli.app import command_group, console
 from syncer.cli.sync_cmds import ConfigOption, DestinationOption, open_sync
 from syncer.state import HolderState, LeaseStatus, lease_statuses, release_lease
 
-lease_app = typer.Typer(
-    help="Destination leases: who holds them, and releasing one whose run died.",
-    no_args_is_help=True,
+lease_app = command_group(
+    "lease", "Destination leases: who holds them, and releasing one whose run died."
 )
-app.add_typer(lease_app, name="lease")
 
 _SHOWN = {
     HolderState.LAPSED: "gone (lease lapsed)",

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from enum import StrEnum
 from pathlib import Path
-from types import TracebackType
 from typing import Annotated
 
 import typer
@@ -23,7 +22,7 @@ from rich.table import Table
 from rich.text import Text
 from sqlalchemy.exc import OperationalError
 
-from syncer.cli.app import JsonOption, StoreOption, app, console, print_json
+from syncer.cli.app import JsonOption, StoreOption, app, command_group, console, print_json
 from syncer.config import load_config
 from syncer.db import DEFAULT_STORE_URL, STATE_URL_ENV, STORE_URL_ENV
 from syncer.errors import BadInputError, ConfigError, Problem
@@ -35,10 +34,7 @@ from syncer.store.removal import DeleteKeys, delete_records, keys_from_file, par
 from syncer.store.reports import LoadReport
 from syncer.store.rules import LoadRules
 
-store_app = typer.Typer(
-    name="store", help="Inspect the canonical store.", no_args_is_help=True, add_completion=False
-)
-app.add_typer(store_app, name="store")
+store_app = command_group("store", "Inspect the canonical store.")
 
 
 class LoadKind(StrEnum):
@@ -310,11 +306,6 @@ class _LoadProgress:
     def __enter__(self) -> _LoadProgress:
         return self
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def __exit__(self, *exc: object) -> None:
         if self.started:
             self.progress.stop()

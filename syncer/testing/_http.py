@@ -330,6 +330,17 @@ class TrackingServer(ThreadingHTTPServer):
             with contextlib.suppress(OSError):  # already closed by the peer
                 connection.shutdown(socket.SHUT_RDWR)
 
+    def serve_in_thread(self, name: str, poll_interval: float = 0.5) -> threading.Thread:
+        """Serve in a new daemon thread called ``name``; returns the thread, started."""
+        thread = threading.Thread(
+            target=self.serve_forever,
+            kwargs={"poll_interval": poll_interval},
+            name=name,
+            daemon=True,
+        )
+        thread.start()
+        return thread
+
 
 class _Server(TrackingServer):
     emulator: EmulatorServer
@@ -456,13 +467,7 @@ class EmulatorServer:
     def start(self) -> Self:
         """Serve in a background thread; returns self once the port is bound."""
         server = self._bind()
-        self._thread = threading.Thread(
-            target=server.serve_forever,
-            kwargs={"poll_interval": 0.05},
-            name=f"{type(self).__name__}:{self.port}",
-            daemon=True,
-        )
-        self._thread.start()
+        self._thread = server.serve_in_thread(f"{type(self).__name__}:{self.port}", 0.05)
         return self
 
     def serve_forever(self) -> None:

@@ -200,11 +200,7 @@ class SalesforceEmulator:
 
     def start(self) -> Self:
         """Bind and serve in a background thread; returns self."""
-        server = self._bind()
-        self._thread = threading.Thread(
-            target=server.serve_forever, name="salesforce-emulator", daemon=True
-        )
-        self._thread.start()
+        self._thread = self._bind().serve_in_thread("salesforce-emulator")
         return self
 
     def serve_forever(self) -> None:
