@@ -120,8 +120,20 @@ class WriteRecord:
     hints: Mapping[str, Any] = field(default_factory=dict)
 
 
+class Refusable:
+    """A destination's answer that may be a refusal: ``ok`` unless ``rejected`` says why not."""
+
+    __slots__ = ()
+    rejected: str | None
+
+    @property
+    def ok(self) -> bool:
+        """Whether the destination accepted it."""
+        return self.rejected is None
+
+
 @dataclass(frozen=True, slots=True)
-class WriteResult:
+class WriteResult(Refusable):
     """The destination's answer for one record."""
 
     key: str
@@ -129,10 +141,6 @@ class WriteResult:
     rejected: str | None = None  # the destination's reason, when it refused this record
     field: str | None = None  # the field the rejection names, when known
     created: bool | None = None
-
-    @property
-    def ok(self) -> bool:
-        return self.rejected is None
 
 
 @dataclass(frozen=True, slots=True)
@@ -163,13 +171,9 @@ class AssociationChange:
 
 
 @dataclass(frozen=True, slots=True)
-class AssociationResult:
+class AssociationResult(Refusable):
     change: AssociationChange
     rejected: str | None = None
-
-    @property
-    def ok(self) -> bool:
-        return self.rejected is None
 
 
 @dataclass(frozen=True, slots=True)

@@ -33,7 +33,7 @@ them all. Tests (``test_*``) are not meant to be overridden.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -196,10 +196,9 @@ class ConnectorConformance(EngineConformance):
         self, connector: Connector[Any], conformance_object: str
     ) -> None:
         name = conformance_object
-        batch = self._records(connector, name, 3)
-        first = {r.key: r.remote_id for r in connector.write(name, batch)}
+        batch, first = self._write_new(connector, name, 3)
         count = self.remote_count(connector, name)
-        second = {r.key: r.remote_id for r in connector.write(name, batch)}
+        second = _remote_ids(connector.write(name, batch))
         assert second == first, "a second upsert of the same keys must find the same records"
         if count is not None:
             assert self.remote_count(connector, name) == count, "the second write duplicated"
@@ -211,14 +210,13 @@ class ConnectorConformance(EngineConformance):
         changed values of the same keys updates those records, never creates others."""
         name = conformance_object
         first = conformance_factory()
-        batch = self._records(first, name, 2)
-        ids = {r.key: r.remote_id for r in first.write(name, batch)}
+        batch, ids = self._write_new(first, name, 2)
         count = self.remote_count(first, name)
         again = conformance_factory()
         changed = [self.make_record(again, name, r.key, version=2) for r in batch]
         results = again.write(name, changed)
         self._assert_one_ok_result_each(changed, results)
-        assert {r.key: r.remote_id for r in results} == ids, "the same keys must update, not add"
+        assert _remote_ids(results) == ids, "the same keys must update, not add"
         if count is not None:
             assert self.remote_count(again, name) == count, "the update created records"
         for record in changed:
@@ -231,13 +229,12 @@ class ConnectorConformance(EngineConformance):
         self, connector: Connector[Any], conformance_object: str
     ) -> None:
         name = conformance_object
-        batch = self._records(connector, name, 2)
-        first = {r.key: r.remote_id for r in connector.write(name, batch)}
+        batch, first = self._write_new(connector, name, 2)
         again = [
             WriteRecord(r.key, r.changes, r.payload, remote_id=first[r.key], hints=r.hints)
             for r in batch
         ]
-        assert {r.key: r.remote_id for r in connector.write(name, again)} == first
+        assert _remote_ids(connector.write(name, again)) == first
 
     def test_ensure_is_idempotent(
         self, conformance_factory: ConnectorFactory, conformance_object: str
@@ -307,6 +304,13 @@ class ConnectorConformance(EngineConformance):
         keys = [f"{prefix}-{i:04d}" for i in range(n)]
         return [self.make_record(connector, object_name, key, version) for key in keys]
 
+    def _write_new(
+        self, connector: Connector[Any], object_name: str, n: int
+    ) -> tuple[list[WriteRecord], dict[str, str | None]]:
+        """``n`` new records (see :meth:`_records`) written once: them and their remote ids."""
+        batch = self._records(connector, object_name, n)
+        return batch, _remote_ids(connector.write(object_name, batch))
+
     @staticmethod
     def _assert_one_ok_result_each(
         batch: Sequence[WriteRecord], results: Sequence[WriteResult]
@@ -318,6 +322,11 @@ class ConnectorConformance(EngineConformance):
         ids = [r.remote_id for r in results]
         assert all(ids), "every accepted record needs a remote id"
         assert len(set(ids)) == len(ids), "distinct keys must be distinct remote records"
+
+
+def _remote_ids(results: Iterable[WriteResult]) -> dict[str, str | None]:
+    """The remote id each key got, by key."""
+    return {r.key: r.remote_id for r in results}
 
 
 def _sample(spec: FieldSpec, key: str, version: int = 1) -> str:

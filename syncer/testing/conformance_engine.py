@@ -131,6 +131,8 @@ class EngineConformance:
         conformance_object: str,
         harness: EngineHarness,
     ) -> None:
+        """A 429 is retried by the engine after at least the wait its ``Retry-After`` asked
+        for, and the records land."""
         fault, run = _faulted_run(
             self, conformance_factory, "rate_limited", conformance_object, harness
         )
@@ -150,6 +152,7 @@ class EngineConformance:
         conformance_object: str,
         harness: EngineHarness,
     ) -> None:
+        """5xx answers are retried by the engine, once each, and the records land."""
         fault, run = _faulted_run(
             self, conformance_factory, "server_error", conformance_object, harness, count=2
         )
