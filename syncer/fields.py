@@ -79,6 +79,9 @@ class FieldSpec:
     #: The destination's custom-field suffix (Salesforce ``__c``), from the connector's
     #: :class:`~syncer.connectors.base.ObjectSpec`: companion names keep it last.
     suffix: str = ""
+    #: The destination refuses to empty this field (Salesforce ``Account.Name``): a ``clear``
+    #: removal leaves it holding its last value instead of sending ``None``.
+    required: bool = False
 
 
 def companion_names(name: str, suffix: str = "") -> tuple[str, str]:

@@ -21,7 +21,7 @@ destination's removal mode says what that means: nothing, clear the fields, or a
 
 from __future__ import annotations
 
-from collections.abc import Callable, Generator, Iterable, Iterator, Mapping
+from collections.abc import Callable, Collection, Generator, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from itertools import chain
 from typing import Any, Literal, Protocol
@@ -107,10 +107,15 @@ def plan_changes(
     stored: Iterable[StoredRecord],
     *,
     removal: RemovalMode = "none",
+    required: Collection[str] = (),
     set_aside: Mapping[str, str | None] | None = None,
     on_change: Callable[[Change], None] | None = None,
 ) -> Generator[Change, None, None]:
     """Merge ``planned`` (source records) with ``stored`` (sync state), both in key order.
+
+    ``required`` names the fields the destination will not empty
+    (:attr:`syncer.connectors.base.ObjectSpec.required_fields`): a ``clear`` removal leaves
+    them with their last value, like the key.
 
     ``set_aside`` maps keys an operator set aside to the payload hash that failed (``None``: any
     payload). ``on_change`` sees every change (counting, sampling) before it is yielded.
@@ -118,6 +123,7 @@ def plan_changes(
     misordered stream would send creates for records that exist.
     """
     aside = set_aside or {}
+    kept = frozenset(required) | {key_field}  # what a clear leaves as it is
     stored_iter = _in_order(object_name, stored)
     current: StoredRecord | None = next(stored_iter, None)
     last_key: str | None = None
@@ -135,7 +141,7 @@ def plan_changes(
             )
         last_key = item.key
         while current is not None and current.key < item.key:  # the source no longer has it
-            if (gone := _removal(object_name, key_field, current, removal)) is not None:
+            if (gone := _removal(object_name, key_field, kept, current, removal)) is not None:
                 yield emit(gone)
             current = next(stored_iter, None)
         previous: StoredRecord | None = None
@@ -144,7 +150,7 @@ def plan_changes(
             current = next(stored_iter, None)
         yield emit(_diff(object_name, item, previous, aside))
     for rest in chain((current,) if current is not None else (), stored_iter):
-        if (gone := _removal(object_name, key_field, rest, removal)) is not None:
+        if (gone := _removal(object_name, key_field, kept, rest, removal)) is not None:
             yield emit(gone)
 
 
@@ -225,9 +231,14 @@ def _diff(
 
 
 def _removal(
-    object_name: str, key_field: str, record: StoredRecord, mode: RemovalMode
+    object_name: str,
+    key_field: str,
+    kept: frozenset[str],
+    record: StoredRecord,
+    mode: RemovalMode,
 ) -> Change | None:
-    """The change for a key the state holds and the source no longer has."""
+    """The change for a key the state holds and the source no longer has; a clear leaves the
+    fields in ``kept`` as they are."""
     if record.removed:
         return None
     before = record.payload
@@ -235,10 +246,10 @@ def _removal(
         # Nothing is sent; the count tells the operator how many records left the source.
         return Change(object_name, record.key, "remove", before, {}, "", before, record.remote_id)
     if mode == "clear":
-        cleared: dict[str, str | None] = {
-            k: (v if k == key_field else None) for k, v in before.items()
-        }
-        changes = {k: None for k, v in before.items() if k != key_field and v is not None}
+        # A required field keeps its last value and is not sent: the destination refuses to
+        # empty it (docs/api-fidelity.md, "a clear leaves required fields").
+        cleared: dict[str, str | None] = {k: (v if k in kept else None) for k, v in before.items()}
+        changes = {k: None for k, v in before.items() if k not in kept and v is not None}
     else:
         cleared = dict(before)
         changes = {key_field: before.get(key_field, record.key)}

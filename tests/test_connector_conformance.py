@@ -124,16 +124,3 @@ class TestSalesforceConformance(ConnectorConformance):
         self, connector: Connector[Any], object_name: str, remote_id: str
     ) -> Mapping[str, Any] | None:
         return self.emulator.records(object_name)[remote_id]
-
-    @pytest.mark.xfail(
-        raises=AssertionError,
-        strict=True,
-        reason="syncer.connectors.salesforce sends Name/LastName = None on a clear removal and "
-        "Salesforce refuses it (REQUIRED_FIELD_MISSING): a clear must leave required fields",
-    )
-    def test_clear_removal_empties_the_fields(
-        self, conformance_factory: ConnectorFactory, conformance_object: str, harness: EngineHarness
-    ) -> None:
-        super().test_clear_removal_empties_the_fields(
-            conformance_factory, conformance_object, harness
-        )

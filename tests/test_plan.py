@@ -92,6 +92,17 @@ def test_a_key_gone_from_the_source_is_a_removal_by_mode() -> None:
     assert archive.remote_id == "ru1"
 
 
+def test_a_clear_leaves_the_fields_the_destination_requires_with_their_last_value() -> None:
+    stored = [_stored("u1", {"uid": "u1", "last": "Hopper", "email": "a@x.io", "stage": None})]
+    [clear] = _plan([], stored, removal="clear", required=("last",))
+    assert clear.changes == {"email": None}  # the required field is not sent at all
+    assert clear.payload == {"uid": "u1", "last": "Hopper", "email": None, "stage": None}
+    assert clear.sends
+    only = [_stored("u1", {"uid": "u1", "last": "Hopper"})]
+    [nothing] = _plan([], only, removal="clear", required=("last",))
+    assert (nothing.action, nothing.sends) == ("remove", False)  # nothing left to clear
+
+
 def test_a_removed_record_is_not_removed_twice_and_comes_back_whole() -> None:
     payload = {"uid": "u1", "email": "a@x.io"}
     assert _plan([], [_stored("u1", payload, removed=True)], removal="clear") == []

@@ -14,7 +14,7 @@ import pytest
 import requests
 import responses
 from pydantic import SecretStr
-from sqlalchemy import update
+from sqlalchemy import delete, update
 
 from syncer.config import load_config
 from syncer.connectors.salesforce import SalesforceConfig, SalesforceConnector
@@ -38,7 +38,9 @@ def org() -> Iterator[SalesforceEmulator]:
         yield emulator
 
 
-def _sync(tmp_path: Path, org: SalesforceEmulator, **settings: Any) -> Sync:
+def _sync(
+    tmp_path: Path, org: SalesforceEmulator, *, removal: str = "none", **settings: Any
+) -> Sync:
     url = f"sqlite:///{tmp_path / 'store.db'}"
     if not (tmp_path / "store.db").exists():
         engine = init_store(url)
@@ -59,6 +61,7 @@ def _sync(tmp_path: Path, org: SalesforceEmulator, **settings: Any) -> Sync:
         "    connector: salesforce\n"
         f"    mapping: {ROOT / 'mappings' / 'salesforce.yaml'}\n"
         "    credentials: {session_id: env:SF_SESSION}\n"
+        f"    removal: {removal}\n"
         f"    settings: {json.dumps(options)}\n",
         encoding="utf-8",
     )
@@ -269,6 +272,39 @@ def test_a_record_deleted_in_salesforce_is_created_again_with_its_whole_payload(
         assert again["Syncer_Accounts__c"] == ada["Syncer_Accounts__c"]
         record = RecordState(sync.state).get_many("salesforce", "Contact", {"u01"})["u01"]
         assert record.remote_id == again["Id"]
+
+
+def test_a_clear_removal_empties_syncer_fields_and_leaves_name_and_last_name(
+    tmp_path: Path, org: SalesforceEmulator
+) -> None:
+    """Salesforce will not set Account.Name or Contact.LastName to null (REQUIRED_FIELD_MISSING):
+    a clear leaves them with their last value and empties everything else syncer wrote."""
+    with _sync(tmp_path, org, removal="clear") as sync:
+        sync.run("salesforce")
+        engine = create_db_engine(str(sync.config.store))
+        with engine.begin() as conn:  # the product's own job deletes them with plain SQL
+            conn.execute(delete(memberships).where(memberships.c.account_id == "HOOLI"))
+            conn.execute(delete(accounts).where(accounts.c.account_id == "HOOLI"))
+            conn.execute(delete(users).where(users.c.user_id == "u07"))
+        engine.dispose()
+        org.reset_log()
+        report = sync.run("salesforce")
+        assert report.status == "succeeded", [o.errors for o in report.objects]
+        assert {o.object: o.counts.remove for o in report.objects} == {"Account": 1, "Contact": 1}
+        hooli = _by_key(org, "Account", "Syncer_Account_Id__c")["HOOLI"]
+        dennis = _by_key(org, "Contact", "Syncer_User_Id__c")["u07"]
+    assert hooli["Name"] == "Hooli"
+    assert hooli.get("Website") is None
+    assert hooli.get("Syncer_Stage__c") is None
+    assert hooli.get("Syncer_User_Emails__c") is None
+    assert dennis["LastName"] == "Ritchie"
+    assert (dennis.get("FirstName"), dennis.get("Email"), dennis.get("Syncer_Stage__c")) == (
+        None,
+        None,
+        None,
+    )
+    sent = [r for e in _writes(org) if isinstance(e.body, dict) for r in e.body.get("records", [])]
+    assert not any("Name" in r or "LastName" in r for r in sent), sent
 
 
 def test_a_record_in_the_recycle_bin_is_rejected_with_what_to_do(

@@ -98,6 +98,12 @@ class ObjectSpec:
     # (a token field's count and truncation companions) keep it last.
     custom_suffix: str = ""
 
+    @property
+    def required_fields(self) -> frozenset[str]:
+        """The fields the destination will not empty (``FieldSpec.required``): a ``clear``
+        removal leaves them as they are."""
+        return frozenset(name for name, spec in self.fields.items() if spec.required)
+
 
 # --- what flows through write ---------------------------------------------------------------------
 

@@ -77,7 +77,8 @@ class SalesforceConnector(HttpConnector[SalesforceConfig]):
             "Account",
             "Syncer_Account_Id__c",
             fields={
-                "Name": FieldSpec("Name", max_length=255),
+                # Required on create and never nillable: a clear leaves them with their last value.
+                "Name": FieldSpec("Name", max_length=255, required=True),
                 **full_companions(
                     "Syncer_Users_Full__c",
                     "Syncer_User_Emails_Full__c",
@@ -93,7 +94,7 @@ class SalesforceConnector(HttpConnector[SalesforceConfig]):
             fields={
                 "Email": FieldSpec("Email", FieldType.EMAIL, max_length=80),
                 "FirstName": FieldSpec("FirstName", max_length=40),
-                "LastName": FieldSpec("LastName", max_length=80),
+                "LastName": FieldSpec("LastName", max_length=80, required=True),
                 **full_companions("Syncer_Accounts_Full__c", "Syncer_Account_Ids_Full__c"),
             },
             default_field=_TEXT,

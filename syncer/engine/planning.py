@@ -112,6 +112,7 @@ def changes(
         formatted(sync, obj, on_marks=on_marks, on_view=on_view, keys=keys, read=read),
         stored,
         removal=dest.config.removal,
+        required=dest.connector_cls.object_spec(obj.name).required_fields,
         set_aside=aside,
         on_change=on_change,
     )

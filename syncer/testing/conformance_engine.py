@@ -168,7 +168,8 @@ class EngineConformance:
         harness: EngineHarness,
     ) -> None:
         """``removal: clear``: a record gone from the source is written with its fields None
-        (the key kept); back in the source, it is sent whole again onto the same record."""
+        (the key kept, and the fields the object declares ``required`` left with their last
+        value); back in the source, it is sent whole again onto the same record."""
         name = conformance_object
         connector = conformance_factory()
         if "clear" not in connector.capabilities.removal_modes:
@@ -183,8 +184,17 @@ class EngineConformance:
         assert cleared.results[gone.key].ok, cleared.results[gone.key].rejected
         held = self.remote_fields(connector, name, str(remote_id))
         if held is not None:
-            left = {k: v for k, v in held.items() if k in gone.payload and v not in (None, "")}
+            required = connector.object_spec(name).required_fields
+            left = {
+                k: v
+                for k, v in held.items()
+                if k in gone.payload and k not in required and v not in (None, "")
+            }
             assert not left, f"clear left values behind: {left}"
+            emptied = sorted(
+                k for k in required if gone.payload.get(k) and held.get(k) in (None, "")
+            )
+            assert not emptied, f"clear emptied required fields {emptied}: leave them as they are"
         back = harness.run(conformance_factory(), name, [kept, gone], removal="clear")
         assert back.counts.update == 1, back.counts
         assert back.results[gone.key].ok, back.results[gone.key].rejected

@@ -203,7 +203,14 @@ class EngineHarness:
         upserts: list[WriteRecord] = []
         archives: list[WriteRecord] = []
         stored = self.records.iter_records(self.destination, object_name)
-        for change in plan_changes(object_name, spec.key_field, planned, stored, removal=removal):
+        for change in plan_changes(
+            object_name,
+            spec.key_field,
+            planned,
+            stored,
+            removal=removal,
+            required=spec.required_fields,
+        ):
             counts.add(change.action)
             if removal == "archive" and change.action == "remove":
                 if change.remote_id is not None:  # never acknowledged: nothing to archive by
