@@ -15,7 +15,7 @@ from syncer.connectors.salesforce import SalesforceConfig, SalesforceConnector
 from syncer.fields import FieldSpec
 from syncer.testing.conformance import ConnectorConformance
 from syncer.testing.hubspot_emulator import HubSpotEmulator
-from syncer.testing.kit import ConnectorFactory, EmulatorFaults, EngineHarness, Fault
+from syncer.testing.kit import ConnectorFactory, EmulatorFaults, Fault
 from syncer.testing.salesforce_emulator import SalesforceEmulator
 
 
