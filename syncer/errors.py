@@ -85,7 +85,21 @@ class BadInputError(_ProblemsError):
 
 
 class UnknownStageError(BadInputError):
-    """A stage value that is not on the ladder, located by user, account and where it came from."""
+    """A stage value that is not on the ladder, located by user, account and where it came from.
+
+    ``column`` is the store column it was read from (``memberships.stage``): the resolver rejects
+    that one record and the run goes on. ``None``: the sync state's marks hold a stage the
+    configured ladder no longer has — a configuration problem that stops the run."""
+
+    def __init__(
+        self,
+        problems: Problem | str | Sequence[Problem | str],
+        *,
+        summary: str = "",
+        column: str | None = None,
+    ) -> None:
+        super().__init__(problems, summary=summary)
+        self.column = column
 
 
 class RetriableError(SyncerError):

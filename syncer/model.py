@@ -314,6 +314,15 @@ PRIMARY_MARK = "primary"
 # --- resolved views (what mappings render) --------------------------------------------------------
 
 
+@dataclass(frozen=True, slots=True)
+class Rejection:
+    """Why a resolved record cannot sync: bad data in the store's column ``field`` (a cycle, an
+    unknown stage, a roll-up that is not a number); ``reason`` says where, what and the fix."""
+
+    field: str
+    reason: str
+
+
 @fast_init
 @dataclass(frozen=True, slots=True)
 class ResolvedMembership:
@@ -346,6 +355,7 @@ class ResolvedUser:
     churned: bool
     rule: str  # which policy rule decided ``stage``, for `syncer explain`
     primary_rule: str = ""  # why ``primary_account_id`` is the primary, for `syncer explain`
+    problem: Rejection | None = None  # why the user cannot sync (bad data in the store)
 
     @property
     def key(self) -> str:
@@ -383,7 +393,7 @@ class ResolvedAccount:
     ancestors: tuple[str, ...]  # parent first, root last
     children: tuple[str, ...] = ()
     rule: str = ""
-    problem: str | None = None  # why the account cannot sync (its place in the hierarchy)
+    problem: Rejection | None = None  # why the account cannot sync (bad data in the store)
 
     @property
     def key(self) -> str:

@@ -65,13 +65,47 @@ def test_min_max_and_count_are_selectable() -> None:
     assert tree.rollups("XYZ_Widget2") == {"renewal": 0}
 
 
-def test_non_numeric_values_are_skipped_and_counted_not_coerced() -> None:
+def test_non_numeric_values_are_not_coerced_and_reject_the_account_and_its_ancestors() -> None:
     tree = Hierarchy.from_accounts(
         [*ACCOUNTS, _a("ACME_X", "ACME", licenses="12")], {"usage": "sum", "licenses": "sum"}
     )
-    assert tree.rollups("XYZ")["usage"] == 3.75  # "n/a" skipped
     assert tree.rollups("ACME") == {"licenses": 7}  # the string "12" is not a number
     assert tree.skipped == {"usage": 1, "licenses": 1}
+    own = tree.rejection("XYZ_Widget1_EU")
+    assert own is not None
+    assert own.field == "attributes.usage"
+    assert own.reason.startswith(
+        "accounts.attributes.usage of account 'XYZ_Widget1_EU' is 'n/a', not a number"
+    )
+    for ancestor in ("XYZ_Widget1", "XYZ"):  # their roll-up would leave it out
+        assert tree.problem(ancestor) == (
+            "roll-up of 'usage' (sum) includes account 'XYZ_Widget1_EU', whose "
+            "accounts.attributes.usage is 'n/a', not a number: fix that account and this one syncs"
+        )
+    assert "'12'" in str(tree.problem("ACME_X"))
+    assert "includes account 'ACME_X'" in str(tree.problem("ACME"))
+    assert tree.problem("XYZ_Widget2") is None  # a sibling: its roll-up is right
+    assert [(p.key, p.field) for p in tree.problems()] == [
+        ("ACME", "attributes.licenses"),
+        ("ACME_X", "attributes.licenses"),
+        ("XYZ", "attributes.usage"),
+        ("XYZ_Widget1", "attributes.usage"),
+        ("XYZ_Widget1_EU", "attributes.usage"),
+    ]
+
+
+def test_a_count_roll_up_takes_any_value_and_rejects_nothing() -> None:
+    tree = Hierarchy.from_accounts(ACCOUNTS, {"usage": "count"})
+    assert tree.rollups("XYZ") == {"usage": 3}
+    assert tree.problems() == []
+
+
+def test_the_account_a_bad_value_names_does_not_depend_on_input_order() -> None:
+    accounts = [_a("P"), _a("B", "P", seats="x"), _a("A", "P", seats="y")]
+    forward = Hierarchy.from_accounts(accounts, {"seats": "sum"})
+    backward = Hierarchy.from_accounts(accounts[::-1], {"seats": "sum"})
+    assert forward.problem("P") == backward.problem("P")
+    assert "includes account 'A'" in str(forward.problem("P"))
 
 
 def test_booleans_and_nan_are_not_numbers() -> None:

@@ -13,7 +13,7 @@ from syncer.errors import RecordRejected
 from syncer.fields import FieldSpec, FieldType, companion_names, format_field
 from syncer.mapping.compile import Evaluator
 from syncer.mapping.context import Source, View, context_for
-from syncer.model import ResolvedAccount, ResolvedUser, StageLadder
+from syncer.model import ResolvedUser, StageLadder
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,8 +80,8 @@ class ObjectMapping:
         """Evaluate every field and hint for ``view`` and format the values for the
         destination. A value the formatter refuses rejects this record only."""
         key = self.key(view)
-        if isinstance(view, ResolvedAccount) and view.problem is not None:
-            refused = RecordRejected(key, view.problem, field="parent_account_id")
+        if view.problem is not None:  # bad data in the store: nothing of it is sent
+            refused = RecordRejected(key, view.problem.reason, field=view.problem.field)
             return Formatted(key, {self.key_field: key}, {}, refused)
         ctx = context_for(view, self.ladder)
         payload: dict[str, str | None] = {self.key_field: key}

@@ -12,10 +12,11 @@ its whole subtree, the node itself included. Aggregates:
 
 Decisions:
 
-* Numeric means ``int`` or ``float`` (not ``bool``), finite. Anything else — strings, even ones
-  that look like numbers, NaN, lists — is skipped rather than coerced, and counted in
-  :attr:`Hierarchy.skipped` so a caller can warn about it. ``count`` counts present values of any
-  type: "how many sub-accounts have a renewal date" is a fair question.
+* Numeric means ``int`` or ``float`` (not ``bool``), finite. Anything else (strings, even ones
+  that look like numbers, NaN, lists: ``syncer load`` refuses them, the product's own SQL may
+  not) is never coerced: it *rejects* the account holding it and every ancestor, whose roll-ups
+  would leave it out without a word (:meth:`Hierarchy.rejection` names account, attribute, value
+  and fix; :attr:`Hierarchy.skipped` counts them). ``count`` counts present values of any type.
 * A subtree with no numeric value has no ``sum``/``min``/``max`` entry at all (``None`` for the
   CRM means "unknown", which 0 would misstate); ``count`` is always there, possibly 0.
 * Integer inputs give integer sums. Float sums add the node's own value first, then each child's
@@ -37,7 +38,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
 from syncer.errors import BadInputError, Problem
-from syncer.model import Account
+from syncer.model import Account, Rejection
 
 AGGREGATES: tuple[str, ...] = ("sum", "min", "max", "count")
 
@@ -64,6 +65,7 @@ class Hierarchy:
     """
 
     __slots__ = (
+        "_bad",
         "_cause",
         "_children",
         "_culprit",
@@ -88,12 +90,14 @@ class Hierarchy:
         self._children: dict[str, list[str]] = {}
         self._depth: dict[str, int] = {}
         self._rollups: dict[str, dict[str, Number]] = {}
-        #: attribute -> how many present values were skipped because they are not numbers.
+        #: attribute -> how many present values are not numbers (each rejects accounts).
         self.skipped: dict[str, int] = {}
         # Rejected accounts: each names the account whose own parent is wrong (itself, or the
         # ancestor it sits under), and that account says what is wrong.
         self._culprit: dict[str, str] = {}
         self._cause: dict[str, str] = {}
+        # Accounts rejected for a roll-up value that is not a number (theirs or below them).
+        self._bad: dict[str, Rejection] = {}
 
     # --- building ---------------------------------------------------------------------------
 
@@ -203,6 +207,7 @@ class Hierarchy:
         for aid, d in self._depth.items():
             levels.setdefault(d, []).append(aid)
         order = [aid for d in sorted(levels, reverse=True) for aid in levels[d]]
+        bad: list[tuple[str, str, str, object]] = []
         for attr, agg in self.aggregates.items():
             own = values[attr]
             if agg == "count":
@@ -215,8 +220,42 @@ class Hierarchy:
                     numbers[aid] = value
                 else:
                     skipped += 1
+                    if aid in self._depth:  # a rejected account's value rolls up nowhere
+                        bad.append((aid, attr, agg, value))
             self.skipped[attr] = skipped
             self._rollups[attr] = self._fold(order, numbers, agg)
+        if bad:
+            self._reject_values(bad)
+
+    def _reject_values(self, bad: list[tuple[str, str, str, object]]) -> None:
+        """Reject each account of ``bad`` (``(account_id, attribute, aggregate, value)``) and its
+        ancestors. Own values first, then the smallest ids: the text never depends on input
+        order."""
+        bad.sort(key=lambda b: (b[0], b[1]))
+        rejected = self._bad
+        for aid, attr, agg, value in bad:
+            rejected.setdefault(
+                aid,
+                Rejection(
+                    f"attributes.{attr}",
+                    f"accounts.attributes.{attr} of account {aid!r} is {_show(value)}, not a "
+                    f"number; it rolls up ({agg}) to the parent accounts: store a finite JSON "
+                    'number (12 or 12.5, not "12") or remove the attribute',
+                ),
+            )
+        for aid, attr, agg, value in bad:
+            up = self._parent.get(aid)
+            while up is not None:
+                rejected.setdefault(
+                    up,
+                    Rejection(
+                        f"attributes.{attr}",
+                        f"roll-up of {attr!r} ({agg}) includes account {aid!r}, whose "
+                        f"accounts.attributes.{attr} is {_show(value)}, not a number: fix that "
+                        "account and this one syncs",
+                    ),
+                )
+                up = self._parent.get(up)
 
     def _count(self, order: list[str], present: Mapping[str, Any]) -> dict[str, Number]:
         total: dict[str, Number] = {}
@@ -269,28 +308,30 @@ class Hierarchy:
         return self._info
 
     def problem(self, account_id: str) -> str | None:
-        """Why the account is rejected (in a cycle, under a missing parent, or below such an
-        account), or ``None`` for an account of the forest (or one the hierarchy does not
-        know)."""
+        """Why the account is rejected (a cycle or a missing parent at or above it, a roll-up
+        value that is not a number at or below it), or ``None``."""
+        rejection = self.rejection(account_id)
+        return None if rejection is None else rejection.reason
+
+    def rejection(self, account_id: str) -> Rejection | None:
+        """:meth:`problem` with the column at fault (``parent_account_id``, ``attributes.X``)."""
         blame = self._culprit.get(account_id)
         if blame is None:
-            return None
+            return self._bad.get(account_id)
         if blame == account_id:
-            return self._cause[account_id]
-        return f"under account {blame!r}, which is rejected: {self._cause[blame]}"
+            return Rejection("parent_account_id", self._cause[account_id])
+        return Rejection(
+            "parent_account_id",
+            f"under account {blame!r}, which is rejected: {self._cause[blame]}",
+        )
 
     def problems(self) -> list[Problem]:
         """Every rejected account with its reason, in ``account_id`` order (for reports)."""
+        found = [(aid, self.rejection(aid)) for aid in sorted({*self._culprit, *self._bad})]
         return [
-            Problem(
-                reason,
-                key=aid,
-                field="parent_account_id",
-                hint="fix or clear parent_account_id of the account named; the others under "
-                "it sync once it is fixed",
-            )
-            for aid in sorted(self._culprit)
-            if (reason := self.problem(aid)) is not None
+            Problem(r.reason, key=aid, field=r.field, hint=_HINTS.get(r.field, _VALUE_HINT))
+            for aid, r in found
+            if r is not None
         ]
 
     def depth(self, account_id: str) -> int:
@@ -298,8 +339,8 @@ class Hierarchy:
         return self._depth[account_id]
 
     def ancestors(self, account_id: str) -> tuple[str, ...]:
-        """The account's ancestors, parent first, root last; none for a rejected account (its
-        chain is what is wrong)."""
+        """The account's ancestors, parent first, root last; none for an account whose chain
+        is wrong."""
         if account_id in self._culprit:
             return ()
         out: list[str] = []
@@ -335,6 +376,13 @@ class Hierarchy:
         return out
 
 
+_HINTS = {
+    "parent_account_id": "fix or clear parent_account_id of the account named; the others "
+    "under it sync once it is fixed"
+}
+_VALUE_HINT = "fix the value of the account named; its parent accounts sync once it is fixed"
+
+
 def _add(a: Number, b: Number) -> Number:
     return a + b
 
@@ -345,3 +393,8 @@ def _min(a: Number, b: Number) -> Number:
 
 def _max(a: Number, b: Number) -> Number:
     return a if a >= b else b
+
+
+def _show(value: object) -> str:
+    text = repr(value)  # cut: a stored value may be a whole document
+    return text if len(text) <= 60 else text[:57] + "..."

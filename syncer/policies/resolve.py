@@ -20,6 +20,7 @@ from datetime import UTC, datetime
 from operator import attrgetter
 from typing import TYPE_CHECKING, TypeVar
 
+from syncer.errors import UnknownStageError
 from syncer.model import (
     ACCOUNT_MARK,
     LEAD_MARK,
@@ -27,11 +28,13 @@ from syncer.model import (
     PRIMARY_MARK,
     AccountWithMembers,
     Mark,
+    Rejection,
     ResolvedAccount,
     ResolvedMember,
     ResolvedMembership,
     ResolvedUser,
     UnknownStage,
+    User,
     UserWithMemberships,
 )
 from syncer.policies.hierarchy import Hierarchy
@@ -60,6 +63,7 @@ class ResolveStats:
     accounts: int = 0
     members: int = 0
     marks_changed: int = 0
+    rejected: int = 0  # users and accounts refused for a stage the ladder does not know
     vanished_users: int = 0
     vanished_accounts: int = 0
 
@@ -90,9 +94,17 @@ class Resolver:
         user = item.user
         uid = user.user_id
         now = self.now
-        stage, rule, churned, memberships, _kept, decided, _gone = decide_user(
-            user, item.memberships, marks, self.scale, facts=self._facts, now=now
-        )
+        try:
+            stage, rule, churned, memberships, _kept, decided, _gone = decide_user(
+                user, item.memberships, marks, self.scale, facts=self._facts, now=now
+            )
+        except UnknownStageError as exc:
+            if exc.column is None:  # the marks: the ladder changed, a configuration problem
+                raise
+            # A stage the ladder does not know in the user's rows: the user is refused (marks
+            # untouched, nothing sent); the rest of the run goes on.
+            self.stats.rejected += 1
+            return self._refused_user(user, exc), []
         live_primaries = (
             sorted(m.account_id for m in marks if m.subject == PRIMARY_MARK and not m.churned)
             if marks
@@ -148,6 +160,11 @@ class Resolver:
             self.stats.marks_changed += len(out)
             sink(out)
 
+    def _refused_user(self, user: User, exc: UnknownStageError) -> ResolvedUser:
+        why = _rejection(exc)
+        lowest = self.scale.lowest
+        return ResolvedUser(user, (), lowest, None, False, f"rejected: {why.reason}", problem=why)
+
     # --- accounts -----------------------------------------------------------------------------
 
     def resolve_account(
@@ -168,8 +185,41 @@ class Resolver:
                 own = m
             elif m.subject == MEMBERSHIP_MARK:
                 member_marks[m.user_id] = m
-        decided = resolve_account_stage(account, own, self.scale, now=self.now)
         scale = self.scale
+        try:
+            decided = resolve_account_stage(account, own, scale, now=self.now)
+            ranked = self._members(item, member_marks)
+        except UnknownStageError as exc:  # a stage the ladder does not know, in the store
+            self.stats.rejected += 1
+            why = _rejection(exc)
+            rule = f"rejected: {why.reason}"
+            return ResolvedAccount(account, (), scale.lowest, {}, (), (), rule, why), []
+        tree = self.hierarchy
+        stats = self.stats
+        stats.accounts += 1
+        stats.members += len(item.members)
+        changed = [decided.mark] if decided.changed else []
+        stats.marks_changed += len(changed)
+        return (
+            ResolvedAccount(
+                account,
+                tuple(r[2] for r in ranked),
+                decided.stage,
+                tree.rollups(aid),
+                tree.ancestors(aid),
+                tree.children(aid),
+                decided.rule,
+                tree.rejection(aid),
+            ),
+            changed,
+        )
+
+    def _members(
+        self, item: AccountWithMembers, member_marks: dict[str, Mark]
+    ) -> list[tuple[int, str, ResolvedMember]]:
+        """The account's active members, best stage first, then user_id."""
+        scale = self.scale
+        aid = item.account.account_id
         ranked: list[tuple[int, str, ResolvedMember]] = []
         for row in item.members:
             ms = row.membership
@@ -197,25 +247,7 @@ class Resolver:
             )
             ranked.append((-rank, ms.user_id, member))
         ranked.sort(key=_member_order)
-        tree = self.hierarchy
-        stats = self.stats
-        stats.accounts += 1
-        stats.members += len(item.members)
-        changed = [decided.mark] if decided.changed else []
-        stats.marks_changed += len(changed)
-        return (
-            ResolvedAccount(
-                account,
-                tuple(r[2] for r in ranked),
-                decided.stage,
-                tree.rollups(aid),
-                tree.ancestors(aid),
-                tree.children(aid),
-                decided.rule,
-                tree.problem(aid),
-            ),
-            changed,
-        )
+        return ranked
 
     def resolve_accounts(
         self,
@@ -243,6 +275,12 @@ class Resolver:
                     on_vanished(dead)
             if item is not None:
                 yield self.resolve_account(item, mine)
+
+
+def _rejection(exc: UnknownStageError) -> Rejection:
+    """The record's rejection for a stage value in the store the ladder does not know."""
+    problem = exc.problems[0]
+    return Rejection(problem.field or "stage", f"{problem.message}: {problem.hint}")
 
 
 # The primary flag's slot setter: the resolver flags the chosen membership in place (below).

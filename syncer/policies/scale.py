@@ -45,13 +45,6 @@ class StageScale:
         """Rank of a stage name (canonical or not); the churn marker is -1."""
         return self.lookup(name)[1]
 
-    def hint(self) -> str:
-        """What a user can do about an unknown stage."""
-        return (
-            f"use one of {', '.join(self.names)} or {self.churned!r}, or add an alias for it to "
-            "the stage ladder in the configuration"
-        )
-
 
 def as_scale(ladder: StageLadder | StageScale) -> StageScale:
     """The :class:`StageScale` of ``ladder`` (itself if it already is one)."""
@@ -66,27 +59,42 @@ def unknown_stage(
     account_id: str | None,
     source: str,
 ) -> UnknownStageError:
-    """An :class:`UnknownStageError` naming the user, the account, the value and where it was."""
+    """An :class:`UnknownStageError` naming the user, the account, the value and where it was
+    (``source``: a store table, or ``policy_marks`` for the sync state's marks)."""
     who = []
     if user_id is not None:
         who.append(f"user {user_id!r}")
     if account_id is not None:
         who.append(f"account {account_id!r}")
     key = "/".join(k for k in (user_id, account_id) if k)
-    hint = scale.hint()
-    if source == "policy_marks":
+    column = _STAGE_COLUMNS.get(source)
+    if column is None:
         hint = (
             "the sync state remembers a stage the configured ladder no longer has; put it back "
             "(or alias it to a stage) in the ladder configuration"
         )
+    else:
+        hint = (
+            f"set {column} to one of {', '.join(scale.names)} or {scale.churned!r} in the store, "
+            "or add an alias for it to the stage ladder in the configuration"
+        )
     return UnknownStageError(
         Problem(
-            f"{', '.join(who)}: unknown stage {exc.value!r} in {source}",
-            field="stage",
+            f"{', '.join(who)}: unknown stage {exc.value!r} in {column or source}",
+            field=column.split(".")[1] if column else "stage",
             key=key or None,
             hint=hint,
-        )
+        ),
+        column=column,
     )
+
+
+# The store column each table's stage comes from (the tables ``source`` may name).
+_STAGE_COLUMNS = {
+    "memberships": "memberships.stage",
+    "users": "users.lead_stage",
+    "accounts": "accounts.stage",
+}
 
 
 def lookup_stage(scale: StageScale, raw: str, uid: str | None, aid: str | None, source: str) -> Hit:

@@ -1,0 +1,163 @@
+"""Bad values the product's own jobs wrote into the store with plain SQL (so `syncer load` never
+checked them): a stage the ladder does not know, a roll-up attribute that is not a number.
+
+Like an account the hierarchy rejects (tests/test_store_rejected_accounts.py), the record they
+affect is rejected — not sent, reported with the table, key, column, value and the fix — and
+everything else syncs; the run says `partial` and exits 1. Through the CLI, with `--json`."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import update
+
+from syncer.db import create_db_engine
+from syncer.store.schema import accounts, memberships, users
+
+Cli = Callable[..., tuple[int, str, str]]
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def config(make_examples_config: Callable[[str], Path], tmp_path: Path) -> Path:
+    """The examples store and the in-memory destination with the HubSpot mapping, less its
+    associations: each CLI run starts a new in-memory destination, which knows no remote id of
+    the run before, so the association changes of a second run would fail there."""
+    text = (ROOT / "mappings" / "hubspot.yaml").read_text(encoding="utf-8")
+    mapping = tmp_path / "mapping.yaml"
+    mapping.write_text(
+        "\n".join(line for line in text.splitlines() if "associations:" not in line),
+        encoding="utf-8",
+    )
+    return make_examples_config(
+        f"destinations:\n  crm:\n    connector: memory\n    mapping: {mapping}\n"
+    )
+
+
+def _sql(config: Path, *statements: Any) -> None:
+    """Run ``statements`` against the config's store, as the product's own job would."""
+    engine = create_db_engine(f"sqlite:///{config.parent / 'store.db'}")
+    with engine.begin() as conn:
+        for statement in statements:
+            conn.execute(statement)
+    engine.dispose()
+
+
+def _json(cli: Cli, *args: str, code: int) -> Any:
+    status, out, err = cli(*args, "--json")
+    assert status == code, (out, err)
+    return json.loads(out)
+
+
+def _objects(report: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {o["object"]: o for o in report["objects"]}
+
+
+def _errors(cli: Cli, config: Path) -> dict[str, dict[str, Any]]:
+    return {e["key"]: e for e in _json(cli, "errors", "-c", str(config), code=0)["errors"]}
+
+
+def test_an_unknown_membership_stage_rejects_that_user_and_account_and_the_rest_syncs(
+    cli: Cli, config: Path
+) -> None:
+    c = str(config)
+    m = memberships.c
+    _sql(
+        config,
+        update(memberships)
+        .where(m.user_id == "u04", m.account_id == "UMBRELLA")
+        .values(stage="HOT"),
+    )
+    plan = _objects(_json(cli, "plan", "-c", c, "-d", "crm", "--samples", "50", code=0))
+    assert plan["contacts"]["counts"]["rejected"] == 1
+    assert plan["companies"]["counts"]["rejected"] == 1
+    [sample] = [s for s in plan["contacts"]["samples"] if s["action"] == "rejected"]
+    assert (sample["key"], sample["field"]) == ("u04", "stage")
+    assert "'HOT' in memberships.stage" in sample["reason"]
+
+    report = _json(cli, "run", "-c", c, "-d", "crm", code=1)
+    assert report["status"] == "partial"
+    objects = _objects(report)
+    assert (objects["contacts"]["sent"], objects["contacts"]["counts"]["rejected"]) == (13, 1)
+    assert (objects["companies"]["sent"], objects["companies"]["counts"]["rejected"]) == (10, 1)
+    errors = _errors(cli, config)
+    assert set(errors) == {"u04", "UMBRELLA"}
+    reason = errors["u04"]["reason"]
+    # What, where and what to do: the user, the account, the value, the column and the fix.
+    for part in ("user 'u04'", "account 'UMBRELLA'", "'HOT'", "memberships.stage", "alias"):
+        assert part in reason, reason
+    assert errors["u04"]["field"] == "stage"
+    assert "memberships.stage" in errors["UMBRELLA"]["reason"]
+
+    _sql(
+        config,
+        update(memberships)
+        .where(m.user_id == "u04", m.account_id == "UMBRELLA")
+        .values(stage="MQL"),
+    )
+    fixed = _json(cli, "run", "-c", c, "-d", "crm", code=0)
+    assert fixed["status"] == "succeeded"
+    assert _errors(cli, config) == {}
+
+
+def test_an_unknown_lead_or_account_stage_rejects_that_record(cli: Cli, config: Path) -> None:
+    _sql(
+        config,
+        update(users).where(users.c.user_id == "u07").values(lead_stage="warm"),
+        update(accounts).where(accounts.c.account_id == "HOOLI").values(stage="VIP"),
+    )
+    report = _json(cli, "run", "-c", str(config), "-d", "crm", code=1)
+    objects = _objects(report)
+    assert objects["contacts"]["counts"]["rejected"] == 1
+    assert objects["companies"]["counts"]["rejected"] == 1
+    errors = _errors(cli, config)
+    assert set(errors) == {"u07", "HOOLI"}
+    assert "'warm' in users.lead_stage" in errors["u07"]["reason"]
+    assert errors["u07"]["field"] == "lead_stage"
+    assert "'VIP' in accounts.stage" in errors["HOOLI"]["reason"]
+    assert errors["HOOLI"]["field"] == "stage"
+
+
+def test_a_roll_up_value_that_is_not_a_number_rejects_the_account_and_its_ancestors(
+    cli: Cli, config: Path
+) -> None:
+    c = str(config)
+    attrs = {"status": "active", "contract_value": 8000, "licenses": "five"}
+    _sql(
+        config,
+        update(accounts).where(accounts.c.account_id == "ACME-EU-RD").values(attributes=attrs),
+    )
+    plan = _objects(_json(cli, "plan", "-c", c, "-d", "crm", code=0))
+    assert plan["companies"]["counts"]["rejected"] == 3
+
+    report = _json(cli, "run", "-c", c, "-d", "crm", code=1)
+    objects = _objects(report)
+    assert report["status"] == "partial"
+    # ACME-EU-RD holds it; ACME-EU and ACME would roll it up. ACME-US (a sibling) and the
+    # other 7 accounts sync, and so do all 14 users, members of those accounts included.
+    assert (objects["companies"]["sent"], objects["companies"]["counts"]["rejected"]) == (8, 3)
+    assert (objects["contacts"]["sent"], objects["contacts"]["counts"]["rejected"]) == (14, 0)
+    errors = _errors(cli, config)
+    assert set(errors) == {"ACME", "ACME-EU", "ACME-EU-RD"}
+    own = errors["ACME-EU-RD"]["reason"]
+    for part in ("accounts.attributes.licenses", "'ACME-EU-RD'", "'five'", "not a number"):
+        assert part in own, own
+    assert "JSON number" in own  # what to do
+    assert "includes account 'ACME-EU-RD'" in errors["ACME"]["reason"]
+    assert {e["field"] for e in errors.values()} == {"attributes.licenses"}
+
+    _sql(
+        config,
+        update(accounts)
+        .where(accounts.c.account_id == "ACME-EU-RD")
+        .values(attributes={**attrs, "licenses": 5}),
+    )
+    fixed = _json(cli, "run", "-c", c, "-d", "crm", code=0)
+    assert fixed["status"] == "succeeded"
+    assert _objects(fixed)["companies"]["counts"]["rejected"] == 0
+    account = _json(cli, "explain", "account", "ACME", "-c", c, code=0)
+    assert account["rollups"]["licenses"] == 170  # the whole subtree, ACME-EU-RD's 5 included
