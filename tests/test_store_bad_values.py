@@ -8,6 +8,7 @@ everything else syncs; the run says `partial` and exits 1. Through the CLI, with
 from __future__ import annotations
 
 import json
+import sqlite3
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -161,3 +162,30 @@ def test_a_roll_up_value_that_is_not_a_number_rejects_the_account_and_its_ancest
     assert _objects(fixed)["companies"]["counts"]["rejected"] == 0
     account = _json(cli, "explain", "account", "ACME", "-c", c, code=0)
     assert account["rollups"]["licenses"] == 170  # the whole subtree, ACME-EU-RD's 5 included
+
+
+def _raw(config: Path, statement: str) -> None:
+    """Plain SQL text, bypassing SQLAlchemy's JSON type: what a job can write into SQLite."""
+    with sqlite3.connect(config.parent / "store.db") as conn:
+        conn.execute(statement)
+
+
+def test_attributes_that_are_not_a_json_object_reject_that_record_not_the_run(
+    cli: Cli, config: Path
+) -> None:
+    _raw(config, "UPDATE users SET attributes = '{bad' WHERE user_id = 'u03'")
+    _raw(config, "UPDATE accounts SET attributes = '[1, 2]' WHERE account_id = 'XYZ_Widget1'")
+    report = _json(cli, "run", "-c", str(config), "-d", "crm", code=1)
+    objects = _objects(report)
+    assert report["status"] == "partial"
+    assert (objects["contacts"]["sent"], objects["contacts"]["counts"]["rejected"]) == (13, 1)
+    # XYZ_Widget1, and XYZ whose roll-ups would leave it out; the other 9 accounts sync.
+    assert (objects["companies"]["sent"], objects["companies"]["counts"]["rejected"]) == (9, 2)
+    errors = _errors(cli, config)
+    assert set(errors) == {"u03", "XYZ_Widget1", "XYZ"}
+    assert {e["field"] for e in errors.values()} == {"attributes"}
+    assert "users.attributes of 'u03' is not a JSON object (invalid JSON" in errors["u03"]["reason"]
+    assert "'{bad'" in errors["u03"]["reason"]
+    assert "store a JSON object" in errors["u03"]["reason"]
+    assert "accounts.attributes of 'XYZ_Widget1'" in errors["XYZ_Widget1"]["reason"]
+    assert "include account 'XYZ_Widget1'" in errors["XYZ"]["reason"]

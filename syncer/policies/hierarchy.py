@@ -38,7 +38,14 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
 from syncer.errors import BadInputError, Problem
-from syncer.model import Account, Rejection
+from syncer.model import Account
+from syncer.rejections import (
+    BadValue,
+    StoreRejection,
+    UnreadableAttributes,
+    not_a_number,
+    unreadable_below,
+)
 
 AGGREGATES: tuple[str, ...] = ("sum", "min", "max", "count")
 
@@ -97,7 +104,7 @@ class Hierarchy:
         self._culprit: dict[str, str] = {}
         self._cause: dict[str, str] = {}
         # Accounts rejected for a roll-up value that is not a number (theirs or below them).
-        self._bad: dict[str, Rejection] = {}
+        self._bad: dict[str, StoreRejection] = {}
 
     # --- building ---------------------------------------------------------------------------
 
@@ -122,6 +129,7 @@ class Hierarchy:
         name: dict[str, str | None] = {}
         values: dict[str, dict[str, Any]] = {attr: {} for attr in aggregates}
         problems: list[Problem] = []
+        unreadable: list[str] = []  # accounts whose attributes are not a JSON object
         for account in accounts:
             aid = account.account_id
             if aid in parent:
@@ -130,6 +138,8 @@ class Hierarchy:
             parent[aid] = account.parent_account_id or None
             name[aid] = account.name
             attrs = account.attributes
+            if type(attrs) is UnreadableAttributes and aggregates:
+                unreadable.append(aid)
             for attr, found in values.items():
                 value = attrs.get(attr)
                 if value is not None:
@@ -138,7 +148,7 @@ class Hierarchy:
             raise BadInputError(problems, summary="the account list has duplicates")
         tree = cls(parent, name, aggregates)
         tree._link()
-        tree._roll_up(values)
+        tree._roll_up(values, unreadable)
         return tree
 
     def _link(self) -> None:
@@ -201,13 +211,13 @@ class Hierarchy:
         for kids in children.values():
             kids.sort()
 
-    def _roll_up(self, values: dict[str, dict[str, Any]]) -> None:
+    def _roll_up(self, values: dict[str, dict[str, Any]], unreadable: list[str]) -> None:
         # Deepest level first, so every child's subtotal exists before its parent needs it.
         levels: dict[int, list[str]] = {}
         for aid, d in self._depth.items():
             levels.setdefault(d, []).append(aid)
         order = [aid for d in sorted(levels, reverse=True) for aid in levels[d]]
-        bad: list[tuple[str, str, str, object]] = []
+        bad = [unreadable_below(aid) for aid in unreadable if aid in self._depth]
         for attr, agg in self.aggregates.items():
             own = values[attr]
             if agg == "count":
@@ -221,40 +231,25 @@ class Hierarchy:
                 else:
                     skipped += 1
                     if aid in self._depth:  # a rejected account's value rolls up nowhere
-                        bad.append((aid, attr, agg, value))
+                        bad.append(not_a_number(aid, attr, agg, value))
             self.skipped[attr] = skipped
             self._rollups[attr] = self._fold(order, numbers, agg)
         if bad:
             self._reject_values(bad)
 
-    def _reject_values(self, bad: list[tuple[str, str, str, object]]) -> None:
-        """Reject each account of ``bad`` (``(account_id, attribute, aggregate, value)``) and its
-        ancestors. Own values first, then the smallest ids: the text never depends on input
+    def _reject_values(self, bad: list[BadValue]) -> None:
+        """Reject each account of ``bad`` (its own rejection, if any) and its ancestors (the
+        inherited one). Own first, then the smallest ids: the text never depends on input
         order."""
-        bad.sort(key=lambda b: (b[0], b[1]))
+        bad.sort(key=lambda b: (b[0], b[2].field))
         rejected = self._bad
-        for aid, attr, agg, value in bad:
-            rejected.setdefault(
-                aid,
-                Rejection(
-                    f"attributes.{attr}",
-                    f"accounts.attributes.{attr} of account {aid!r} is {_show(value)}, not a "
-                    f"number; it rolls up ({agg}) to the parent accounts: store a finite JSON "
-                    'number (12 or 12.5, not "12") or remove the attribute',
-                ),
-            )
-        for aid, attr, agg, value in bad:
+        for aid, own, _ in bad:
+            if own is not None:
+                rejected.setdefault(aid, own)
+        for aid, _, inherited in bad:
             up = self._parent.get(aid)
             while up is not None:
-                rejected.setdefault(
-                    up,
-                    Rejection(
-                        f"attributes.{attr}",
-                        f"roll-up of {attr!r} ({agg}) includes account {aid!r}, whose "
-                        f"accounts.attributes.{attr} is {_show(value)}, not a number: fix that "
-                        "account and this one syncs",
-                    ),
-                )
+                rejected.setdefault(up, inherited)
                 up = self._parent.get(up)
 
     def _count(self, order: list[str], present: Mapping[str, Any]) -> dict[str, Number]:
@@ -313,14 +308,14 @@ class Hierarchy:
         rejection = self.rejection(account_id)
         return None if rejection is None else rejection.reason
 
-    def rejection(self, account_id: str) -> Rejection | None:
+    def rejection(self, account_id: str) -> StoreRejection | None:
         """:meth:`problem` with the column at fault (``parent_account_id``, ``attributes.X``)."""
         blame = self._culprit.get(account_id)
         if blame is None:
             return self._bad.get(account_id)
         if blame == account_id:
-            return Rejection("parent_account_id", self._cause[account_id])
-        return Rejection(
+            return StoreRejection("parent_account_id", self._cause[account_id])
+        return StoreRejection(
             "parent_account_id",
             f"under account {blame!r}, which is rejected: {self._cause[blame]}",
         )
@@ -393,8 +388,3 @@ def _min(a: Number, b: Number) -> Number:
 
 def _max(a: Number, b: Number) -> Number:
     return a if a >= b else b
-
-
-def _show(value: object) -> str:
-    text = repr(value)  # cut: a stored value may be a whole document
-    return text if len(text) <= 60 else text[:57] + "..."

@@ -28,7 +28,6 @@ from syncer.model import (
     PRIMARY_MARK,
     AccountWithMembers,
     Mark,
-    Rejection,
     ResolvedAccount,
     ResolvedMember,
     ResolvedMembership,
@@ -46,6 +45,7 @@ from syncer.policies.stage import (
     resolve_account_stage,
     unknown_stage,
 )
+from syncer.rejections import StoreRejection, UnreadableAttributes
 
 if TYPE_CHECKING:
     from syncer.policies import PolicySettings
@@ -94,6 +94,9 @@ class Resolver:
         user = item.user
         uid = user.user_id
         now = self.now
+        if type(user.attributes) is UnreadableAttributes:
+            self.stats.rejected += 1
+            return self._refused(user, user.attributes.rejection("users", uid)), []
         try:
             stage, rule, churned, memberships, _kept, decided, _gone = decide_user(
                 user, item.memberships, marks, self.scale, facts=self._facts, now=now
@@ -104,7 +107,7 @@ class Resolver:
             # A stage the ladder does not know in the user's rows: the user is refused (marks
             # untouched, nothing sent); the rest of the run goes on.
             self.stats.rejected += 1
-            return self._refused_user(user, exc), []
+            return self._refused(user, _rejection(exc)), []
         live_primaries = (
             sorted(m.account_id for m in marks if m.subject == PRIMARY_MARK and not m.churned)
             if marks
@@ -160,8 +163,7 @@ class Resolver:
             self.stats.marks_changed += len(out)
             sink(out)
 
-    def _refused_user(self, user: User, exc: UnknownStageError) -> ResolvedUser:
-        why = _rejection(exc)
+    def _refused(self, user: User, why: StoreRejection) -> ResolvedUser:
         lowest = self.scale.lowest
         return ResolvedUser(user, (), lowest, None, False, f"rejected: {why.reason}", problem=why)
 
@@ -186,12 +188,17 @@ class Resolver:
             elif m.subject == MEMBERSHIP_MARK:
                 member_marks[m.user_id] = m
         scale = self.scale
-        try:
-            decided = resolve_account_stage(account, own, scale, now=self.now)
-            ranked = self._members(item, member_marks)
-        except UnknownStageError as exc:  # a stage the ladder does not know, in the store
+        why: StoreRejection | None = None  # bad data in the store: the account is refused
+        if type(account.attributes) is UnreadableAttributes:
+            why = account.attributes.rejection("accounts", aid)
+        else:
+            try:
+                decided = resolve_account_stage(account, own, scale, now=self.now)
+                ranked = self._members(item, member_marks)
+            except UnknownStageError as exc:
+                why = _rejection(exc)
+        if why is not None:
             self.stats.rejected += 1
-            why = _rejection(exc)
             rule = f"rejected: {why.reason}"
             return ResolvedAccount(account, (), scale.lowest, {}, (), (), rule, why), []
         tree = self.hierarchy
@@ -277,10 +284,10 @@ class Resolver:
                 yield self.resolve_account(item, mine)
 
 
-def _rejection(exc: UnknownStageError) -> Rejection:
+def _rejection(exc: UnknownStageError) -> StoreRejection:
     """The record's rejection for a stage value in the store the ladder does not know."""
     problem = exc.problems[0]
-    return Rejection(problem.field or "stage", f"{problem.message}: {problem.hint}")
+    return StoreRejection(problem.field or "stage", f"{problem.message}: {problem.hint}")
 
 
 # The primary flag's slot setter: the resolver flags the chosen membership in place (below).

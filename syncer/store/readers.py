@@ -45,6 +45,7 @@ from syncer.model import (
     User,
     UserWithMemberships,
 )
+from syncer.rejections import UnreadableAttributes
 from syncer.store.keys import KeySet, RowsRead
 from syncer.store.schema import accounts, data_columns, identities, memberships, users
 
@@ -70,18 +71,19 @@ def _tuples(result: CursorResult[Any]) -> list[tuple[Any, ...]]:
 
 
 def _attributes(value: Any, *, decoded: bool = False) -> dict[str, Any]:
-    """A record's attributes from a stored value: a mapping, or JSON text (SQLite's driver).
-
-    ``decoded`` says a dict came from the driver just now and no one else holds it: kept as is,
-    without a copy or an isinstance() against an ABC (slow), once per user and account read.
-    """
-    if type(value) is dict and decoded:
+    """Attributes from a stored mapping or JSON text (SQLite); else UnreadableAttributes."""
+    if type(value) is dict and decoded:  # fresh from the driver, no one else holds it: no copy
         return value
     if isinstance(value, str):
-        value = json_value(value)
-        if type(value) is dict:
+        try:
+            value = json_value(value)
+        except ValueError as exc:  # text another job wrote: the record is rejected, not the run
+            value = UnreadableAttributes(value, f"invalid JSON: {exc}")
+        if isinstance(value, dict):  # UnreadableAttributes too (a dict)
             return value
-    return dict(value) if isinstance(value, Mapping) else {}
+    if isinstance(value, Mapping):
+        return dict(value)
+    return UnreadableAttributes(json.dumps(value), "not an object") if value is not None else {}
 
 
 # The decoder's C scanner (typeshed does not declare the attribute).
