@@ -189,3 +189,25 @@ def test_attributes_that_are_not_a_json_object_reject_that_record_not_the_run(
     assert "store a JSON object" in errors["u03"]["reason"]
     assert "accounts.attributes of 'XYZ_Widget1'" in errors["XYZ_Widget1"]["reason"]
     assert "include account 'XYZ_Widget1'" in errors["XYZ"]["reason"]
+
+
+def test_a_record_set_aside_for_bad_store_data_syncs_once_the_data_is_fixed(
+    cli: Cli, config: Path
+) -> None:
+    """A rejection repeated ``max_attempts`` times sets the record aside; fixing the store (a
+    new payload) must bring it back without `syncer retry`, as the docs promise."""
+    with config.open("a", encoding="utf-8") as out:
+        out.write("policies:\n  max_attempts: 1\n")
+    m = memberships.c
+    where = (m.user_id == "u04", m.account_id == "UMBRELLA")
+    _sql(config, update(memberships).where(*where).values(stage="HOT"))
+    _json(cli, "run", "-c", str(config), "-d", "crm", code=1)
+    assert {k: e["set_aside"] for k, e in _errors(cli, config).items()} == {
+        "u04": True,
+        "UMBRELLA": True,
+    }
+    _sql(config, update(memberships).where(*where).values(stage="MQL"))
+    fixed = _objects(_json(cli, "run", "-c", str(config), "-d", "crm", code=0))
+    assert fixed["contacts"]["counts"]["skipped"] == 0
+    assert fixed["contacts"]["sent"] == 1  # u04, now that its row is right
+    assert _errors(cli, config) == {}

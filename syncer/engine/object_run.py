@@ -19,6 +19,7 @@ from syncer.db import ALL_KEYS
 from syncer.mapping import ObjectMapping
 from syncer.plan import Change
 from syncer.state import Ack, AssociationLedger, FailureLog, RecordState, Rejection
+from syncer.state.hashing import payload_hash
 
 from .associations import LinkPlanner
 from .incremental import RowsRead
@@ -128,7 +129,12 @@ class ObjectRun:
             rep.counts.add(change.action)
             if change.action == "rejected":
                 rep.note_error(change.key, change.reason or "rejected")
-                self.rejected.append(Rejection(change.key, change.reason or "", change.field, None))
+                # The refused payload's hash: once the store is fixed the payload differs, so a
+                # record set aside for it is sent again without `syncer retry`.
+                digest = payload_hash(change.payload)
+                self.rejected.append(
+                    Rejection(change.key, change.reason or "", change.field, digest)
+                )
             elif change.action == "remove" and (
                 not change.sends or (removal == "archive" and change.remote_id is None)
             ):
