@@ -19,6 +19,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,10 +157,22 @@ class LeaseHeldError(SyncerError):
         self.host = host
         self.pid = pid
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Rebuilt from its fields when it crosses a process boundary (a Dask worker's partition
+        # fails with it), since its constructor does not take the message.
+        return _rebuild, (type(self), self.args, self.__dict__)
+
 
 def _when(at: object) -> str:
     """A lease's expiry as people read it: to the second, in UTC."""
     return at.isoformat(sep=" ", timespec="seconds") if isinstance(at, datetime) else str(at)
+
+
+def _rebuild(cls: type[SyncerError], args: tuple[Any, ...], fields: dict[str, Any]) -> SyncerError:
+    exc = cls.__new__(cls)
+    Exception.__init__(exc, *args)
+    exc.__dict__.update(fields)
+    return exc
 
 
 class LeaseLostError(LeaseHeldError):

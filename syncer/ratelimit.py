@@ -15,6 +15,11 @@ The limiter adapts to the destination's answers (:meth:`RateLimiter.observe`):
   empty;
 * a 429's ``Retry-After`` pauses every thread (:meth:`RateLimiter.pause`).
 
+A run spread over processes (Dask workers, :mod:`syncer.engine.cluster`) gives each process a
+limiter with ``share=N``: it paces to ``1/N`` of the declared or advertised limit, and reads a
+``remaining`` as its ``1/N`` of what the destination has left, so N of them together stay within
+the destination's one limit.
+
 Clock and sleep are injectable so tests run instantly and deterministically.
 """
 
@@ -50,7 +55,7 @@ class RateLimiter:
     ``limit=None`` means no declared limit: requests go at once until the destination advertises
     one or asks for a pause. ``margin`` widens the window (0.02 = 2 %) so that latency jitter
     between sending and the destination counting a request cannot squeeze ``N + 1`` requests into
-    its window.
+    its window. ``share``: how many limiters (processes) split the destination's one limit.
     """
 
     def __init__(
@@ -60,10 +65,16 @@ class RateLimiter:
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
         margin: float = 0.02,
+        share: int = 1,
     ) -> None:
         if limit is not None and (limit.requests < 1 or limit.per_seconds <= 0):
             raise ValueError(f"a rate limit needs requests >= 1 and per_seconds > 0, not {limit}")
-        self._limit = limit
+        if share < 1:
+            raise ValueError(f"share must be at least 1, not {share}")
+        self._share = share
+        self._limit = _part(limit, share)
+        # The destination's own window (a shared limit's may be stretched, see _part).
+        self._per = limit.per_seconds if limit is not None else None
         self._clock = clock
         self._sleep = sleep
         self._margin = margin
@@ -110,16 +121,17 @@ class RateLimiter:
         with self._lock:
             now = self._clock()
             if info.limit is not None and info.limit > 0:
-                per = info.interval_seconds or (self._limit.per_seconds if self._limit else None)
+                per = info.interval_seconds or self._per
                 if per is not None and per > 0:
-                    advertised = RateLimit(info.limit, per)
+                    advertised = _part(RateLimit(info.limit, per), self._share)
                     if advertised != self._limit:
-                        self._limit = advertised
+                        self._limit, self._per = advertised, per
                         self.stats.adopted += 1
             if info.remaining is None or self._limit is None:
                 return
             self._prune(now)
-            used = self._limit.requests - max(info.remaining, 0)
+            # Of what the destination has left, this limiter's share (the others have theirs).
+            used = self._limit.requests - max(info.remaining, 0) // self._share
             # Our requests the destination may have counted: those already sent, not future
             # reservations. More used than that means someone else spends the same budget.
             # (The window holds those plus the foreign requests booked before.)
@@ -184,3 +196,13 @@ class RateLimiter:
             del self._window[i]
         with contextlib.suppress(ValueError):  # pruned already: nothing left to release
             self._ours.remove(slot)
+
+
+def _part(limit: RateLimit | None, share: int) -> RateLimit | None:
+    """One of ``share`` equal parts of ``limit``: fewer requests in the same window, or, when
+    there are fewer requests than parts, one request in a window stretched to the same pace."""
+    if limit is None or share == 1:
+        return limit
+    if limit.requests >= share:
+        return RateLimit(limit.requests // share, limit.per_seconds)
+    return RateLimit(1, limit.per_seconds * share / limit.requests)

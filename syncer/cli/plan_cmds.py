@@ -22,7 +22,14 @@ from rich.table import Table
 from rich.text import Text
 
 from syncer.cli.app import JsonOption, app, console, print_json
-from syncer.cli.sync_cmds import ConfigOption, DestinationOption, FullOption, open_sync
+from syncer.cli.sync_cmds import (
+    ClusterOption,
+    ConfigOption,
+    DestinationOption,
+    FullOption,
+    checked_cluster,
+    open_sync,
+)
 from syncer.engine import PlanReport
 from syncer.fields import FieldType, companion_names
 from syncer.mapping import MappingFile
@@ -53,28 +60,37 @@ def plan(
     samples: Annotated[
         int, typer.Option(min=0, help="Changed records shown per object (the counts cover all).")
     ] = 50,
+    cluster: ClusterOption = None,
     workers: Annotated[
-        int,
+        int | None,
         typer.Option(
             min=1,
-            help="Processes to plan in, one key range each (pays off on large stores).",
+            help="Same as --cluster local:N (N worker processes on this machine).",
         ),
-    ] = 1,
+    ] = None,
     full: FullOption = False,
 ) -> None:
     """Dry run: what a sync would send, per object — nothing is written anywhere."""
+    if workers is not None:
+        if cluster is not None:
+            raise typer.BadParameter(
+                "give --cluster or --workers, not both (--workers N is --cluster local:N)",
+                param_hint="--workers",
+            )
+        cluster = f"local:{workers}" if workers > 1 else None
     with open_sync(config) as sync:
+        checked_cluster(sync, cluster)
         report = sync.plan(
             destination,
             samples=samples,
             keys=[explain] if explain else None,
-            workers=workers,
+            cluster=cluster,
             full=full,
         )
         mapping = sync.destination(destination).mapping
     rules = field_rules(mapping)
     if as_json:
-        print_json(plan_json(report, rules))
+        print_json({**plan_json(report, rules), "cluster": cluster})
         return
     _print_counts(report)
     if explain is not None or verbose:

@@ -48,6 +48,28 @@ FullOption = Annotated[
 ]
 
 
+ClusterOption = Annotated[
+    str | None,
+    typer.Option(
+        "--cluster",
+        metavar="local:N|tcp://HOST:PORT",
+        help="Plan and write key-range partitions on Dask workers: local:N starts N worker "
+        "processes for this command; tcp://HOST:PORT uses a running dask scheduler (its store "
+        "and state must be PostgreSQL). Needs pip install 'syncer[dask]'.",
+    ),
+]
+
+
+def checked_cluster(sync: Sync, cluster: str | None) -> str | None:
+    """``--cluster`` as given, checked against the config before anything runs: a value that
+    names no cluster, or a running cluster with a SQLite store or state, is a usage error."""
+    try:
+        sync.check_cluster(cluster)
+    except ConfigError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--cluster") from None
+    return cluster
+
+
 def open_sync(config: Path) -> Sync:
     """A :class:`Sync` for the config file, with a clear error when the file is missing."""
     if not config.exists():
@@ -73,11 +95,13 @@ def run(
     ] = 0.0,
     as_json: JsonOption = False,
     full: FullOption = False,
+    cluster: ClusterOption = None,
 ) -> None:
     """Sync one destination: send what changed, record what the destination acknowledged.
 
     Exits 1 when the run did not succeed (its report says why)."""
     with open_sync(config) as sync:
+        checked_cluster(sync, cluster)
         started = time.monotonic()
         with Progress(
             TextColumn("{task.description}"),
@@ -100,10 +124,12 @@ def run(
                 )
                 bar.update(tasks[obj], stats=text)
 
-            report = sync.run(destination, progress=progress, lease_wait=wait, full=full)
+            report = sync.run(
+                destination, progress=progress, lease_wait=wait, full=full, cluster=cluster
+            )
         elapsed = time.monotonic() - started
     if as_json:
-        print_json(run_json(report, elapsed))
+        print_json({**run_json(report, elapsed), "cluster": cluster})
     else:
         print_run(report, elapsed)
     if report.status != "succeeded":

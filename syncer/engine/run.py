@@ -17,7 +17,7 @@ import logging
 from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
 from functools import partial
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from syncer.connectors.base import AssociationResult, Connector
 from syncer.errors import ConfigError, Problem
@@ -26,7 +26,6 @@ from syncer.ratelimit import RateLimiter
 from syncer.retry import call_with_retry
 from syncer.state import (
     AssociationLedger,
-    Lease,
     RecordState,
     RunLog,
 )
@@ -42,7 +41,7 @@ from .reports import LinkStats, ObjectReport, RunReport
 if TYPE_CHECKING:
     from .sync import Destination, Sync
 
-__all__ = ["LEASE_TTL", "Progress", "RunSession"]
+__all__ = ["LEASE_TTL", "Progress", "RunLease", "RunSession"]
 
 log = logging.getLogger("syncer.engine")
 
@@ -59,6 +58,22 @@ _MARK_FLUSH = 5000
 Progress = Callable[[str, ApplyStats], None]
 
 
+class RunLease(Protocol):
+    """What a run asks of its destination's lease: :class:`syncer.state.Lease` where the run
+    holds it, or a partition's check of the coordinator's lease on a Dask worker."""
+
+    ttl_seconds: float
+
+    @property
+    def heartbeat_running(self) -> bool: ...
+
+    def renew(self) -> None: ...
+
+    def renew_if_due(self) -> bool: ...
+
+    def release(self) -> None: ...
+
+
 class RunSession:
     """One run of one destination, step by step; made by :meth:`Sync.start_run`."""
 
@@ -67,11 +82,12 @@ class RunSession:
         sync: Sync,
         dest: Destination,
         connector: Connector[Any],
-        lease: Lease,
+        lease: RunLease,
         run_id: str,
         *,
         owns_connector: bool,
         scope: ReadScope | None = None,
+        rate_share: int = 1,
     ) -> None:
         self.sync = sync
         self.dest = dest
@@ -92,7 +108,8 @@ class RunSession:
         #: What the run reads (see :mod:`syncer.engine.incremental`); ``None``: everything.
         self.scope = scope
         self._done: set[str] = set()  # objects applied to the end, and "" once associated
-        self.limiter = RateLimiter(connector.capabilities.rate_limit)
+        # ``rate_share``: processes writing this run's partitions at once, sharing one limit.
+        self.limiter = RateLimiter(connector.capabilities.rate_limit, share=rate_share)
         connector.set_rate_observer(self.limiter.observe)
         self.marks = _MarkBuffer(MarkStore(sync.state))
         #: The association differences each object's pass planned, for :meth:`associate`.
@@ -172,14 +189,23 @@ class RunSession:
         self.report.objects.append(rep)
         ObjectRun(self, obj, rep, progress).run()
         self.report.marks_saved = self.marks.flush()
-        self._done.add(obj.name)
+        return self.object_done(rep)
+
+    def object_done(self, rep: ObjectReport, *, marks_saved: int = 0) -> ObjectReport:
+        """Record that ``rep``'s object was applied to the end: by :meth:`apply_object`, or
+        partition by partition on Dask workers (:mod:`syncer.engine.cluster`), whose merged
+        report is added here with the policy marks they saved."""
+        if not any(r is rep for r in self.report.objects):
+            self.report.objects.append(rep)
+        self.report.marks_saved += marks_saved
+        self._done.add(rep.object)
         if self.scope is not None:
             tally(self.report, self.scope)
         log.info(
             "%s %s: %s; sent %d, rejected by syncer %d, refused by the destination %d, "
             "%d requests, %d retries",
             self.dest.name,
-            obj.name,
+            rep.object,
             ", ".join(f"{k} {v}" for k, v in rep.counts.as_dict().items() if v),
             rep.sent,
             rep.counts.rejected,
@@ -197,6 +223,17 @@ class RunSession:
             self._done.add("")
             return None
         self.lease.renew()
+        return self.links_done(self.send_links())
+
+    def links_done(self, stats: LinkStats) -> LinkStats:
+        """Record what the association step came to (sent here, or by the partitions)."""
+        self.report.links = stats
+        self._runs.update_counts(self.run_id, self.report.run_counts())
+        self._done.add("")
+        return stats
+
+    def send_links(self) -> LinkStats:
+        """Send the association differences the passes of this session planned."""
         stats = LinkStats()
         ledger = AssociationLedger(self.sync.state)
         records = RecordState(self.sync.state)
@@ -215,9 +252,6 @@ class RunSession:
         for name, planner in self.links.items():
             todo = link_changes(self.dest.name, name, planner.todo, records, stats)
             stats.requests += self.write(op, todo, on_results=on_results).requests
-        self.report.links = stats
-        self._runs.update_counts(self.run_id, self.report.run_counts())
-        self._done.add("")
         return stats
 
     def finish(self, exc: BaseException | None = None) -> RunReport:

@@ -11,6 +11,10 @@ call the same two methods:
   destination acknowledged (and only that) to the sync state, then the associations planned in
   the same pass.
 
+Both take ``cluster``: ``local:N`` or ``tcp://HOST:PORT`` plans (and writes) key-range
+partitions on Dask workers instead of in this process (:mod:`syncer.engine.cluster`, the
+``[dask]`` extra).
+
 A run that crashes leaves every acknowledged batch recorded; the next run plans against that
 state and sends only the rest (at-least-once delivery, idempotent upserts: a batch sent but not
 recorded is sent again, harmlessly).
@@ -19,10 +23,12 @@ recorded is sent again, harmlessly).
 from __future__ import annotations
 
 from collections.abc import Callable, Generator, Mapping, Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass
 from datetime import datetime
 from functools import cached_property, partial
-from typing import Any
+from types import ModuleType
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DBAPIError
@@ -48,11 +54,14 @@ from syncer.state import RunLog, acquire, init_state
 from syncer.store.database import open_store
 from syncer.store.readers import iter_all_accounts
 
-from .incremental import read_scope, tally
+from .incremental import KeySet, ReadScope, read_scope, tally
+from .partitions import ClusterSpec, refuse_local_files
 from .planning import changes, plan_object
 from .reports import PlanReport, RunReport
 from .run import LEASE_TTL, Progress, RunSession
-from .workers import plan_in_processes
+
+if TYPE_CHECKING:
+    from .cluster import DaskPool
 
 __all__ = ["Destination", "Sync"]
 
@@ -176,36 +185,58 @@ class Sync:
         samples: int = 5,
         keys: Sequence[str] | None = None,
         on_change: Callable[[Change], None] | None = None,
-        workers: int = 1,
+        cluster: str | None = None,
         full: bool = False,
     ) -> PlanReport:
         """Dry run of destination ``name``: counts per action and up to ``samples`` changes per
         object that would send something (``keys``: keep exactly those keys' changes instead).
         Writes nothing.
 
-        ``workers > 1`` plans in that many processes (:mod:`syncer.engine.workers`): the same
-        report, in about ``1 / workers`` of the time on a large store (each process also starts
-        up, imports and reads the account forest, so it only pays off beyond some ten thousand
-        records). ``on_change`` needs the changes in this process, so it plans in one.
+        ``cluster`` (``local:N``, ``tcp://HOST:PORT``) plans key-range partitions on Dask
+        workers (:mod:`syncer.engine.cluster`): the same report, in about ``1 / N`` of the time
+        on a large store (each worker also starts up and reads the account forest, so it only
+        pays off beyond some ten thousand records). ``on_change`` needs the changes in this
+        process, so it plans in one.
 
         The plan reads what changed since the last completed run and what that affects, or
         everything (``full``, or when the run would be full): :mod:`syncer.engine.incremental`.
-        An incremental plan reads little, so it plans in this process.
+        An incremental plan with nothing to read plans here, without starting a cluster.
         """
-        if workers < 1:
-            raise ValueError(f"workers must be at least 1, not {workers}")
+        spec = self._cluster_spec(cluster) if on_change is None else None
         dest = self.destination(name)
         scope = read_scope(self, dest, full=full, explain=keys is not None)
-        if workers > 1 and on_change is None and not scope.incremental:
-            report = plan_in_processes(self, dest, samples=samples, keys=keys, workers=workers)
+        objects = dest.mapping.objects
+        if spec is not None and _reads_anything(scope, objects):
+            with _dask_pool(spec) as pool:
+                parts = _cluster_module().plan_on_cluster(
+                    pool, self, dest, scope, samples=samples, keys=keys
+                )
+            report = PlanReport(name, parts)
         else:
             plan = partial(plan_object, self, dest, samples=samples, keys=keys)
-            objects = dest.mapping.objects
             report = PlanReport(
                 name, [plan(o, shard=scope.keys_for(o), on_change=on_change) for o in objects]
             )
         tally(report, scope)
         return report
+
+    def check_cluster(self, cluster: str | None) -> ClusterSpec | None:
+        """The cluster ``cluster`` names, checked against this config before anything is
+        written: :class:`ConfigError` for a value that names none, and for a running cluster
+        (``tcp://``) with a SQLite store or state, which its workers on other machines could
+        not share."""
+        if cluster is None:
+            return None
+        spec = ClusterSpec.parse(cluster)
+        store = resolve_store_url(self.config.store)
+        refuse_local_files(spec, store, self.config.state or store)
+        return spec
+
+    def _cluster_spec(self, cluster: str | None) -> ClusterSpec | None:
+        spec = self.check_cluster(cluster)
+        if spec is not None:
+            _cluster_module()  # the [dask] extra is installed, or say so now
+        return spec
 
     # --- run ----------------------------------------------------------------------------------
 
@@ -218,18 +249,31 @@ class Sync:
         lease_ttl: float = LEASE_TTL,
         connector: Connector[Any] | None = None,
         full: bool = False,
+        cluster: str | None = None,
     ) -> RunReport:
         """Sync destination ``name``: see the module docstring. Returns the run's report; the
         same figures are in ``sync_runs``. Errors propagate after the run is recorded as
         ``failed`` (acknowledged batches stay recorded). ``full`` reads the whole store, not
-        only what changed since the last completed run."""
-        with self.start_run(
-            name, lease_wait=lease_wait, lease_ttl=lease_ttl, connector=connector, full=full
-        ) as session:
+        only what changed since the last completed run. ``cluster`` writes partitions on Dask
+        workers (:mod:`syncer.engine.cluster`; ``progress`` is then not called)."""
+        spec = self._cluster_spec(cluster)
+        if spec is not None and connector is not None:
+            raise ValueError("a run on a cluster opens its connectors on the workers")
+        # The cluster is up before the run starts and closed after it ended (its lease released).
+        pool = _dask_pool(spec) if spec is not None else nullcontext(None)
+        with (
+            pool as workers,
+            self.start_run(
+                name, lease_wait=lease_wait, lease_ttl=lease_ttl, connector=connector, full=full
+            ) as session,
+        ):
             session.ensure()
-            for obj in session.dest.mapping.objects:
-                session.apply_object(obj.name, progress=progress)
-            session.associate()
+            if workers is not None:
+                _cluster_module().run_on_cluster(workers, session)
+            else:
+                for obj in session.dest.mapping.objects:
+                    session.apply_object(obj.name, progress=progress)
+                session.associate()
         return session.report
 
     def start_run(
@@ -303,3 +347,29 @@ class Sync:
         return RunSession(
             self, dest, conn, lease, run_id, owns_connector=connector is None, scope=scope
         )
+
+
+def _reads_anything(scope: ReadScope, objects: Sequence[ObjectMapping]) -> bool:
+    """Whether a plan of ``scope`` has any key to read (a full one always has)."""
+    return not scope.incremental or any(
+        not isinstance(keys, KeySet) or len(keys) for keys in map(scope.keys_for, objects)
+    )
+
+
+def _cluster_module() -> ModuleType:
+    """:mod:`syncer.engine.cluster`, imported now: Dask is an extra."""
+    try:
+        from . import cluster
+    except ModuleNotFoundError as exc:
+        if (exc.name or "").split(".")[0] not in ("dask", "distributed"):
+            raise
+        raise ConfigError(
+            f"--cluster needs Dask distributed, which is not installed ({exc.name}); install "
+            "the extra that brings it: pip install 'syncer[dask]'"
+        ) from None
+    return cluster
+
+
+def _dask_pool(spec: ClusterSpec) -> DaskPool:
+    pool: DaskPool = _cluster_module().DaskPool(spec)
+    return pool

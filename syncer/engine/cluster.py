@@ -1,0 +1,321 @@
+"""Plans and runs spread over Dask distributed: the coordinator hands out partitions, workers
+plan and write them (:mod:`syncer.engine.partitions`).
+
+``--cluster local:N`` starts a ``distributed.LocalCluster`` of N worker processes of one thread
+each for the plan or run, and closes it (waiting for its processes) after;
+``--cluster tcp://HOST:PORT`` uses a running ``dask scheduler`` and its ``dask worker``\\ s,
+which must have syncer (and the connectors the config names) installed, and reach the store,
+the state database and the destination themselves.
+
+The coordinator (this process) decides what the run reads (full, or incremental from the
+change feed), holds the destination's lease with its heartbeat, runs ``ensure``, and then, object
+by object in write order, submits the object's partitions and waits for all of them before the
+next object starts: companies are all written before any contact links to one. Each worker
+builds its :class:`~syncer.engine.Sync` once per plan or run (a worker plugin holds it, and
+closes it when the coordinator unregisters the plugin at the end). Workers send counts back,
+never records. When a partition fails, the coordinator sets the run's stop event, which every
+other partition checks before its next batch; it waits for all of them to end, and only then
+records the run (``failed``) and releases the lease: no partition writes without it. The feed
+position is recorded by the coordinator when every partition of every object completed, as in
+one process (:meth:`RunSession.finish`).
+
+This is the one module of syncer that imports Dask; it is imported only when a plan or run
+names a cluster (``pip install 'syncer[dask]'``).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import uuid
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from distributed import Client, Event, LocalCluster, as_completed, get_worker, wait
+from distributed.diagnostics.plugin import WorkerPlugin
+
+from syncer.errors import ConfigError
+
+from .incremental import Keys, ReadScope
+from .partitions import (
+    ClusterSpec,
+    PartitionJob,
+    PartitionResult,
+    apply_partition,
+    check_link_order,
+    merge_plans,
+    merge_runs,
+    partitions,
+    plan_partition,
+)
+from .reports import LinkStats, ObjectReport
+
+if TYPE_CHECKING:
+    from .run import RunSession
+    from .sync import Destination, Sync
+
+__all__ = ["DaskPool", "plan_on_cluster", "run_on_cluster"]
+
+log = logging.getLogger("syncer.engine")
+
+T = TypeVar("T")
+
+#: Partitions per worker thread: more than one evens out partitions of uneven cost.
+PARTS_PER_THREAD = 2
+#: Seconds a worker waits between two looks at the run's stop event (one scheduler round trip).
+_STOP_EVERY = 1.0
+_CONNECT_TIMEOUT = "10s"
+
+
+class DaskPool:
+    """A Dask client for one plan or run, started at first use: a ``LocalCluster`` of its own
+    for ``local:N`` (closed, its processes waited for, on :meth:`close`), or a connection to a
+    running scheduler."""
+
+    def __init__(self, spec: ClusterSpec) -> None:
+        self.spec = spec
+        self._cluster: LocalCluster | None = None
+        self._client: Client | None = None
+
+    def __enter__(self) -> DaskPool:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @property
+    def client(self) -> Client:
+        if self._client is None:
+            if self.spec.address is not None:
+                try:
+                    self._client = Client(self.spec.address, timeout=_CONNECT_TIMEOUT)
+                except OSError as exc:
+                    raise ConfigError(
+                        f"--cluster {self.spec.text}: no dask scheduler answers there ({exc}); "
+                        "start one (`dask scheduler`, then `dask worker ADDRESS` on each "
+                        "machine) or use --cluster local:N"
+                    ) from None
+            else:
+                self._cluster = LocalCluster(
+                    n_workers=self.spec.workers,
+                    threads_per_worker=1,
+                    processes=True,
+                    dashboard_address=None,  # no web dashboard: a run, not a session
+                    # ...and its HTTP endpoints on a free loopback port, not 8787: two runs on
+                    # one machine do not compete for it.
+                    scheduler_kwargs={"dashboard_address": "127.0.0.1:0"},
+                    # A partition's failure is the run's error, reported once by syncer.
+                    silence_logs=logging.CRITICAL,
+                )
+                self._client = Client(self._cluster)
+        return self._client
+
+    def threads(self) -> int:
+        """Worker threads in the cluster now: partitions that run at once."""
+        count = sum(self.client.nthreads().values())
+        if count < 1:
+            raise ConfigError(
+                f"--cluster {self.spec.text}: the scheduler has no workers; start some "
+                f"(`dask worker {self.spec.address}`) and run again"
+            )
+        return count
+
+    def close(self) -> None:
+        """Close the client and, for ``local:N``, the cluster (idempotent)."""
+        client, self._client = self._client, None
+        cluster, self._cluster = self._cluster, None
+        if client is not None:
+            client.close()
+        if cluster is not None:
+            cluster.close()
+
+    @contextmanager
+    def syncs(self, job: PartitionJob) -> Iterator[str]:
+        """Each worker's :class:`Sync` for ``job`` (built at its first partition), closed at
+        the end; yields the plugin's name, which the tasks look it up by."""
+        name = f"syncer-{uuid.uuid4().hex}"
+        self.client.register_plugin(_WorkerSync(job), name=name)
+        try:
+            yield name
+        finally:
+            self.client.unregister_worker_plugin(name)
+
+
+class _WorkerSync(WorkerPlugin):
+    """A worker's :class:`Sync` of one plan or run."""
+
+    def __init__(self, job: PartitionJob) -> None:
+        self.job = job
+        self._sync: Sync | None = None
+
+    def setup(self, worker: Any) -> None:
+        self._lock = threading.Lock()  # a worker of several threads runs partitions at once
+
+    def sync(self) -> Sync:
+        with self._lock:
+            if self._sync is None:
+                self._sync = self.job.open()
+            return self._sync
+
+    def teardown(self, worker: Any) -> None:
+        if self._sync is not None:
+            self._sync.close()
+
+
+def _plugin(name: str) -> _WorkerSync:
+    plugin = get_worker().plugins[name]
+    assert isinstance(plugin, _WorkerSync)
+    return plugin
+
+
+def _job(sync: Sync, dest: Destination, **fields: Any) -> PartitionJob:
+    return PartitionJob(
+        type(sync),
+        sync.config,
+        dest.name,
+        sync.now or datetime.now(UTC),
+        sync.retry,
+        environ=sync.environ,
+        secret_loader=sync.secret_loader,
+        **fields,
+    )
+
+
+# --- plan ---------------------------------------------------------------------------------------
+
+
+def plan_on_cluster(
+    pool: DaskPool,
+    sync: Sync,
+    dest: Destination,
+    scope: ReadScope,
+    *,
+    samples: int,
+    keys: Sequence[str] | None,
+) -> list[ObjectReport]:
+    """Each object's plan, partition by partition on the cluster; the same reports as one
+    process (:meth:`Sync.plan`)."""
+    count = PARTS_PER_THREAD * pool.threads()
+    job = _job(sync, dest)
+    with pool.syncs(job) as name:
+        jobs = [
+            [
+                pool.client.submit(_plan_task, name, o.name, part, samples, keys, pure=False)
+                for part in partitions(sync, o, scope.keys_for(o), count)
+            ]
+            for o in dest.mapping.objects
+        ]
+        return [
+            merge_plans(o.name, _gather(pool, futures), samples=samples, explain=keys is not None)
+            for o, futures in zip(dest.mapping.objects, jobs, strict=True)
+        ]
+
+
+def _plan_task(
+    plugin: str, object_name: str, keys: Keys, samples: int, explain: Sequence[str] | None
+) -> ObjectReport:
+    worker = _plugin(plugin)
+    return plan_partition(
+        worker.sync(), worker.job, object_name, keys, samples=samples, explain=explain
+    )
+
+
+# --- run ----------------------------------------------------------------------------------------
+
+
+def run_on_cluster(pool: DaskPool, session: RunSession) -> None:
+    """Apply every object of ``session``'s mapping, then its links, partition by partition on
+    the cluster (module docstring); the session records each object once all of its partitions
+    completed."""
+    sync, dest, scope = session.sync, session.dest, session.scope
+    assert scope is not None
+    check_link_order(dest.mapping.objects)
+    threads = pool.threads()
+    job = _job(
+        sync,
+        dest,
+        run_id=session.run_id,
+        lease_ttl=session.lease.ttl_seconds,
+        rate_share=threads,
+        mode=scope.mode,
+        position=scope.position,
+        config_hash=scope.config_hash,
+    )
+    stop = Event(f"syncer-stop-{session.run_id}", client=pool.client)
+    links: LinkStats | None = None
+    with pool.syncs(job) as name:
+        for obj in dest.mapping.objects:
+            session.lease.renew()
+            parts = partitions(sync, obj, scope.keys_for(obj), PARTS_PER_THREAD * threads)
+            futures = [
+                pool.client.submit(_apply_task, name, obj.name, part, stop.name, pure=False)
+                for part in parts
+            ]
+            results: list[PartitionResult] = _gather(pool, futures, stop)
+            rep, part_links, marks = merge_runs(obj.name, results)
+            session.object_done(rep, marks_saved=marks)
+            if part_links is not None:
+                links = _add_links(links, part_links)
+    if links is not None:
+        session.links_done(links)
+    else:
+        session.associate()  # no partition planned links: nothing to send, or no associations
+
+
+def _apply_task(plugin: str, object_name: str, keys: Keys, stop_name: str) -> PartitionResult:
+    worker = _plugin(plugin)
+    stop = Event(stop_name)
+    last = [float("-inf"), False]
+
+    def stopped() -> bool:
+        # One scheduler round trip a second at most: the lease check runs before every batch.
+        if time.monotonic() - last[0] >= _STOP_EVERY:
+            last[:] = [time.monotonic(), stop.is_set()]
+        return bool(last[1])
+
+    return apply_partition(worker.sync(), worker.job, object_name, keys, stopped=stopped)
+
+
+def _add_links(total: LinkStats | None, more: LinkStats) -> LinkStats:
+    if total is None:
+        return more
+    return LinkStats(
+        total.created + more.created,
+        total.removed + more.removed,
+        total.failed + more.failed,
+        total.waiting + more.waiting,
+        total.requests + more.requests,
+    )
+
+
+def _gather(pool: DaskPool, futures: Sequence[Any], stop: Event | None = None) -> list[Any]:
+    """The futures' results in their order. When one fails (or this process is interrupted),
+    the others are told to stop (``stop``: each looks before its next batch) and waited for —
+    a partition still writing must end before the run ends and its lease goes — then the
+    first failure is raised."""
+    index = {f.key: i for i, f in enumerate(futures)}
+    results: dict[int, Any] = {}
+    error: BaseException | None = None
+    try:
+        for future in as_completed(futures):
+            try:
+                results[index[future.key]] = future.result()
+            except Exception as exc:  # a partition's failure, raised as it was on the worker
+                if error is None:
+                    error = exc
+                    if stop is not None:
+                        stop.set()
+                    else:  # a plan writes nothing: no need to let the others finish
+                        pool.client.cancel(list(futures))
+                        break
+    except BaseException:
+        if stop is not None:
+            stop.set()
+            wait(list(futures))
+        raise
+    if error is not None:
+        raise error
+    return [results[i] for i in range(len(futures))]
