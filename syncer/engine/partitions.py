@@ -169,6 +169,8 @@ def partitions(sync: Sync, obj: ObjectMapping, keys: Keys, count: int) -> Sequen
     if count < 1:
         raise ValueError(f"count must be at least 1, not {count}")
     if isinstance(keys, KeySet):
+        if not keys:
+            return []
         size = -(-len(keys) // count)  # ceiling: at most ``count`` slices
         return [KeySet(keys.keys[i : i + size]) for i in range(0, len(keys), size)]
     if keys != KeyRange():

@@ -268,7 +268,9 @@ class Sync:
             ) as session,
         ):
             session.ensure()
-            if workers is not None:
+            assert session.scope is not None
+            # An incremental run with nothing to read runs here: no cluster needs to start.
+            if workers is not None and _reads_anything(session.scope, session.dest.mapping.objects):
                 _cluster_module().run_on_cluster(workers, session)
             else:
                 for obj in session.dest.mapping.objects:
