@@ -222,3 +222,56 @@ def test_retry_condition_only_admits_transient_errors() -> None:
     # Another run owns the destination now: retrying this run's session cannot help.
     lost = LeaseLostError("crm", "run-1", "run-2", None)
     assert not retry_transient(None, None, failed(lost))  # type: ignore[arg-type]
+
+
+def test_the_sync_flow_on_a_cluster_runs_each_partition_as_a_dask_task(
+    prefect_server: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from test_cluster import TOKEN, examples_store, held, hubspot_config
+
+    from flows.sync import sync
+    from syncer.testing.hubspot_emulator import HubSpotEmulator
+
+    monkeypatch.setenv("HS_TOKEN", TOKEN)  # the workers of the flow's LocalCluster inherit it
+    store = examples_store(f"sqlite:///{tmp_path / 'store.db'}")
+    with HubSpotEmulator(access_token=TOKEN, seed=7) as hs:
+        config = hubspot_config(tmp_path / "syncer.yaml", store, store, hs)
+        state = sync(
+            config=str(config), destination="hubspot", cluster="local:2", return_state=True
+        )
+        assert state.is_completed()
+        result = state.result()
+        assert result["status"] == "succeeded"
+        assert result["sent"] == 25
+        assert result["associations_created"] == 22
+        contacts = [k for k in held(hs) if k.startswith("contacts/")]
+        assert len(contacts) == 14
+        # The run is a child flow; its partitions are its tasks, one per key range.
+        from prefect import get_client
+        from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterParentFlowRunId
+
+        parent = FlowRunFilterParentFlowRunId(any_=[state.state_details.flow_run_id])
+        with get_client(sync_client=True) as client:
+            (child,) = client.read_flow_runs(
+                flow_run_filter=FlowRunFilter(parent_flow_run_id=parent)
+            )
+        partitions = [t for t in _task_runs(child.id) if t.name.startswith("apply ")]
+        assert len(partitions) >= 3  # companies and contacts cut into key ranges
+
+
+def test_the_sync_flow_refuses_a_running_cluster_with_a_sqlite_store(
+    prefect_server: None, config: Path
+) -> None:
+    from flows.sync import sync
+    from syncer.config import load_config
+    from syncer.engine import Sync
+    from syncer.state import RunLog
+
+    state = sync(
+        config=str(config), destination="crm", cluster="tcp://127.0.0.1:1", return_state=True
+    )
+    assert state.is_failed()
+    with pytest.raises(Exception, match="SQLite"):
+        state.result()
+    with Sync(load_config(config)) as engine:
+        assert RunLog(engine.state).last_runs("crm", limit=5) == []

@@ -41,17 +41,18 @@ from syncer.errors import ConfigError
 
 from .incremental import Keys, ReadScope
 from .partitions import (
+    PARTS_PER_THREAD,
     ClusterSpec,
     PartitionJob,
     PartitionResult,
     apply_partition,
-    check_link_order,
     merge_plans,
-    merge_runs,
+    partition_job,
     partitions,
     plan_partition,
+    run_partitions,
 )
-from .reports import LinkStats, ObjectReport
+from .reports import ObjectReport
 
 if TYPE_CHECKING:
     from .run import RunSession
@@ -63,8 +64,6 @@ log = logging.getLogger("syncer.engine")
 
 T = TypeVar("T")
 
-#: Partitions per worker thread: more than one evens out partitions of uneven cost.
-PARTS_PER_THREAD = 2
 #: Seconds a worker waits between two looks at the run's stop event (one scheduler round trip).
 _STOP_EVERY = 1.0
 _CONNECT_TIMEOUT = "10s"
@@ -228,41 +227,21 @@ def _plan_task(
 
 def run_on_cluster(pool: DaskPool, session: RunSession) -> None:
     """Apply every object of ``session``'s mapping, then its links, partition by partition on
-    the cluster (module docstring); the session records each object once all of its partitions
-    completed."""
-    sync, dest, scope = session.sync, session.dest, session.scope
-    assert scope is not None
-    check_link_order(dest.mapping.objects)
+    the cluster (module docstring; :func:`~syncer.engine.partitions.run_partitions`)."""
     threads = pool.threads()
-    job = _job(
-        sync,
-        dest,
-        run_id=session.run_id,
-        lease_ttl=session.lease.ttl_seconds,
-        rate_share=threads,
-        mode=scope.mode,
-        position=scope.position,
-        config_hash=scope.config_hash,
-    )
+    job = partition_job(session, rate_share=threads)
     stop = Event(f"syncer-stop-{session.run_id}", client=pool.client)
-    links: LinkStats | None = None
     with pool.syncs(job) as name:
-        for obj in dest.mapping.objects:
-            session.lease.renew()
-            parts = partitions(sync, obj, scope.keys_for(obj), PARTS_PER_THREAD * threads)
+
+        def apply_all(object_name: str, parts: Sequence[Keys]) -> list[PartitionResult]:
             futures = [
-                pool.client.submit(_apply_task, name, obj.name, part, stop.name, pure=False)
+                pool.client.submit(_apply_task, name, object_name, part, stop.name, pure=False)
                 for part in parts
             ]
             results: list[PartitionResult] = _gather(pool, futures, stop)
-            rep, part_links, marks = merge_runs(obj.name, results)
-            session.object_done(rep, marks_saved=marks)
-            if part_links is not None:
-                links = _add_links(links, part_links)
-    if links is not None:
-        session.links_done(links)
-    else:
-        session.associate()  # no partition planned links: nothing to send, or no associations
+            return results
+
+        run_partitions(session, threads, apply_all)
 
 
 def _apply_task(plugin: str, object_name: str, keys: Keys, stop_name: str) -> PartitionResult:
@@ -277,18 +256,6 @@ def _apply_task(plugin: str, object_name: str, keys: Keys, stop_name: str) -> Pa
         return bool(last[1])
 
     return apply_partition(worker.sync(), worker.job, object_name, keys, stopped=stopped)
-
-
-def _add_links(total: LinkStats | None, more: LinkStats) -> LinkStats:
-    if total is None:
-        return more
-    return LinkStats(
-        total.created + more.created,
-        total.removed + more.removed,
-        total.failed + more.failed,
-        total.waiting + more.waiting,
-        total.requests + more.requests,
-    )
 
 
 def _gather(pool: DaskPool, futures: Sequence[Any], stop: Event | None = None) -> list[Any]:

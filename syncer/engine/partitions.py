@@ -26,7 +26,7 @@ import dataclasses
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from sqlalchemy import select
@@ -52,6 +52,8 @@ if TYPE_CHECKING:
     from .sync import Sync
 
 __all__ = [
+    "PARTS_PER_THREAD",
+    "ApplyAll",
     "ClusterSpec",
     "PartitionJob",
     "PartitionLease",
@@ -60,9 +62,11 @@ __all__ = [
     "check_link_order",
     "merge_plans",
     "merge_runs",
+    "partition_job",
     "partitions",
     "plan_partition",
     "refuse_local_files",
+    "run_partitions",
 ]
 
 I = TypeVar("I")  # noqa: E741
@@ -70,6 +74,9 @@ R = TypeVar("R")
 
 #: A hook that says the coordinator stopped the run (another partition failed).
 Stopped = Callable[[], bool]
+
+#: Partitions per worker thread: more than one evens out partitions of uneven cost.
+PARTS_PER_THREAD = 2
 
 
 @dataclass(frozen=True, slots=True)
@@ -225,10 +232,64 @@ def merge_runs(
         for key, reason in part.errors:
             rep.note_error(key, reason)
         if p.links is not None:
-            links = links or LinkStats()
-            for f in dataclasses.fields(LinkStats):
-                setattr(links, f.name, getattr(links, f.name) + getattr(p.links, f.name))
+            links = _add_links(links, p.links)
     return rep, links, sum(p.marks_saved for p in parts)
+
+
+def partition_job(session: RunSession, rate_share: int) -> PartitionJob:
+    """The job of ``session``'s partitions, ``rate_share`` of them writing at once."""
+    sync, scope = session.sync, session.scope
+    assert scope is not None
+    return PartitionJob(
+        type(sync),
+        sync.config,
+        session.dest.name,
+        sync.now or datetime.now(UTC),
+        sync.retry,
+        environ=sync.environ,
+        secret_loader=sync.secret_loader,
+        run_id=session.run_id,
+        lease_ttl=session.lease.ttl_seconds,
+        rate_share=rate_share,
+        mode=scope.mode,
+        position=scope.position,
+        config_hash=scope.config_hash,
+    )
+
+
+#: Runs one object's partitions somewhere (Dask futures, Prefect tasks) and returns their
+#: results in order once every one of them ended; raises the first failure.
+ApplyAll = Callable[[str, Sequence[Keys]], list[PartitionResult]]
+
+
+def run_partitions(session: RunSession, threads: int, apply_all: ApplyAll) -> None:
+    """The coordinator's loop of a run on a cluster of ``threads`` worker threads: object by
+    object in write order, its partitions applied by ``apply_all`` (all of them before the next
+    object starts), their merged report recorded on ``session``; then the links they sent."""
+    sync, dest, scope = session.sync, session.dest, session.scope
+    assert scope is not None
+    check_link_order(dest.mapping.objects)
+    links: LinkStats | None = None
+    for obj in dest.mapping.objects:
+        session.lease.renew()
+        parts = partitions(sync, obj, scope.keys_for(obj), PARTS_PER_THREAD * threads)
+        results = apply_all(obj.name, parts) if parts else []
+        rep, part_links, marks = merge_runs(obj.name, results)
+        session.object_done(rep, marks_saved=marks)
+        if part_links is not None:
+            links = _add_links(links, part_links)
+    if links is not None:
+        session.links_done(links)
+    else:
+        session.associate()  # no partition planned links: nothing to send, or no associations
+
+
+def _add_links(total: LinkStats | None, more: LinkStats) -> LinkStats:
+    if total is None:
+        return more
+    return LinkStats(
+        *(getattr(total, f.name) + getattr(more, f.name) for f in dataclasses.fields(LinkStats))
+    )
 
 
 # --- the worker's side ----------------------------------------------------------------------------
