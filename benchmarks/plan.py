@@ -1,12 +1,15 @@
 """Plan throughput: resolve → map → format → hash → diff for a synthetic store.
 
-    python benchmarks/plan.py --users 100000 [--runs 3] [--steady] [--workers 2]
+    python benchmarks/plan.py --users 100000 [--runs 3] [--steady] [--cluster local:2 [--compare]]
 
 Generates the store once (cached under benchmarks/.data/), then times ``Sync.plan`` for the
 default HubSpot mapping (companies and contacts) in a fresh process per run, reporting wall time,
 records/s and peak RSS; the median of ``--runs`` is printed last. ``--steady`` first records the
 plan as applied (every record in the sync state), so the runs measure the steady state where
 the plan compares hashes and finds nothing to send — the common case on a schedule.
+``--cluster local:2`` plans on Dask workers (a LocalCluster started and closed inside each timed
+run, as ``syncer plan --cluster local:2`` does); ``--compare`` alternates runs in one process
+with runs on the cluster and prints both medians and their ratio, measured under the same load.
 """
 
 from __future__ import annotations
@@ -38,20 +41,21 @@ def _config(db: Path) -> Path:
     return path
 
 
-def measure(config: Path, workers: int = 1) -> dict[str, float]:
-    """One plan in this process (and ``workers`` child processes): seconds, records planned,
-    peak RSS in MB — with workers, this process's plus ``workers`` times the largest child's
-    (an upper bound of the machine's memory the plan held at once)."""
+def measure(config: Path, cluster: str | None = None) -> dict[str, float]:
+    """One plan in this process (or on ``cluster``): seconds, records planned, peak RSS in MB —
+    on ``local:N``, this process's plus N times the largest child's (an upper bound of the
+    machine's memory the plan held at once)."""
     from syncer.config import load_config
     from syncer.engine import Sync
 
     started = time.perf_counter()
     with Sync(load_config(config)) as sync:
-        report = sync.plan("crm", samples=0, workers=workers)
+        report = sync.plan("crm", samples=0, cluster=cluster, full=True)
     elapsed = time.perf_counter() - started
     records = sum(report.totals().values())
     rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    if workers > 1:
+    if cluster is not None and cluster.startswith("local:"):
+        workers = int(cluster.removeprefix("local:"))
         rss_mb += workers * resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
     return {"seconds": elapsed, "records": records, "rss_mb": rss_mb, **report.totals()}
 
@@ -81,12 +85,17 @@ def main() -> None:
     parser.add_argument("--users", type=int, default=100_000)
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--steady", action="store_true")
-    parser.add_argument("--workers", type=int, default=1, help="plan in this many processes")
+    parser.add_argument("--cluster", help="plan on Dask workers: local:N or tcp://HOST:PORT")
+    parser.add_argument(
+        "--compare", action="store_true", help="alternate runs in one process and on --cluster"
+    )
     parser.add_argument("--measure", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.measure:
-        print(json.dumps(measure(args.measure, args.workers)))
+        print(json.dumps(measure(args.measure, args.cluster)))
         return
+    if args.compare and not args.cluster:
+        parser.error("--compare needs --cluster")
     from benchmarks.generate import populate
 
     DATA.mkdir(exist_ok=True)
@@ -100,28 +109,36 @@ def main() -> None:
             record_as_applied(_config(db))
             print(f"recorded the plan as applied in {time.perf_counter() - t0:.0f} s", flush=True)
     config = _config(db)
-    results = []
+    setups = [None, args.cluster] if args.compare else [args.cluster]
+    results: dict[str | None, list[dict[str, float]]] = {c: [] for c in setups}
     for i in range(args.runs):
-        out = subprocess.run(
-            [sys.executable, __file__, "--measure", str(config), "--workers", str(args.workers)],
-            check=True,
-            capture_output=True,
-            text=True,
-        )
-        r = json.loads(out.stdout.strip().splitlines()[-1])
-        results.append(r)
+        for cluster in setups:  # alternated: the same load for both
+            command = [sys.executable, __file__, "--measure", str(config)]
+            out = subprocess.run(
+                command + (["--cluster", cluster] if cluster else []),
+                check=True,
+                capture_output=True,
+                text=True,
+            )
+            r = json.loads(out.stdout.strip().splitlines()[-1])
+            results[cluster].append(r)
+            print(
+                f"run {i + 1} ({cluster or 'one process'}): {r['seconds']:.1f} s, "
+                f"{r['records'] / r['seconds']:,.0f} records/s, "
+                f"{args.users / r['seconds']:,.0f} users/s, peak RSS {r['rss_mb']:.0f} MB "
+                f"(create {r['create']}, unchanged {r['unchanged']})",
+                flush=True,
+            )
+    medians = {}
+    for cluster, runs in results.items():
+        med = medians[cluster] = statistics.median(r["seconds"] for r in runs)
+        rss = statistics.median(r["rss_mb"] for r in runs)
         print(
-            f"run {i + 1}: {r['seconds']:.1f} s, {r['records'] / r['seconds']:,.0f} records/s, "
-            f"{args.users / r['seconds']:,.0f} users/s, peak RSS {r['rss_mb']:.0f} MB "
-            f"(create {r['create']}, unchanged {r['unchanged']})",
-            flush=True,
+            f"median of {len(runs)} ({cluster or 'one process'}): {med:.1f} s for "
+            f"{args.users:,} users ({args.users / med:,.0f} users/s), peak RSS {rss:.0f} MB"
         )
-    med = statistics.median(r["seconds"] for r in results)
-    rss = statistics.median(r["rss_mb"] for r in results)
-    print(
-        f"median of {len(results)}: {med:.1f} s for {args.users:,} users "
-        f"({args.users / med:,.0f} users/s), peak RSS {rss:.0f} MB"
-    )
+    if args.compare:
+        print(f"{args.cluster} / one process: {medians[args.cluster] / medians[None]:.2f}")
 
 
 if __name__ == "__main__":
