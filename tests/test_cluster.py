@@ -22,8 +22,9 @@ from syncer.config import load_config
 from syncer.db import ALL_KEYS, KeyRange, create_db_engine, split_key_space
 from syncer.engine import PlanReport, Sync
 from syncer.engine.cluster import DaskPool, plan_on_cluster
+from syncer.engine.coordinator import ClusterSpec, partitions
 from syncer.engine.incremental import read_scope
-from syncer.engine.partitions import ClusterSpec, PartitionJob, apply_partition, partitions
+from syncer.engine.partitions import PartitionJob, apply_partition
 from syncer.errors import ConfigError, LeaseLostError
 from syncer.model import AccountWithMembers, UserWithMemberships
 from syncer.retry import RetryPolicy
@@ -287,7 +288,7 @@ def test_without_the_dask_extra_a_cluster_run_says_what_to_install(
 # --- runs ---------------------------------------------------------------------------------------
 
 
-def _stamped_links(sync: Sync) -> list[tuple[str, str]]:
+def _active_links(sync: Sync) -> list[tuple[str, str]]:
     """(user, account) of every active membership: the links HubSpot should hold."""
     m = memberships.c
     with sync.store.connect() as conn:
@@ -349,13 +350,13 @@ def test_a_run_on_local_workers_leaves_hubspot_as_one_process_does(tmp_path: Pat
 
         crossing = [
             (u, a)
-            for u, a in _stamped_links(many)
+            for u, a in _active_links(many)
             if part_of(user_parts, u) != part_of(account_parts, a)
         ]
         assert len(account_parts) > 1
         assert crossing
         assert first.links is not None
-        assert first.links.created == len(_stamped_links(many))
+        assert first.links.created == len(_active_links(many))
         assert FeedPositions(many.state).get("hubspot") is not None
 
         # The product renames a user, churns a membership and deletes a user: an incremental

@@ -3,9 +3,10 @@
 * :mod:`~syncer.engine.sync` — :class:`Sync` (one ``syncer.yaml``: store, state, destinations,
   plan, run and its preflight);
 * :mod:`~syncer.engine.planning` — read, resolve, format and diff one object in one pass;
-* :mod:`~syncer.engine.partitions` — key-range partitions of a plan or run, planned and written
-  where they run; :mod:`~syncer.engine.cluster` — on Dask distributed (the ``[dask]`` extra,
-  imported only by a plan or run on a cluster);
+* :mod:`~syncer.engine.coordinator` — a plan or run cut into key-range partitions, handed out
+  and merged; :mod:`~syncer.engine.partitions` — a partition planned and written where it runs;
+  :mod:`~syncer.engine.cluster` — on Dask distributed (the ``[dask]`` extra, imported only by a
+  plan or run on a cluster);
 * :mod:`~syncer.engine.run` — :class:`RunSession`, a run step by step, recording what the
   destination acknowledged;
 * :mod:`~syncer.engine.pipeline` — the one write loop every destination write goes through;
@@ -16,14 +17,8 @@
 See ``docs/architecture.md`` for the layers and the write pipeline on one page.
 """
 
-from syncer.engine.partitions import (
-    ClusterSpec,
-    PartitionJob,
-    PartitionResult,
-    apply_partition,
-    partition_job,
-    run_partitions,
-)
+from syncer.engine.coordinator import ClusterSpec, partition_job, run_partitions
+from syncer.engine.partitions import PartitionJob, PartitionResult, apply_partition
 from syncer.engine.pipeline import NO_RESULT, ApplyStats
 from syncer.engine.reports import (
     LinkStats,

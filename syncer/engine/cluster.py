@@ -39,19 +39,16 @@ from distributed.diagnostics.plugin import WorkerPlugin
 
 from syncer.errors import ConfigError
 
-from .incremental import Keys, ReadScope
-from .partitions import (
+from .coordinator import (
     PARTS_PER_THREAD,
     ClusterSpec,
-    PartitionJob,
-    PartitionResult,
-    apply_partition,
     merge_plans,
     partition_job,
     partitions,
-    plan_partition,
     run_partitions,
 )
+from .incremental import Keys, ReadScope
+from .partitions import PartitionJob, PartitionResult, apply_partition, plan_partition
 from .reports import ObjectReport
 
 if TYPE_CHECKING:
@@ -227,7 +224,7 @@ def _plan_task(
 
 def run_on_cluster(pool: DaskPool, session: RunSession) -> None:
     """Apply every object of ``session``'s mapping, then its links, partition by partition on
-    the cluster (module docstring; :func:`~syncer.engine.partitions.run_partitions`)."""
+    the cluster (module docstring; :func:`~syncer.engine.coordinator.run_partitions`)."""
     threads = pool.threads()
     job = partition_job(session, rate_share=threads)
     stop = Event(f"syncer-stop-{session.run_id}", client=pool.client)

@@ -54,8 +54,8 @@ from syncer.state import RunLog, acquire, init_state
 from syncer.store.database import open_store
 from syncer.store.readers import iter_all_accounts
 
+from .coordinator import ClusterSpec, refuse_local_files
 from .incremental import KeySet, ReadScope, read_scope, tally
-from .partitions import ClusterSpec, refuse_local_files
 from .planning import changes, plan_object
 from .reports import PlanReport, RunReport
 from .run import LEASE_TTL, Progress, RunSession
