@@ -180,15 +180,6 @@ def _run_table(output: str) -> dict[str, dict[str, int]]:
     return rows
 
 
-def test_plan_in_worker_processes_prints_the_same_plan(config: Path) -> None:
-    one = json.loads(_ok("plan", "-c", str(config), "-d", "crm", "--json"))
-    two = json.loads(_ok("plan", "-c", str(config), "-d", "crm", "--json", "--workers", "2"))
-    assert two == one
-    result = runner.invoke(app, ["plan", "-c", str(config), "-d", "crm", "--workers", "0"])
-    assert result.exit_code != 0
-    assert "--workers" in result.output
-
-
 def test_demo_without_prefect_installed_names_the_extra(tmp_path: Path) -> None:
     # The core install has no Prefect: `import prefect` fails as it would there.
     script = (

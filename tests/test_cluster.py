@@ -175,7 +175,7 @@ def test_an_incremental_key_set_is_cut_into_slices_in_key_order(synced: Sync) ->
     assert 1 <= len(parts) <= 3
 
 
-def test_a_plan_on_a_cluster_through_the_cli_prints_the_same_json(
+def test_a_plan_on_a_cluster_through_the_cli_prints_the_same_json(  # --workers 2: local:2
     cli: Callable[..., tuple[int, str, str]], memory_config: Path
 ) -> None:
     config = str(memory_config)
@@ -262,6 +262,7 @@ def test_a_running_cluster_with_a_sqlite_state_is_refused(
         (["--cluster", "local:0"], "local:N"),
         (["--cluster", "dask://x"], "tcp://HOST:PORT"),
         (["--cluster", "local:2", "--workers", "2"], "not both"),
+        (["--workers", "0"], "--workers"),
     ],
 )
 def test_a_cluster_option_that_names_no_cluster_is_a_usage_error(
