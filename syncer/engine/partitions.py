@@ -14,9 +14,9 @@ gets counts back, never records. In a run, a partition writes through the one wr
 with a limiter of ``1 / rate_share`` of the destination's rate limit, records what the
 destination acknowledged, saves its policy marks, and then sends the association differences of
 its own records (their targets belong to objects written before, by every partition: see
-:func:`~syncer.engine.coordinator.check_link_order`). Before every batch (and every retry) it checks that the
-coordinator's run still holds the destination's lease (:class:`PartitionLease`), and stops
-there if not.
+:func:`~syncer.engine.coordinator.check_link_order`). Before every batch (and every retry) it
+checks that the coordinator's run still holds the destination's lease
+(:class:`PartitionLease`), and stops there if not.
 
 Nothing here imports Dask.
 """
