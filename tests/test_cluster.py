@@ -1,16 +1,15 @@
-"""Scale-out on Dask: plans and runs over key-range partitions on Dask workers equal one process.
+"""Scale-out on Dask, runs: key-range partitions written on Dask workers leave the destination
+as one process does; the coordinator holds the destination's lease, and a partition stops
+before its next batch once the run lost it.
 
-A ``LocalCluster`` (``local:2``) plans and writes the partitions here; the test with a real
-``dask scheduler`` and two ``dask worker`` processes is in ``test_cluster_scheduler.py``. Each
-worker opens its own Sync and connector; the coordinator holds the destination's lease, and a
-partition stops before its next batch once the run lost it.
+A ``LocalCluster`` (``local:2``) writes the partitions here; the plans are in
+``test_cluster_plan.py``, a real ``dask scheduler`` with two ``dask worker`` processes in
+``test_cluster_scheduler.py``. The helpers here serve those too.
 """
 
 from __future__ import annotations
 
 import json
-import sys
-from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
@@ -19,27 +18,21 @@ import pytest
 from sqlalchemy import delete, select, text, update
 
 from syncer.config import load_config
-from syncer.db import ALL_KEYS, KeyRange, create_db_engine, split_key_space
-from syncer.engine import PlanReport, Sync
-from syncer.engine.cluster import DaskPool, plan_on_cluster
-from syncer.engine.coordinator import ClusterSpec, partitions
+from syncer.db import create_db_engine
+from syncer.engine import Sync
+from syncer.engine.coordinator import partitions
 from syncer.engine.incremental import read_scope
 from syncer.engine.partitions import PartitionJob, apply_partition
-from syncer.errors import ConfigError, LeaseLostError
-from syncer.model import AccountWithMembers, UserWithMemberships
+from syncer.errors import LeaseLostError
 from syncer.retry import RetryPolicy
 from syncer.state.feed import FeedPositions
 from syncer.state.lease import current_lease
-from syncer.state.marks import MarkStore
-from syncer.state.records import RecordState
 from syncer.state.schema import sync_locks, sync_records, sync_runs
 from syncer.store.database import init_store
 from syncer.store.loaders import load_paths
-from syncer.store.readers import iter_accounts, iter_users
-from syncer.store.schema import accounts, memberships, users
+from syncer.store.schema import memberships, users
 from syncer.testing._http import Request, Response
 from syncer.testing.hubspot_emulator import HubSpotEmulator
-from syncer.testing.memory import MemoryConnector, MemoryStore
 
 ROOT = Path(__file__).resolve().parents[1]
 TOKEN = "cluster-token"
@@ -95,198 +88,6 @@ def examples_store(url: str, extra_users: int = 0) -> str:
             )
     engine.dispose()
     return url
-
-
-def _summary(report: PlanReport) -> list[tuple[str, dict[str, int], list[tuple[str, str]]]]:
-    return [
-        (o.object, o.counts.as_dict(), [(c.key, c.action) for c in o.samples])
-        for o in report.objects
-    ]
-
-
-# --- plans --------------------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def pool() -> Iterator[DaskPool]:
-    """One LocalCluster of two worker processes for the plan tests of this module."""
-    with DaskPool(ClusterSpec.parse("local:2")) as started:
-        yield started
-
-
-@pytest.fixture
-def synced(memory_sync: Callable[..., Sync], store_url: str) -> Sync:
-    """The examples/ store synced once to a memory destination, then changed: a user left the
-    store (a removal), a stage rose (an update), a user was added (a create)."""
-    sync = memory_sync(removal="clear")
-    sync.run("crm", connector=MemoryConnector(store=MemoryStore()))
-    engine = create_db_engine(store_url)
-    with engine.begin() as conn:
-        conn.execute(delete(memberships).where(memberships.c.user_id == "u03"))
-        conn.execute(delete(users).where(users.c.user_id == "u03"))
-        conn.execute(
-            update(memberships)
-            .where(memberships.c.user_id == "u01", memberships.c.account_id == "XYZ")
-            .values(stage="PRO")
-        )
-        conn.execute(users.insert().values(user_id="u99", email="new@example.com", attributes={}))
-    engine.dispose()
-    return sync
-
-
-def _plan_on(pool: DaskPool, sync: Sync, *, samples: int = 50, full: bool = False) -> PlanReport:
-    """:meth:`Sync.plan` on ``pool`` (one cluster for the module, not one per plan)."""
-    dest = sync.destination("crm")
-    scope = read_scope(sync, dest, full=full)
-    report = PlanReport("crm", plan_on_cluster(pool, sync, dest, scope, samples=samples, keys=None))
-    report.mode = scope.mode
-    return report
-
-
-def test_a_plan_on_workers_equals_the_plan_of_one(synced: Sync, pool: DaskPool) -> None:
-    with synced as sync:
-        one = sync.plan("crm", samples=50, full=True)
-        many = _plan_on(pool, sync, full=True)
-        some = _plan_on(pool, sync, samples=2, full=True)
-        # Incremental: the changes' closure, its key set cut into slices.
-        inc_one = sync.plan("crm", samples=50)
-        inc_many = _plan_on(pool, sync)
-    assert _summary(many) == _summary(one)
-    totals = one.totals()
-    assert (totals["remove"], totals["create"]) == (1, 1)
-    assert totals["update"] >= 1
-    assert totals["unchanged"] > 0
-    # Samples are the first ones in key order, whichever partition they came from.
-    assert _summary(some) == [(obj, counts, samples[:2]) for obj, counts, samples in _summary(one)]
-    assert (inc_one.mode, inc_many.mode) == ("incremental", "incremental")
-    assert _summary(inc_many) == _summary(inc_one)
-    assert inc_one.totals()["unchanged"] < totals["unchanged"]
-
-
-def test_an_incremental_key_set_is_cut_into_slices_in_key_order(synced: Sync) -> None:
-    with synced as sync:
-        dest = sync.destination("crm")
-        scope = read_scope(sync, dest)
-        contacts = next(o for o in dest.mapping.objects if o.source == "users")
-        keys = scope.keys_for(contacts)
-        parts = partitions(sync, contacts, keys, 3)
-    assert scope.incremental
-    assert [k for part in parts for k in part] == list(keys)  # each key once, in order
-    assert 1 <= len(parts) <= 3
-
-
-def test_a_plan_on_a_cluster_through_the_cli_prints_the_same_json(  # --workers 2: local:2
-    cli: Callable[..., tuple[int, str, str]], memory_config: Path
-) -> None:
-    config = str(memory_config)
-    code, out, err = cli("plan", "-c", config, "-d", "crm", "--json", "--full")
-    assert code == 0, err
-    code, out_many, err = cli(
-        "plan", "-c", config, "-d", "crm", "--json", "--full", "--workers", "2"
-    )
-    assert code == 0, err
-    one, many = json.loads(out), json.loads(out_many)
-    assert (one.pop("cluster"), many.pop("cluster")) == (None, "local:2")
-    assert many == one
-
-
-def test_key_ranges_partition_every_stream_the_plan_reads(synced: Sync) -> None:
-    synced.close()
-    config = synced.config
-    store = create_db_engine(config.store)
-    try:
-        for table, read, column in (
-            (users, iter_users, "user_id"),
-            (accounts, iter_accounts, "account_id"),
-        ):
-            whole = [_key(r) for r in read(store)]
-            shards = split_key_space(store, table.c[column], 3)
-            assert shards[0].start is None
-            assert shards[-1].stop is None
-            assert 2 <= len(shards) <= 3
-            parts = [[_key(r) for r in read(store, keys=s, chunk_size=2)] for s in shards]
-            assert [k for part in parts for k in part] == whole  # in order, each key once
-            assert all(parts)  # cuts are at existing keys: no shard is empty
-        marks, records = MarkStore(store), RecordState(store)
-        streams = {
-            "u05": lambda keys: [(m.user_id, m.account_id) for m in marks.iter_marks(keys=keys)],
-            "INITECH": lambda keys: [m.account_id for m in marks.iter_account_marks(keys=keys)],
-            "u07": lambda keys: [r.key for r in records.iter_records("crm", "contacts", keys=keys)],
-        }
-        for cut, stream in streams.items():
-            whole_stream, below, above = (
-                stream(k) for k in (ALL_KEYS, KeyRange(None, cut), KeyRange(cut, None))
-            )
-            assert below
-            assert above
-            assert below + above == whole_stream
-    finally:
-        store.dispose()
-
-
-def _key(record: UserWithMemberships | AccountWithMembers) -> str:
-    if isinstance(record, UserWithMemberships):
-        return record.user.user_id
-    return record.account.account_id
-
-
-# --- what is refused before anything is written -------------------------------------------------
-
-
-@pytest.mark.parametrize("command", ["plan", "run"])
-def test_a_running_cluster_with_a_sqlite_state_is_refused(
-    cli: Callable[..., tuple[int, str, str]], memory_config: Path, command: str
-) -> None:
-    code, out, err = cli(
-        command, "-c", str(memory_config), "-d", "crm", "--cluster", "tcp://127.0.0.1:1"
-    )
-    assert code == 2
-    assert "SQLite" in err
-    assert "PostgreSQL" in err
-    assert "--cluster" in err
-    assert out == ""
-    store = create_db_engine(f"sqlite:///{memory_config.parent / 'store.db'}")
-    try:
-        with store.connect() as conn:
-            tables = {r[0] for r in conn.execute(text("SELECT name FROM sqlite_master"))}
-            if "sync_runs" in tables:
-                assert conn.execute(select(sync_runs)).all() == []
-                assert conn.execute(select(sync_locks)).all() == []
-    finally:
-        store.dispose()
-
-
-@pytest.mark.parametrize(
-    ("args", "message"),
-    [
-        (["--cluster", "local:0"], "local:N"),
-        (["--cluster", "dask://x"], "tcp://HOST:PORT"),
-        (["--cluster", "local:2", "--workers", "2"], "not both"),
-        (["--workers", "0"], "--workers"),
-    ],
-)
-def test_a_cluster_option_that_names_no_cluster_is_a_usage_error(
-    cli: Callable[..., tuple[int, str, str]], memory_config: Path, args: list[str], message: str
-) -> None:
-    code, _, err = cli("plan", "-c", str(memory_config), "-d", "crm", *args)
-    assert code == 2
-    assert message in err
-
-
-def test_without_the_dask_extra_a_cluster_run_says_what_to_install(
-    memory_config: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    import syncer.engine
-
-    monkeypatch.delitem(sys.modules, "syncer.engine.cluster", raising=False)
-    monkeypatch.delattr(syncer.engine, "cluster", raising=False)
-    monkeypatch.setitem(sys.modules, "distributed", None)  # import distributed: not found
-    with Sync(load_config(memory_config)) as sync, pytest.raises(ConfigError) as caught:
-        sync.plan("crm", cluster="local:2")
-    assert "pip install 'syncer[dask]'" in str(caught.value)
-
-
-# --- runs ---------------------------------------------------------------------------------------
 
 
 def _active_links(sync: Sync) -> list[tuple[str, str]]:
