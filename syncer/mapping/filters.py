@@ -82,7 +82,7 @@ def _filters(ladder: StageLadder) -> dict[str, Callable[..., Any]]:
         single = len(attrs) == 1
         out = []
         for item in items:
-            values = None
+            values: Any = None  # a tuple, or one value when ``single``: typed loosely (mypyc)
             if get is not None:
                 try:
                     values = (get(item),) if single else get(item)
