@@ -297,9 +297,7 @@ def iter_accounts(
                     members: list[MemberRow] = []
                     while pending is not None and pending[1] == key:
                         r = pending
-                        membership = Membership(
-                            r[0], key, r[2], r[3], as_utc(r[4]), as_utc(r[5])
-                        )
+                        membership = Membership(r[0], key, r[2], r[3], as_utc(r[4]), as_utc(r[5]))
                         members.append(MemberRow(membership, r[6], r[7], r[8]))
                         pending = next(rows, None)
                     if read is not None:
