@@ -50,10 +50,12 @@ def measure(config: Path, workers: int = 1) -> dict[str, float]:
         report = sync.plan("crm", samples=0, workers=workers)
     elapsed = time.perf_counter() - started
     records = sum(report.totals().values())
-    rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    rss_mb = usage.ru_maxrss / 1024
+    cpu = usage.ru_utime + usage.ru_stime  # steadier than wall time on a shared machine
     if workers > 1:
         rss_mb += workers * resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
-    return {"seconds": elapsed, "records": records, "rss_mb": rss_mb, **report.totals()}
+    return {"seconds": elapsed, "cpu": cpu, "records": records, "rss_mb": rss_mb, **report.totals()}
 
 
 def record_as_applied(config: Path) -> None:
@@ -111,15 +113,17 @@ def main() -> None:
         r = json.loads(out.stdout.strip().splitlines()[-1])
         results.append(r)
         print(
-            f"run {i + 1}: {r['seconds']:.1f} s, {r['records'] / r['seconds']:,.0f} records/s, "
+            f"run {i + 1}: {r['seconds']:.1f} s (CPU {r['cpu']:.1f} s of this process), "
+            f"{r['records'] / r['seconds']:,.0f} records/s, "
             f"{args.users / r['seconds']:,.0f} users/s, peak RSS {r['rss_mb']:.0f} MB "
             f"(create {r['create']}, unchanged {r['unchanged']})",
             flush=True,
         )
     med = statistics.median(r["seconds"] for r in results)
     rss = statistics.median(r["rss_mb"] for r in results)
+    cpu = statistics.median(r["cpu"] for r in results)
     print(
-        f"median of {len(results)}: {med:.1f} s for {args.users:,} users "
+        f"median of {len(results)}: {med:.1f} s (CPU {cpu:.1f} s) for {args.users:,} users "
         f"({args.users / med:,.0f} users/s), peak RSS {rss:.0f} MB"
     )
 
