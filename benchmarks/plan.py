@@ -53,11 +53,13 @@ def measure(config: Path, cluster: str | None = None) -> dict[str, float]:
         report = sync.plan("crm", samples=0, cluster=cluster, full=True)
     elapsed = time.perf_counter() - started
     records = sum(report.totals().values())
-    rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    rss_mb = usage.ru_maxrss / 1024
+    cpu = usage.ru_utime + usage.ru_stime  # steadier than wall time on a shared machine
     if cluster is not None and cluster.startswith("local:"):
         workers = int(cluster.removeprefix("local:"))
         rss_mb += workers * resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
-    return {"seconds": elapsed, "records": records, "rss_mb": rss_mb, **report.totals()}
+    return {"seconds": elapsed, "cpu": cpu, "records": records, "rss_mb": rss_mb, **report.totals()}
 
 
 def record_as_applied(config: Path) -> None:
@@ -123,7 +125,8 @@ def main() -> None:
             r = json.loads(out.stdout.strip().splitlines()[-1])
             results[cluster].append(r)
             print(
-                f"run {i + 1} ({cluster or 'one process'}): {r['seconds']:.1f} s, "
+                f"run {i + 1} ({cluster or 'one process'}): {r['seconds']:.1f} s "
+                f"(CPU {r['cpu']:.1f} s of this process), "
                 f"{r['records'] / r['seconds']:,.0f} records/s, "
                 f"{args.users / r['seconds']:,.0f} users/s, peak RSS {r['rss_mb']:.0f} MB "
                 f"(create {r['create']}, unchanged {r['unchanged']})",
@@ -133,9 +136,11 @@ def main() -> None:
     for cluster, runs in results.items():
         med = medians[cluster] = statistics.median(r["seconds"] for r in runs)
         rss = statistics.median(r["rss_mb"] for r in runs)
+        cpu = statistics.median(r["cpu"] for r in runs)
         print(
-            f"median of {len(runs)} ({cluster or 'one process'}): {med:.1f} s for "
-            f"{args.users:,} users ({args.users / med:,.0f} users/s), peak RSS {rss:.0f} MB"
+            f"median of {len(runs)} ({cluster or 'one process'}): {med:.1f} s (CPU {cpu:.1f} s "
+            f"of the coordinating process) for {args.users:,} users "
+            f"({args.users / med:,.0f} users/s), peak RSS {rss:.0f} MB"
         )
     if args.compare:
         print(f"{args.cluster} / one process: {medians[args.cluster] / medians[None]:.2f}")

@@ -8,7 +8,7 @@ about either's tables: engine creation, key ordering, and dialect-aware upserts.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Generator, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, overload
@@ -89,7 +89,7 @@ def raw_columns(table: Table) -> list[ColumnElement[Any]]:
 
 def stream_rows(
     conn: Connection, statement: Executable, chunk_size: int
-) -> Iterator[tuple[Any, ...] | Row[Any]]:
+) -> Generator[tuple[Any, ...] | Row[Any], None, None]:
     """The rows of ``statement``, streamed with memory for about ``chunk_size`` rows.
 
     On SQLite the result is left unbuffered (pysqlite steps its cursor as rows are fetched, so

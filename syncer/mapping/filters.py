@@ -77,12 +77,16 @@ def _filters(ladder: StageLadder) -> dict[str, Callable[..., Any]]:
         for a in attrs:
             if not isinstance(a, str) or a.startswith("_"):
                 raise ValueError(f"tokens(): {a!r} is not an attribute a mapping may read")
-        # attrgetter would follow dots: a dotted name keeps Jinja's plain lookup rules.
-        get = None if any("." in a for a in attrs) else attrgetter(*attrs)
+        # attrgetter would follow dots: a dotted name keeps Jinja's plain lookup rules. Typed
+        # as returning Any: with one name it returns the value, not a tuple (typeshed says a
+        # tuple, and a compiled build would check that).
+        get: Callable[[Any], Any] | None = (
+            None if any("." in a for a in attrs) else attrgetter(*attrs)
+        )
         single = len(attrs) == 1
         out = []
         for item in items:
-            values = None
+            values: Any = None
             if get is not None:
                 try:
                     values = (get(item),) if single else get(item)
