@@ -17,7 +17,7 @@ from rich import box
 from rich.table import Table
 
 from syncer.cli.app import command_group, console
-from syncer.cli.sync_cmds import ConfigOption, DestinationOption, open_sync
+from syncer.cli.sync_cmds import ConfigOption, DestinationFilter, DestinationOption, open_sync
 from syncer.state import HolderState, LeaseStatus, lease_statuses, release_lease
 
 lease_app = command_group(
@@ -42,9 +42,7 @@ _RELEASED = {
 @lease_app.command("show")
 def show(
     config: ConfigOption = Path("syncer.yaml"),
-    destination: Annotated[
-        str | None, typer.Option("--destination", "-d", help="Only this destination.")
-    ] = None,
+    destination: DestinationFilter = None,
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
 ) -> None:
     """Who holds each destination's lease: run, host, pid, until when, whether it is alive."""

@@ -38,6 +38,9 @@ ConfigOption = Annotated[
 DestinationOption = Annotated[
     str, typer.Option("--destination", "-d", help="The destination's name in the config file.")
 ]
+DestinationFilter = Annotated[
+    str | None, typer.Option("--destination", "-d", help="Only this destination.")
+]
 
 FullOption = Annotated[
     bool,
@@ -218,9 +221,7 @@ def _print_errors(objects: list[ObjectReport]) -> None:
 @app.command()
 def status(
     config: ConfigOption = Path("syncer.yaml"),
-    destination: Annotated[
-        str | None, typer.Option("--destination", "-d", help="Only this destination.")
-    ] = None,
+    destination: DestinationFilter = None,
     last: Annotated[int, typer.Option(min=1, help="How many recent runs to show.")] = 10,
     as_json: JsonOption = False,
 ) -> None:
@@ -276,9 +277,7 @@ def _run_info_json(info: RunInfo) -> dict[str, Any]:
 @app.command()
 def errors(
     config: ConfigOption = Path("syncer.yaml"),
-    destination: Annotated[
-        str | None, typer.Option("--destination", "-d", help="Only this destination.")
-    ] = None,
+    destination: DestinationFilter = None,
     set_aside: Annotated[
         bool, typer.Option("--set-aside", help="Only records set aside (dead-letter list).")
     ] = False,
