@@ -84,6 +84,8 @@ class ReadScope:
     #: per object: keys refused by the destination last time, read again
     retry: dict[str, KeySet] = field(default_factory=dict)
     read: RowsRead = field(default_factory=RowsRead)  # store rows read, counted as they are
+    #: the number of users and accounts an incremental scope resolves (set by read_scope)
+    resolved: dict[str, int] | None = None
 
     @property
     def incremental(self) -> bool:
@@ -98,15 +100,9 @@ class ReadScope:
         return KeySet.of((*base.keys, *extra.keys))
 
     def closure_size(self) -> dict[str, int] | None:
-        """``{"users": N, "accounts": N}`` of an incremental scope (retries included)."""
-        if isinstance(self.users, KeyRange) or isinstance(self.accounts, KeyRange):
-            return None
-        retried = {o: len(k) for o, k in self.retry.items()}
-        return {
-            "users": len(self.users),
-            "accounts": len(self.accounts),
-            "retries": sum(retried.values()),
-        }
+        """``{"users": N, "accounts": N}``: the keys an incremental scope resolves (retries
+        included), ``None`` for a full one."""
+        return None if self.resolved is None else dict(self.resolved)
 
 
 def config_hash(sync: Sync, dest: Destination) -> str:
@@ -185,6 +181,7 @@ def _partial_hierarchy(sync: Sync, dest: Destination, scope: ReadScope) -> None:
         assert isinstance(chosen, KeySet)
         keys[obj.source].update(chosen)
     before = scope.read.accounts
+    scope.resolved = {source: len(found) for source, found in keys.items()}
     forest = []
     if keys["users"] or keys["accounts"]:
         rollups = sync.settings.rollups
@@ -247,10 +244,19 @@ def record_position(sync: Sync, dest: Destination, scope: ReadScope, run_id: str
 
 def tally(report: PlanReport, scope: ReadScope) -> None:
     """Put the scope's mode and the rows read (the feed's, the forest's and each object's
-    pass) on ``report``."""
+    pass) on ``report``; beside the tables' counts, ``report.read`` holds the forest's rows
+    (``forest``, counted in ``accounts`` too), the feed's (``feed``, not in the tables'
+    counts) and, in an incremental run, the closure's keys (``closure_users``,
+    ``closure_accounts``, retries included): what "rows read per closure key" is measured
+    against."""
     report.mode, report.mode_reason = scope.mode, scope.reason
     totals = scope.read.as_dict()
     for obj in report.objects:
         for table, n in obj.read.items():
             totals[table] = totals.get(table, 0) + n
+    totals["forest"] = scope.read.extra.get("hierarchy", 0)
+    totals["feed"] = scope.read.extra.get("feed", 0)
+    size = scope.closure_size()
+    if size is not None:
+        totals["closure_users"], totals["closure_accounts"] = size["users"], size["accounts"]
     report.read = totals
