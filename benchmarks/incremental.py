@@ -201,8 +201,8 @@ def main() -> None:
         print("none", phases["none"][-1], flush=True)
     for name, table, key, column in (
         ("users1", "users", "user_id", "first_name"),
-        ("users1email", "users", "user_id", "email"),
         ("accounts1", "accounts", "account_id", "name"),
+        ("users1email", "users", "user_id", "email"),
     ):
         for i in range(args.runs):
             n = change(work, table, key, column, share=0.01, tag=f"{name}{i}")
