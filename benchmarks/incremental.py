@@ -130,9 +130,10 @@ def change(db: Path, table: str, key: str, column: str, *, share: float, tag: st
     conn = sqlite3.connect(db)
     keys = [r[0] for r in conn.execute(f"SELECT {key} FROM {table}")]
     picked = random.Random(tag).sample(keys, max(1, int(len(keys) * share)))
+    suffix = "@changed.example" if column == "email" else ""  # a valid address
     conn.executemany(
         f"UPDATE {table} SET {column} = ? WHERE {key} = ?",
-        [(f"{tag}-{k}", k) for k in picked],
+        [(f"{tag}-{k}{suffix}".lower(), k) for k in picked],
     )
     conn.commit()
     conn.close()
