@@ -5,8 +5,10 @@ sends nothing.
 Hypothesis draws sequences of steps over a small key space (so changes collide): users, accounts
 and memberships written with plain SQL (as the product's own jobs would: the feed's triggers see
 them), deletions through ``syncer store delete``'s API, churn, stage changes and re-parenting
-(cycles included). After each step one destination is synced incrementally and another, with
-its own sync state, in full; their contents must be equal, record by record and link by link.
+(cycles included), user changes an account shows (an email) or may not (a first name: only
+the mappings whose companies list member names show it). After each step one destination is
+synced incrementally and another, with its own sync state, in full; their contents must be
+equal, record by record and link by link.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import HealthCheck, Phase, example, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import select
 from sqlalchemy.engine import Engine
@@ -42,7 +44,11 @@ T0 = datetime(2024, 1, 1, tzinfo=UTC)
 Step = tuple[Any, ...]
 
 user_step = st.tuples(
-    st.just("user"), st.sampled_from(USERS), st.sampled_from(STAGES[:-1]), st.sampled_from("AB")
+    st.just("user"),
+    st.sampled_from(USERS),
+    st.sampled_from(STAGES[:-1]),
+    st.sampled_from("AB"),  # the first name: shown by the companies of some mappings only
+    st.sampled_from("xy"),  # the email's domain: shown by every mapping's companies
 )
 account_step = st.tuples(
     st.just("account"),
@@ -98,8 +104,8 @@ def apply_step(engine: Engine, step: Step) -> None:
     the store's delete API."""
     kind = step[0]
     if kind == "user":
-        _, uid, lead, name = step
-        values = {"email": f"{uid}@x.example", "first_name": name, "lead_stage": lead}
+        _, uid, lead, name, domain = step
+        values = {"email": f"{uid}@{domain}.example", "first_name": name, "lead_stage": lead}
         _upsert(engine, users, {"user_id": uid}, {**values, "attributes": {}})
     elif kind == "account":
         _, aid, stage, parent, licenses = step
@@ -179,12 +185,35 @@ def contents(dest: MemoryStore) -> tuple[dict[Any, Any], set[Any]]:
     return records, links
 
 
+#: The companies' extra field of each mapping drawn: none (HubSpot's: members' ids, emails
+#: and stages), members' first names through ``tokens``, and through a loop (which the
+#: closure cannot follow: it takes every column as shown).
+MAPPINGS = {
+    "hubspot": "",
+    "names": "      syncer_user_names: {type: tokens, value: \"members | tokens('first_name')\"}\n",
+    "loop": '      syncer_first_names: "{% for m in members %}{{ m.first_name }} {% endfor %}"\n',
+}
+
+
+def _mapping(base: Path, variant: str) -> Path:
+    path = ROOT / "mappings" / "hubspot.yaml"
+    if not MAPPINGS[variant]:
+        return path
+    text = path.read_text(encoding="utf-8")
+    anchor = "      syncer_user_count:"
+    assert anchor in text
+    out = base / f"{variant}.yaml"
+    out.write_text(text.replace(anchor, MAPPINGS[variant] + anchor, 1), encoding="utf-8")
+    return out
+
+
 @contextmanager
-def two_syncs(removal: str) -> Iterator[tuple[Engine, Sync, Sync]]:
+def two_syncs(removal: str, mapping: str = "hubspot") -> Iterator[tuple[Engine, Sync, Sync]]:
     """A fresh SQLite store, and two Syncs of it with their own sync states: ``inc`` and
     ``ref``."""
     with tempfile.TemporaryDirectory() as tmp:
         base = Path(tmp)
+        mapping_path = _mapping(base, mapping)
         store_url = f"sqlite:///{base / 'store.db'}"
         engine = init_store(store_url)
         made = []
@@ -196,7 +225,7 @@ def two_syncs(removal: str) -> Iterator[tuple[Engine, Sync, Sync]]:
                 "destinations:\n"
                 "  crm:\n"
                 "    connector: memory\n"
-                f"    mapping: {ROOT / 'mappings' / 'hubspot.yaml'}\n"
+                f"    mapping: {mapping_path}\n"
                 f"    removal: {removal}\n",
                 encoding="utf-8",
             )
@@ -218,10 +247,18 @@ def two_syncs(removal: str) -> Iterator[tuple[Engine, Sync, Sync]]:
     phases=(Phase.explicit, Phase.reuse, Phase.generate),
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
-@given(steps, st.sampled_from(["clear", "archive"]))
-def test_incremental_runs_equal_full_runs(batches: list[list[Step]], removal: str) -> None:
+@given(steps, st.sampled_from(["clear", "archive"]), st.sampled_from(sorted(MAPPINGS)))
+# A member's name, then email, changing under mappings whose companies show the name or not.
+@example([[("member", "u1", "a1", "CUS", 0)], [("user", "u1", None, "B", "x")]], "clear", "names")
+@example([[("member", "u1", "a1", "CUS", 0)], [("user", "u1", None, "B", "x")]], "clear", "loop")
+@example(
+    [[("member", "u1", "a1", "CUS", 0)], [("user", "u1", None, "B", "y")]], "archive", "hubspot"
+)
+def test_incremental_runs_equal_full_runs(
+    batches: list[list[Step]], removal: str, mapping: str
+) -> None:
     inc_dest, ref_dest = MemoryStore(), MemoryStore()
-    with two_syncs(removal) as (engine, inc, ref):
+    with two_syncs(removal, mapping) as (engine, inc, ref):
         for i, batch in enumerate(batches):
             for step in batch:
                 apply_step(engine, step)
@@ -252,19 +289,20 @@ def test_a_no_change_run_reads_no_store_row() -> None:
             "read": {"users": 0, "accounts": 0, "memberships": 0},
         }
         assert [c for c in conn.calls if c.op != "check"] == []
-        # One user changed: that user and the account whose member list shows them are read.
-        apply_step(engine, ("user", "u1", "MQL", "B"))
-        apply_step(engine, ("user", "u2", "MQL", "B"))  # a user of no account
+        # One user's name changed: that user is read, not a1 (its company shows its members'
+        # emails, not their names); then its email: a1 is read too.
+        apply_step(engine, ("user", "u1", "MQL", "B", "x"))
+        apply_step(engine, ("user", "u2", "MQL", "B", "x"))  # a user of no account
         plan = inc.plan("crm")
         assert plan.mode == "incremental"
         assert plan.read["users"] == 2
-        # u1's contact changes (its name), u2's is new; a1's company is read (it lists u1) and
-        # unchanged (it shows emails, not names).
-        assert {a: n for a, n in plan.totals().items() if n} == {
-            "update": 1,
-            "create": 1,
-            "unchanged": 1,
-        }
+        assert plan.read["accounts"] == 1  # a1's name and parent: u1's membership shows them
+        # u1's contact changes (its name), u2's is new; no company is planned.
+        assert {a: n for a, n in plan.totals().items() if n} == {"update": 1, "create": 1}
+        apply_step(engine, ("user", "u1", "MQL", "B", "y"))
+        plan = inc.plan("crm")
+        # u1's contact and a1's company (it lists u1's email) change, u2's is still new.
+        assert {a: n for a, n in plan.totals().items() if n} == {"update": 2, "create": 1}
 
 
 def test_a_key_not_read_is_not_removed() -> None:
@@ -273,7 +311,7 @@ def test_a_key_not_read_is_not_removed() -> None:
         apply_step(engine, ("member", "u1", "a1", "CUS", 0))
         apply_step(engine, ("member", "u2", "a2", "CUS", 0))
         inc.run("crm", connector=MemoryConnector(store=dest))
-        apply_step(engine, ("user", "u1", "MQL", "B"))
+        apply_step(engine, ("user", "u1", "MQL", "B", "x"))
         report = inc.run("crm", connector=MemoryConnector(store=dest))
         assert report.totals()["remove"] == 0
         assert not dest.records["contacts"]["u2"].archived

@@ -96,7 +96,8 @@ def test_a_second_load_stamps_only_what_it_changed(store: Engine, tmp_path: Path
     assert changes.users == ("u01",)
     assert changes.accounts == ()
     assert changes.memberships == ()
-    assert changes.tombstones == ()
+    # u01's email changed: a member row says so (its accounts show it), nothing left
+    assert [(t.entity, t.key, t.other) for t in changes.tombstones] == [("member", "u01", "email")]
     load_paths(store, [users_csv])  # the same file again writes nothing
     assert not _next(store, changes.position)
 
@@ -197,11 +198,15 @@ def test_an_update_that_changes_a_key_leaves_a_tombstone_for_the_old_key(store: 
     _sql(store, "UPDATE users SET user_id = 'lonely2' WHERE user_id = 'lonely'")
     changes = _next(store, p)
     assert changes.users == ("lonely2",)
-    assert [(t.entity, t.key) for t in changes.tombstones] == [("user", "lonely")]
+    assert sorted((t.entity, t.key, t.other) for t in changes.tombstones) == [
+        ("member", "lonely2", "*"),  # a new user to the accounts that name it
+        ("user", "lonely", None),
+    ]
 
 
 def test_tombstones_stay_until_pruned_below_every_position(store: Engine) -> None:
     p = current_position(store)
+    assert prune_tombstones(store, p) == 1  # the member trigger's "installed here" marker
     delete_records(store, DeleteKeys(["u05"], [], []))
     after = current_position(store)
     assert prune_tombstones(store, p) == 0  # a destination still at p has not passed them

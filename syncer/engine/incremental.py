@@ -8,12 +8,16 @@ from, with a hash of the mapping, policies and config it planned with
   config changed: every record may format differently), or a feed that cannot say what changed
   (a store restored from a backup, a truncated table). Every key is read, as before.
 * **incremental** — the keys the feed changed since the position, closed over what they affect
-  (:func:`syncer.store.closure.affected`: members of changed accounts, accounts of changed users,
-  ancestors and descendants, deleted keys included), plus each object's records waiting for a
-  retry (refused last time: ``sync_errors``). The store, the policy marks and the sync state are
-  all read for exactly these keys, so a key that was not read is neither resolved, nor diffed,
-  nor removed: removals come from deleted keys (tombstones) and closure keys the store no
-  longer has, and the marks of users not read stay as they are.
+  (:func:`syncer.store.closure.affected`: members of changed accounts, the accounts of users
+  whose change the accounts show — :func:`syncer.mapping.reads.member_fields` says which users
+  columns the mapping's account records read —, ancestors and descendants, deleted keys
+  included), plus each object's records waiting for a retry (refused last time:
+  ``sync_errors``). The store, the policy marks and the sync state are all read for exactly
+  these keys, so a key that was not read is neither resolved, nor diffed, nor removed: removals
+  come from deleted keys (tombstones) and closure keys the store no longer has, and the marks
+  of users not read stay as they are. Of the account forest, only the part resolving these keys
+  needs is read (:func:`syncer.store.closure.read_forest`), and ``sync.hierarchy`` is built from
+  it.
 
 Either way the scope carries the position taken *before* the read (:func:`current_position`):
 once the run completed, that is the destination's new position, and whatever changed while the
@@ -35,9 +39,11 @@ from sqlalchemy.exc import DBAPIError
 from syncer import __version__
 from syncer.db import ALL_KEYS, KeyRange
 from syncer.mapping import ObjectMapping
+from syncer.mapping.reads import member_fields
+from syncer.policies.hierarchy import Hierarchy
 from syncer.state import FailureLog
 from syncer.state.feed import FeedPositions
-from syncer.store.closure import affected
+from syncer.store.closure import affected, read_forest
 from syncer.store.feed import changes_since, current_position, prune_tombstones
 from syncer.store.keys import KeySet, RowsRead
 from syncer.store.schema import memberships
@@ -78,6 +84,8 @@ class ReadScope:
     #: per object: keys refused by the destination last time, read again
     retry: dict[str, KeySet] = field(default_factory=dict)
     read: RowsRead = field(default_factory=RowsRead)  # store rows read, counted as they are
+    #: the number of users and accounts an incremental scope resolves (set by read_scope)
+    resolved: dict[str, int] | None = None
 
     @property
     def incremental(self) -> bool:
@@ -92,15 +100,9 @@ class ReadScope:
         return KeySet.of((*base.keys, *extra.keys))
 
     def closure_size(self) -> dict[str, int] | None:
-        """``{"users": N, "accounts": N}`` of an incremental scope (retries included)."""
-        if isinstance(self.users, KeyRange) or isinstance(self.accounts, KeyRange):
-            return None
-        retried = {o: len(k) for o, k in self.retry.items()}
-        return {
-            "users": len(self.users),
-            "accounts": len(self.accounts),
-            "retries": sum(retried.values()),
-        }
+        """``{"users": N, "accounts": N}``: the keys an incremental scope resolves (retries
+        included), ``None`` for a full one."""
+        return None if self.resolved is None else dict(self.resolved)
 
 
 def config_hash(sync: Sync, dest: Destination) -> str:
@@ -156,7 +158,8 @@ def read_scope(
         if (keys := failures.keys_to_retry(dest.name, obj.name))
     }
     if changes:
-        closure = affected(sync.store, changes, sync.hierarchy, read=read)
+        shown = member_fields(dest.mapping.objects)
+        closure = affected(sync.store, changes, member_columns=shown, read=read)
         users, accounts = closure.users, closure.accounts
     else:
         users, accounts = KeySet(), KeySet()
@@ -165,9 +168,28 @@ def read_scope(
         users = KeySet.of((*users.keys, *waiting))
     scope = ReadScope("incremental", changes.position, digest, users, accounts, retry=retry)
     scope.read = read
-    if users or accounts or retry:
-        _count_hierarchy(sync, scope.read)
+    _partial_hierarchy(sync, dest, scope)
     return scope
+
+
+def _partial_hierarchy(sync: Sync, dest: Destination, scope: ReadScope) -> None:
+    """Build ``sync.hierarchy`` from the part of the forest the scope's keys need (nothing
+    when nothing is to be resolved), and count its rows as accounts read."""
+    keys: dict[str, set[str]] = {"users": set(), "accounts": set()}
+    for obj in dest.mapping.objects:
+        chosen = scope.keys_for(obj)
+        assert isinstance(chosen, KeySet)
+        keys[obj.source].update(chosen)
+    before = scope.read.accounts
+    scope.resolved = {source: len(found) for source, found in keys.items()}
+    forest = []
+    if keys["users"] or keys["accounts"]:
+        rollups = sync.settings.rollups
+        forest = read_forest(
+            sync.store, keys["accounts"], keys["users"], subtrees=bool(rollups), read=scope.read
+        )
+    sync.__dict__["hierarchy"] = Hierarchy.from_accounts(forest, sync.settings.rollups)
+    scope.read.extra["hierarchy"] = scope.read.accounts - before
 
 
 def _waiting_links(sync: Sync, dest: Destination, failures: FailureLog, read: RowsRead) -> set[str]:
@@ -222,10 +244,19 @@ def record_position(sync: Sync, dest: Destination, scope: ReadScope, run_id: str
 
 def tally(report: PlanReport, scope: ReadScope) -> None:
     """Put the scope's mode and the rows read (the feed's, the forest's and each object's
-    pass) on ``report``."""
+    pass) on ``report``; beside the tables' counts, ``report.read`` holds the forest's rows
+    (``forest``, counted in ``accounts`` too), the feed's (``feed``, not in the tables'
+    counts) and, in an incremental run, the closure's keys (``closure_users``,
+    ``closure_accounts``, retries included): what "rows read per closure key" is measured
+    against."""
     report.mode, report.mode_reason = scope.mode, scope.reason
     totals = scope.read.as_dict()
     for obj in report.objects:
         for table, n in obj.read.items():
             totals[table] = totals.get(table, 0) + n
+    totals["forest"] = scope.read.extra.get("hierarchy", 0)
+    totals["feed"] = scope.read.extra.get("feed", 0)
+    size = scope.closure_size()
+    if size is not None:
+        totals["closure_users"], totals["closure_accounts"] = size["users"], size["accounts"]
     report.read = totals

@@ -10,15 +10,17 @@ What a resolved record shows (see :func:`syncer.mapping.context_for`) decides th
   names), its roll-ups (over its whole subtree), its ancestors, its children and whether the
   hierarchy rejects it (a cycle or a missing parent, inherited by everything under it). So:
   the accounts whose rows changed or went and the accounts of changed memberships; every
-  account of a changed user (its member list shows the user's email and names); every
+  account of a user whose row changed *in a way the account shows* (its member list shows the
+  user's email and names: ``member_columns``, those the destination's account mappings read,
+  told by the feed's ``member`` rows; a user that went or arrived counts); every
   ancestor of a changed account (roll-ups, children) — of its old parent too when it moved or
   went; and every descendant of an account that appeared, moved or went (their ancestors, and
   whether they are rejected, change). Roll-ups go up only, so an attribute change does not
   reach the descendants.
 
 Ancestors and descendants follow ``parent_account_id`` as stored, cycles and missing parents
-included (the hierarchy keeps rejected accounts' parents), with the hierarchy built from the
-store as it is now.
+included, read from the store as it is now with recursive queries (``WITH RECURSIVE``; its
+``UNION`` stops at a cycle): the forest is never read whole here.
 """
 
 from __future__ import annotations
@@ -26,13 +28,16 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import NamedTuple
 
-from sqlalchemy import select
-from sqlalchemy.engine import Engine
+from sqlalchemy import select, type_coerce
+from sqlalchemy.engine import Connection, Engine
 
-from syncer.policies.hierarchy import Hierarchy
+from syncer.db import RawType
+from syncer.model import Account
 from syncer.store.feed import ChangeSet
 from syncer.store.keys import KeySet, RowsRead
-from syncer.store.schema import memberships
+from syncer.store.readers import account_from_row
+from syncer.store.schema import accounts, data_columns, memberships
+from syncer.store.triggers import MEMBER_COLUMNS
 
 _CHUNK = 500
 
@@ -45,13 +50,18 @@ class Closure(NamedTuple):
 
 
 def affected(
-    engine: Engine, changes: ChangeSet, hierarchy: Hierarchy, *, read: RowsRead | None = None
+    engine: Engine,
+    changes: ChangeSet,
+    *,
+    member_columns: Iterable[str] = MEMBER_COLUMNS,
+    read: RowsRead | None = None,
 ) -> Closure:
     """The users and accounts whose resolved records ``changes`` can alter (see the module
-    docstring for the rules), deleted keys included. ``read`` counts the membership rows read.
+    docstring for the rules), deleted keys included. ``member_columns``: the users columns the
+    destination's account records show of their members (all of them unless told otherwise).
+    ``read`` counts the rows read (memberships, and the account ids of the forest walks).
 
-    ``hierarchy`` is the store's hierarchy now (the one the run resolves with). A change set
-    with ``full`` set has no closure: the caller reads everything.
+    A change set with ``full`` set has no closure: the caller reads everything.
     """
     if changes.full:
         raise ValueError(f"a full change set has no closure ({changes.reason})")
@@ -63,77 +73,145 @@ def affected(
     for t in changes.gone("identity"):
         identity_keys.append(((t.other or "").split(":", 1)[0], t.key))
 
-    own_users = {*changes.users, *gone_users}  # rows that changed or went
     own_accounts = {*changes.accounts, *gone_accounts}
-    user_ids = {*own_users, *(u for u, _ in pairs), *(k for e, k in identity_keys if e == "user")}
+    user_ids = {
+        *changes.users,
+        *gone_users,
+        *(u for u, _ in pairs),
+        *(k for e, k in identity_keys if e == "user"),
+    }
     account_ids = {
         *own_accounts,
         *(a for _, a in pairs),
         *(k for e, k in identity_keys if e == "account"),
     }
-    user_ids |= _other_side(engine, own_accounts, read, by_account=True)
-    account_ids |= _other_side(engine, own_users, read, by_account=False)
-
+    shown = changes.shown(member_columns)  # users whose accounts show what changed
     old_parents = {p for p in gone_accounts.values() if p}
     old_parents |= {t.other for t in moved if t.other}
-    for start in (*own_accounts, *old_parents):
-        account_ids.update(_up(hierarchy, start))
     shaken = {*changes.structural, *gone_accounts, *(t.key for t in moved)}
-    if shaken:
-        account_ids.update(_down(hierarchy, shaken))
+    with engine.connect() as conn:
+        user_ids |= _other_side(conn, own_accounts, read, by_account=True)
+        account_ids |= _other_side(conn, shown, read, by_account=False)
+        starts = {*own_accounts, *old_parents}
+        account_ids |= starts | ancestors(conn, starts, read)
+        if shaken:
+            account_ids |= shaken | descendants(conn, shaken, read)
     account_ids.discard("")
     return Closure(KeySet.of(user_ids), KeySet.of(account_ids))
 
 
 def _other_side(
-    engine: Engine, keys: Iterable[str], read: RowsRead | None, *, by_account: bool
+    conn: Connection, keys: Iterable[str], read: RowsRead | None, *, by_account: bool
 ) -> set[str]:
     """The members of accounts ``keys`` (``by_account``), or the accounts of users ``keys``,
     from the memberships table."""
     m = memberships.c
     key_col, other = (m.account_id, m.user_id) if by_account else (m.user_id, m.account_id)
     found: set[str] = set()
-    ordered = sorted(keys)
-    if not ordered:
-        return found
-    with engine.connect() as conn:
-        for start in range(0, len(ordered), _CHUNK):
-            chunk = ordered[start : start + _CHUNK]
-            rows = conn.execute(select(other).where(key_col.in_(chunk))).scalars().all()
-            if read is not None:
-                read.memberships += len(rows)
-            found.update(rows)
+    for chunk in KeySet.of(keys).chunks(_CHUNK):
+        rows = conn.execute(select(other).where(key_col.in_(chunk))).scalars().all()
+        if read is not None:
+            read.memberships += len(rows)
+        found.update(rows)
     return found
 
 
-def _up(hierarchy: Hierarchy, account_id: str) -> list[str]:
-    """The account and its stored parent chain (stopping at a cycle or a missing parent)."""
-    out: list[str] = []
-    seen: set[str] = set()
-    node: str | None = account_id
-    while node is not None and node not in seen:
-        seen.add(node)
-        out.append(node)
-        node = hierarchy.parent(node)
-    return out
+def ancestors(conn: Connection, keys: Iterable[str], read: RowsRead | None = None) -> set[str]:
+    """Every account above ``keys`` by stored parent (a missing parent's id included, the
+    walk stopping there and at a cycle), ``keys`` themselves only when they are above one
+    another. ``read`` counts the ids as account rows read."""
+    a = accounts.c
+    found: set[str] = set()
+    for chunk in KeySet.of(keys).chunks(_CHUNK):
+        seed = select(a.parent_account_id.label("id")).where(
+            a.account_id.in_(chunk), a.parent_account_id.is_not(None)
+        )
+        up = seed.cte("up", recursive=True)
+        up = up.union(
+            select(a.parent_account_id)
+            .join(up, a.account_id == up.c.id)
+            .where(a.parent_account_id.is_not(None))
+        )
+        rows = conn.execute(select(up.c.id)).scalars().all()
+        if read is not None:
+            read.accounts += len(rows)
+        found.update(rows)
+    return found
 
 
-def _down(hierarchy: Hierarchy, roots: set[str]) -> set[str]:
-    """Every account under ``roots`` by stored parent, the roots included."""
-    children: dict[str, list[str]] = {}
-    for aid in hierarchy:
-        parent = hierarchy.parent(aid)
-        if parent is not None:
-            children.setdefault(parent, []).append(aid)
-    out: set[str] = set()
-    stack = list(roots)
-    while stack:
-        node = stack.pop()
-        if node in out:
-            continue
-        out.add(node)
-        stack.extend(children.get(node, ()))
-    return out
+def descendants(
+    conn: Connection, keys: Iterable[str], read: RowsRead | None = None, *, depth: int | None = None
+) -> set[str]:
+    """Every account under ``keys`` by stored parent (``depth`` 1: their children only), ``keys``
+    themselves only when they are under one another. ``read`` counts the ids as account rows
+    read."""
+    a = accounts.c
+    found: set[str] = set()
+    for chunk in KeySet.of(keys).chunks(_CHUNK):
+        if depth == 1:
+            query = select(a.account_id).where(a.parent_account_id.in_(chunk))
+        else:
+            seed = select(a.account_id.label("id")).where(a.parent_account_id.in_(chunk))
+            down = seed.cte("down", recursive=True)
+            down = down.union(select(a.account_id).join(down, a.parent_account_id == down.c.id))
+            query = select(down.c.id)
+        rows = conn.execute(query).scalars().all()
+        if read is not None:
+            read.accounts += len(rows)
+        found.update(rows)
+    return found
 
 
-__all__ = ["Closure", "affected"]
+def read_forest(
+    engine: Engine,
+    accounts_to_resolve: Iterable[str],
+    users_to_resolve: Iterable[str],
+    *,
+    subtrees: bool,
+    read: RowsRead | None = None,
+) -> list[Account]:
+    """The part of the account forest that resolving these accounts and users needs, each
+    account once, in no particular order: what :class:`~syncer.policies.hierarchy.Hierarchy`
+    builds from.
+
+    That is the accounts to resolve and their children (their whole subtrees with
+    ``subtrees``: roll-ups), the accounts the users are members of (a membership shows its
+    account's name and parent), and every ancestor of all of these. The set is closed upwards,
+    so a parent the store does not have is missing here too, and what the hierarchy says of an
+    account to resolve — its ancestors, depth, children, roll-ups, or why it is rejected (a
+    cycle, a missing parent, under one) — is what it says with the whole forest. Accounts read
+    only for what is above them (ancestors, the users' accounts) are not resolved: their own
+    children and roll-ups here may be partial. ``read`` counts the rows read.
+    """
+    a, m = accounts.c, memberships.c
+    wanted = KeySet.of(accounts_to_resolve)
+    found: dict[str, Account] = {}
+    with engine.connect() as conn:
+        below = descendants(conn, wanted, read, depth=None if subtrees else 1)
+        seeds = [
+            select(a.account_id.label("id")).where(a.account_id.in_(chunk))
+            for chunk in KeySet.of({*wanted, *below}).chunks(_CHUNK)
+        ]
+        seeds += [
+            select(m.account_id.label("id")).where(m.user_id.in_(chunk))
+            for chunk in KeySet.of(users_to_resolve).chunks(_CHUNK)
+        ]
+        raw = [type_coerce(c, RawType()).label(c.name) for c in data_columns(accounts)]
+        for seed in seeds:
+            need = seed.cte("need", recursive=True)
+            need = need.union(
+                select(a.parent_account_id)
+                .join(need, a.account_id == need.c.id)
+                .where(a.parent_account_id.is_not(None))
+            )
+            query = select(*raw).join_from(accounts, need, a.account_id == need.c.id)
+            rows = conn.execute(query).all()
+            if read is not None:
+                read.accounts += len(rows)
+            for row in rows:
+                if row[0] not in found:
+                    found[row[0]] = account_from_row(row)
+    return list(found.values())
+
+
+__all__ = ["Closure", "affected", "ancestors", "descendants", "read_forest"]

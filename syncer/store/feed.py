@@ -48,7 +48,7 @@ seen: run every destination with ``--full`` after them.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -67,6 +67,7 @@ from syncer.store.schema import (
     store_tombstones,
     users,
 )
+from syncer.store.triggers import member_feed_installed
 
 MembershipKey = tuple[str, str]
 IdentityKey = tuple[str, str, str]
@@ -77,7 +78,7 @@ IdentityKey = tuple[str, str, str]
 class Tombstone:
     """A row that left the store (or an account's old parent edge): see ``store_tombstones``."""
 
-    entity: str  # user | account | membership | identity | parent | table
+    entity: str  # user | account | membership | identity | parent | table | member | feed
     key: str
     other: str | None
     change_seq: int
@@ -89,7 +90,9 @@ class ChangeSet:
     what they imply is acknowledged), each tuple sorted.
 
     ``structural`` holds the changed accounts whose place in the forest changed (inserted or
-    re-parented). ``full`` (with ``reason``) says the feed cannot tell: read everything.
+    re-parented). ``members_known`` says the ``member`` rows (:meth:`shown`) cover the whole
+    window (see :mod:`syncer.store.triggers`). ``full`` (with ``reason``) says the feed cannot
+    tell: read everything.
     """
 
     since: int
@@ -103,6 +106,22 @@ class ChangeSet:
     full: bool = False
     reason: str = ""
     rows_read: int = field(default=0, compare=False)
+    members_known: bool = False
+
+    def shown(self, columns: Iterable[str]) -> set[str]:
+        """The users whose row changed in a way their accounts show: one of ``columns`` (of
+        :data:`~syncer.store.triggers.MEMBER_COLUMNS`) changed, the user arrived after its
+        memberships or was re-keyed, or it left. When the feed cannot tell (``members_known``
+        false), every user whose row changed or went."""
+        gone = {t.key for t in self.gone("user")}
+        if not self.members_known:
+            return {*self.users, *gone}
+        wanted = set(columns)
+        for t in self.gone("member"):
+            changed = set((t.other or "*").split(","))
+            if "*" in changed or changed & wanted:
+                gone.add(t.key)
+        return gone
 
     def __bool__(self) -> bool:
         """Whether anything changed (or everything must be re-read)."""
@@ -206,7 +225,12 @@ def changes_since(engine: Engine, position: int, *, read: RowsRead | None = None
             window(store_tombstones, [t.id, t.entity, t.entity_key, t.other_key]),
             key=lambda r: (r[-1], r[0]),
         )
+        members_known = member_feed_installed(conn)
     tombstones = tuple(Tombstone(e, k, o, int(seq)) for _, e, k, o, seq in tomb_rows)
+    # The member trigger installed inside the window: the changes before it are not told.
+    members_known = members_known and not any(
+        tb.entity == "feed" and tb.key == "member" for tb in tombstones
+    )
     truncated = sorted({tb.key for tb in tombstones if tb.entity == "table"})
     rows = (
         len(changed_accounts)
@@ -229,6 +253,7 @@ def changes_since(engine: Engine, position: int, *, read: RowsRead | None = None
         full=bool(truncated),
         reason=f"table(s) {', '.join(truncated)} truncated" if truncated else "",
         rows_read=rows,
+        members_known=members_known,
     )
 
 

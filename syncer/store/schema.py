@@ -124,6 +124,9 @@ FEED_TABLES: tuple[Table, ...] = (accounts, users, memberships, identities)
 #   identity     entity_id, "entity:system" (e.g. "user:hubspot")
 #   parent       account_id, its previous parent_account_id (NULL: it was a root): re-parented
 #   table        the table's name: TRUNCATEd (PostgreSQL), every destination needs a full run
+#   member       user_id, the member columns that changed ("email,first_name"; "*": all): not a
+#                deletion, what a user's accounts show of it changed (syncer.store.triggers)
+#   feed         "member": the member trigger was installed here (windows before it cannot tell)
 # ``change_seq`` is the stamp of the deleting write, as on the tables' rows.
 store_tombstones = Table(
     "store_tombstones",

@@ -16,6 +16,15 @@ needs a full run). Why: see :mod:`syncer.store.feed`.
 
 Installing is idempotent (``syncer init`` re-runs it); :func:`install_feed` also creates the
 counter row. Triggers are named ``syncer_feed_*``.
+
+**What a member shows.** An account's record shows of each member their email and names (the
+join of ``memberships`` with ``users``), so a user whose row changed touches their accounts only
+when one of these changed. The ``syncer_feed_users_shown`` trigger writes a ``member`` row to
+the tombstones table for that (the changed columns in ``other_key``, ``*`` when the user was
+re-keyed, or inserted while memberships naming it were already there), taking a number of its
+own like the other tombstones. It came after the feed: installing it into a store writes a
+``feed``/``member`` marker, so a reader whose window starts before the trigger existed knows it
+cannot tell (:func:`member_feed_installed`).
 """
 
 from __future__ import annotations
@@ -80,27 +89,61 @@ _T = store_tombstones.name
 _INSERT_TOMBSTONE = f"INSERT INTO {_T} (entity, entity_key, other_key, change_seq)"
 
 
+#: The users columns an account's record shows of its members (see the module docstring).
+MEMBER_COLUMNS: tuple[str, ...] = ("email", "first_name", "last_name")
+_SHOWN = "syncer_feed_users_shown"
+
+
 def install_feed(conn: Connection) -> None:
     """Create the feed's triggers (and, on SQLite, the counter row) where they are missing."""
+    had_member_feed = member_feed_installed(conn)
     if is_postgres(conn):
         schema = conn.exec_driver_sql("SELECT current_schema()").scalar_one()
         for statement in _postgres_ddl(schema):
             conn.exec_driver_sql(statement)
+        if not had_member_feed:
+            q = _quote(schema)
+            conn.exec_driver_sql(
+                f"INSERT INTO {q}.{_T} (entity, entity_key, other_key, change_seq) "
+                f"VALUES ('feed', 'member', NULL, {q}.syncer_feed_xid())"
+            )
         return
     conn.exec_driver_sql(f"INSERT OR IGNORE INTO {store_feed.name} (id, seq) VALUES (1, 0)")
     for statement in _sqlite_ddl():
         conn.exec_driver_sql(statement)
+    if not had_member_feed:
+        conn.exec_driver_sql(_NEXT)
+        conn.exec_driver_sql(f"{_INSERT_TOMBSTONE} SELECT 'feed', 'member', NULL, {_SEQ}")
+
+
+def member_feed_installed(conn: Connection) -> bool:
+    """Whether the store has the trigger that writes ``member`` rows (a store initialised by
+    an older syncer has not, until ``syncer init`` runs again)."""
+    if is_postgres(conn):
+        query = (
+            "SELECT count(*) FROM pg_trigger t JOIN pg_class c ON t.tgrelid = c.oid "
+            "JOIN pg_namespace n ON c.relnamespace = n.oid WHERE n.nspname = current_schema() "
+            f"AND c.relname = '{users.name}' AND t.tgname = '{_SHOWN}'"
+        )
+    else:
+        query = f"SELECT count(*) FROM sqlite_master WHERE type = 'trigger' AND name = '{_SHOWN}'"
+    return bool(conn.exec_driver_sql(query).scalar())
 
 
 def drop_feed(conn: Connection) -> None:
     """Remove the feed's triggers (tests and benchmarks measure a store without them)."""
     for table in FEED_TABLES:
-        for kind in ("insert", "update", "rekey", "delete", "truncate", "stamp"):
+        for kind in ("insert", "update", "rekey", "delete", "truncate", "stamp", "shown"):
             name = f"syncer_feed_{table.name}_{kind}"
-            if is_postgres(conn):
-                conn.exec_driver_sql(f"DROP TRIGGER IF EXISTS {name} ON {table.name}")
-            else:
-                conn.exec_driver_sql(f"DROP TRIGGER IF EXISTS {name}")
+            for extra in ("", "_insert") if kind == "shown" else ("",):
+                _drop_trigger(conn, f"{name}{extra}", table.name)
+
+
+def _drop_trigger(conn: Connection, name: str, table: str) -> None:
+    if is_postgres(conn):
+        conn.exec_driver_sql(f"DROP TRIGGER IF EXISTS {name} ON {table}")
+    else:
+        conn.exec_driver_sql(f"DROP TRIGGER IF EXISTS {name}")
 
 
 # --- SQLite --------------------------------------------------------------------------------------
@@ -157,7 +200,34 @@ def _sqlite_ddl() -> list[str]:
             f"BEGIN {_NEXT} {_INSERT_TOMBSTONE} "
             f"VALUES ({t.entity}, {t.entity_key}, {t.other_key}, {_SEQ}); END",
         ]
-    return out
+    return out + _sqlite_member_ddl()
+
+
+def _changed_columns(*, postgres: bool) -> str:
+    """SQL: the member columns an UPDATE changed, joined by commas."""
+    if postgres:
+        parts = [
+            f"CASE WHEN OLD.{c} IS DISTINCT FROM NEW.{c} THEN '{c}' END" for c in MEMBER_COLUMNS
+        ]
+        return f"concat_ws(',', {', '.join(parts)})"
+    parts = [f"CASE WHEN OLD.{c} IS NOT NEW.{c} THEN '{c},' ELSE '' END" for c in MEMBER_COLUMNS]
+    return f"rtrim({' || '.join(parts)}, ',')"
+
+
+def _sqlite_member_ddl() -> list[str]:
+    u, m = users.name, memberships.name
+    watched = ", ".join(("user_id", *MEMBER_COLUMNS))
+    changed = " OR ".join(f"OLD.{c} IS NOT NEW.{c}" for c in ("user_id", *MEMBER_COLUMNS))
+    columns = _changed_columns(postgres=False)
+    return [
+        f"CREATE TRIGGER IF NOT EXISTS {_SHOWN} AFTER UPDATE OF {watched} ON {u} "
+        f"WHEN {changed} BEGIN {_NEXT} {_INSERT_TOMBSTONE} SELECT 'member', NEW.user_id, "
+        f"CASE WHEN OLD.user_id IS NOT NEW.user_id THEN '*' ELSE {columns} END, {_SEQ}; END",
+        # A user row arriving after memberships that name it: a new member of their accounts.
+        f"CREATE TRIGGER IF NOT EXISTS {_SHOWN}_insert AFTER INSERT ON {u} "
+        f"WHEN EXISTS (SELECT 1 FROM {m} WHERE user_id = NEW.user_id) "
+        f"BEGIN {_NEXT} {_INSERT_TOMBSTONE} VALUES ('member', NEW.user_id, '*', {_SEQ}); END",
+    ]
 
 
 class PreStamp:
@@ -264,7 +334,27 @@ def _postgres_ddl(schema: str) -> list[str]:
             f"CREATE OR REPLACE TRIGGER syncer_feed_{name}_truncate AFTER TRUNCATE ON {name} "
             f"FOR EACH STATEMENT EXECUTE FUNCTION {q}.syncer_feed_truncated()",
         ]
-    return out
+    return out + _postgres_member_ddl(q, tomb, xid)
+
+
+def _postgres_member_ddl(q: str, tomb: str, xid: str) -> list[str]:
+    u, m = users.name, memberships.name
+    watched = ", ".join(("user_id", *MEMBER_COLUMNS))
+    changed = " OR ".join(f"OLD.{c} IS DISTINCT FROM NEW.{c}" for c in ("user_id", *MEMBER_COLUMNS))
+    return [
+        f"CREATE OR REPLACE FUNCTION {q}.{_SHOWN}() RETURNS trigger LANGUAGE plpgsql AS $$ "
+        "DECLARE cols text; BEGIN "
+        "IF TG_OP = 'INSERT' THEN "
+        f"IF NOT EXISTS (SELECT 1 FROM {q}.{m} WHERE user_id = NEW.user_id) THEN RETURN NULL; "
+        "END IF; cols := '*'; "
+        "ELSIF OLD.user_id IS DISTINCT FROM NEW.user_id THEN cols := '*'; "
+        f"ELSE cols := {_changed_columns(postgres=True)}; END IF; "
+        f"{tomb} VALUES ('member', NEW.user_id, cols, {xid}); RETURN NULL; END $$",
+        f"CREATE OR REPLACE TRIGGER {_SHOWN} AFTER UPDATE OF {watched} ON {u} FOR EACH ROW "
+        f"WHEN ({changed}) EXECUTE FUNCTION {q}.{_SHOWN}()",
+        f"CREATE OR REPLACE TRIGGER {_SHOWN}_insert AFTER INSERT ON {u} FOR EACH ROW "
+        f"EXECUTE FUNCTION {q}.{_SHOWN}()",
+    ]
 
 
 def stamp_existing(conn: Connection) -> None:
