@@ -133,7 +133,7 @@ def read_scope(
     against the store as it is now. ``explain``: a plan that shows given records reads
     everything."""
     digest = config_hash(sync, dest)
-    sync.__dict__.pop("hierarchy", None)  # the forest as it is now, not as an earlier run saw it
+    sync.use_hierarchy(None)  # the forest as it is now, not as an earlier run saw it
     recorded = FeedPositions(sync.state).get(dest.name)
     reason = ""
     if full:
@@ -188,7 +188,7 @@ def _partial_hierarchy(sync: Sync, dest: Destination, scope: ReadScope) -> None:
         forest = read_forest(
             sync.store, keys["accounts"], keys["users"], subtrees=bool(rollups), read=scope.read
         )
-    sync.__dict__["hierarchy"] = Hierarchy.from_accounts(forest, sync.settings.rollups)
+    sync.use_hierarchy(Hierarchy.from_accounts(forest, sync.settings.rollups))
     scope.read.extra["hierarchy"] = scope.read.accounts - before
 
 

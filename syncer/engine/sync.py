@@ -97,6 +97,7 @@ class Sync:
         self.secret_loader = secret_loader
         self.retry = retry or RetryPolicy()
         self.now = now
+        self._hierarchy: Hierarchy | None = None
         self.settings = PolicySettings(
             config.ladder, config.policies.primary, dict(config.policies.rollups)
         )
@@ -124,10 +125,19 @@ class Sync:
             return init_state(self.store)
         return init_state(create_db_engine(url))
 
-    @cached_property
+    @property
     def hierarchy(self) -> Hierarchy:
-        """The account forest with its roll-ups, read once per :class:`Sync`."""
-        return Hierarchy.from_accounts(iter_all_accounts(self.store), self.settings.rollups)
+        """The account forest with its roll-ups: the whole forest, read when first needed, or
+        the part of it a run set (:meth:`use_hierarchy`)."""
+        if self._hierarchy is None:
+            accounts = iter_all_accounts(self.store)
+            self._hierarchy = Hierarchy.from_accounts(accounts, self.settings.rollups)
+        return self._hierarchy
+
+    def use_hierarchy(self, hierarchy: Hierarchy | None) -> None:
+        """Resolve against ``hierarchy`` (an incremental run's part of the forest); None: read
+        the whole forest again when next needed (the store as it is now)."""
+        self._hierarchy = hierarchy
 
     def close(self) -> None:
         """Dispose of the database engines (idempotent)."""
