@@ -60,3 +60,40 @@ def test_explain_finds_a_record_that_did_not_change(memory_config: Path) -> None
     assert shown["mode"] == "full"  # the record to show may be anywhere: everything is read
     samples = [s for o in shown["objects"] for s in o["samples"]]  # type: ignore[attr-defined]
     assert [(s["key"], s["action"]) for s in samples] == [("u03", "unchanged")]
+
+
+def test_a_scope_that_needs_much_of_the_forest_reads_it_whole(
+    memory_config: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Above a share of the store's accounts the whole forest is streamed instead of its part
+    by recursive queries (faster per row): the same plan, and the whole forest counted."""
+    from syncer.engine import incremental
+
+    result = runner.invoke(app, ["run", "-c", str(memory_config), "-d", "crm", "--full"])
+    assert result.exit_code == 0, result.output
+    store = create_engine(f"sqlite:///{memory_config.parent / 'store.db'}")
+    with store.begin() as conn:
+        conn.execute(text("UPDATE users SET email = 'ada@new.example' WHERE user_id = 'u01'"))
+        total = conn.execute(text("SELECT count(*) FROM accounts")).scalar_one()
+    store.dispose()
+    part = _plan_json(memory_config)
+    part_forest = _forest_size(memory_config)
+    monkeypatch.setattr(incremental, "WHOLE_FOREST_MIN", 0)
+    monkeypatch.setattr(incremental, "WHOLE_FOREST_SHARE", 0.0)
+    whole = _plan_json(memory_config)
+    assert part["mode"] == whole["mode"] == "incremental"
+    assert part["totals"] == whole["totals"]
+    assert part["totals"]["update"] >= 1  # type: ignore[index]
+    assert part_forest < total == _forest_size(memory_config)
+
+
+def _forest_size(config: Path) -> int:
+    """How many accounts the hierarchy of an incremental scope of ``crm`` holds now."""
+    from syncer.config import load_config
+    from syncer.engine import Sync
+    from syncer.engine.incremental import read_scope
+
+    with Sync(load_config(config)) as sync:
+        scope = read_scope(sync, sync.destination("crm"))
+        assert scope.mode == "incremental"
+        return len(sync.hierarchy)

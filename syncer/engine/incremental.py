@@ -33,7 +33,7 @@ import logging
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.exc import DBAPIError
 
 from syncer import __version__
@@ -46,6 +46,7 @@ from syncer.state.feed import FeedPositions
 from syncer.store.closure import affected, read_forest
 from syncer.store.feed import changes_since, current_position, prune_tombstones
 from syncer.store.keys import KeySet, RowsRead
+from syncer.store.schema import accounts as account_rows
 from syncer.store.schema import memberships
 
 if TYPE_CHECKING:
@@ -180,8 +181,11 @@ def _partial_hierarchy(sync: Sync, dest: Destination, scope: ReadScope) -> None:
         chosen = scope.keys_for(obj)
         assert isinstance(chosen, KeySet)
         keys[obj.source].update(chosen)
-    before = scope.read.accounts
     scope.resolved = {source: len(found) for source, found in keys.items()}
+    if _whole_forest_is_cheaper(sync, len(keys["accounts"]) + 2 * len(keys["users"])):
+        _count_hierarchy(sync, scope.read)
+        return
+    before = scope.read.accounts
     forest = []
     if keys["users"] or keys["accounts"]:
         rollups = sync.settings.rollups
@@ -190,6 +194,24 @@ def _partial_hierarchy(sync: Sync, dest: Destination, scope: ReadScope) -> None:
         )
     sync.use_hierarchy(Hierarchy.from_accounts(forest, sync.settings.rollups))
     scope.read.extra["hierarchy"] = scope.read.accounts - before
+
+
+#: A part of the forest is read by recursive queries, several times slower per row than the
+#: whole forest streamed in key order (at 1M users: 15k rows in 0.60 s, all 200k in 1.64 s).
+#: When a scope needs more than this share of the store's accounts (and more than
+#: ``WHOLE_FOREST_MIN`` of them: below that either costs little), the whole forest is read.
+WHOLE_FOREST_SHARE = 0.2
+WHOLE_FOREST_MIN = 10_000
+
+
+def _whole_forest_is_cheaper(sync: Sync, needed: int) -> bool:
+    """``needed``: an estimate of the accounts a scope's forest holds (its accounts, and two for
+    each of its users: a user's accounts, ancestors among them, overlap with others')."""
+    if needed <= WHOLE_FOREST_MIN:
+        return False
+    with sync.store.connect() as conn:
+        total = conn.execute(select(func.count()).select_from(account_rows)).scalar_one()
+    return needed > WHOLE_FOREST_SHARE * total
 
 
 def _waiting_links(sync: Sync, dest: Destination, failures: FailureLog, read: RowsRead) -> set[str]:
