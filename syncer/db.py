@@ -48,7 +48,8 @@ def as_utc(value: datetime | str | None) -> datetime | None:
     syncer writes UTC everywhere. SQLite keeps no zone, so its naive values are UTC; readers on
     the hot path select SQLite timestamps as their stored text (``2024-01-31 12:00:00.000000``),
     which is parsed here in one step instead of SQLAlchemy's regex parse plus a second
-    conversion. PostgreSQL returns aware values in the session's zone.
+    conversion. PostgreSQL returns aware values in the session's zone. Anything else (text
+    that is not ISO 8601, a number) raises ``ValueError``.
     """
     if value is None:
         return None
@@ -61,12 +62,16 @@ def as_utc(value: datetime | str | None) -> datetime | None:
         except ValueError:
             parsed = _fromiso(value)  # text with its own offset
             return parsed.astimezone(UTC) if parsed.tzinfo else parsed.replace(tzinfo=UTC)
-    if value.tzinfo is None:
+    try:
+        tz = value.tzinfo
+    except AttributeError:  # a number (or bytes) another job wrote into SQLite: not a timestamp
+        raise ValueError(f"not a timestamp: {value!r}") from None
+    if tz is None:
         # The constructor is a third of the cost of ``value.replace(tzinfo=UTC)`` (whose
         # keyword parsing dominates), and this runs for every timestamp a plan reads.
         v = value
         return datetime(v.year, v.month, v.day, v.hour, v.minute, v.second, v.microsecond, UTC)
-    if value.tzinfo is UTC:
+    if tz is UTC:
         return value
     return value.astimezone(UTC)
 

@@ -4,10 +4,18 @@ outside `syncer load`". A leaf module: the model, the store readers and the poli
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["BadValue", "StoreRejection", "UnreadableAttributes", "not_a_number", "unreadable_below"]
+__all__ = [
+    "BadValue",
+    "StoreRejection",
+    "UnreadableAttributes",
+    "UnreadableTimestamp",
+    "not_a_number",
+    "unreadable_below",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,6 +43,27 @@ class UnreadableAttributes(dict[str, Any]):
             f"{table}.attributes of {key!r} is not a JSON object ({self.error}): "
             f"{_show(self.text)}; "
             'store a JSON object there, e.g. {} or {"plan": "pro"}',
+        )
+
+
+class UnreadableTimestamp(dict[str, Any]):
+    """The attributes (kept whole: the roll-ups still read them) of a record with a stored
+    timestamp that is not one: its own, or one of its memberships' (``column``, e.g.
+    ``memberships.joined_at``, of the row ``where`` names), text another job wrote into SQLite.
+    The resolver rejects that record alone; its ancestors' roll-ups are unaffected."""
+
+    def __init__(self, attributes: Mapping[str, Any], column: str, where: str, value: object):
+        super().__init__(attributes)
+        self.column, self.where, self.value = column, where, value
+
+    def rejection(self, table: str, key: str) -> StoreRejection:
+        """The record's rejection (as :meth:`UnreadableAttributes.rejection`; the row that holds
+        the value, perhaps a membership, was named when it was read)."""
+        return StoreRejection(
+            self.column.rpartition(".")[2],
+            f"{self.column} of {self.where} is {_show(self.value)}, not a timestamp: store an "
+            "ISO 8601 timestamp there (2024-01-31 12:00:00 in UTC, or with its offset, "
+            "2024-01-31T12:00:00+02:00) or NULL",
         )
 
 

@@ -1,5 +1,6 @@
 """Bad values the product's own jobs wrote into the store with plain SQL (so `syncer load` never
-checked them): a stage the ladder does not know, a roll-up attribute that is not a number.
+checked them): a stage the ladder does not know, a roll-up attribute that is not a number,
+attributes that are not a JSON object, a timestamp that is not one.
 
 Like an account the hierarchy rejects (tests/test_store_rejected_accounts.py), the record they
 affect is rejected — not sent, reported with the table, key, column, value and the fix — and
@@ -210,4 +211,67 @@ def test_a_record_set_aside_for_bad_store_data_syncs_once_the_data_is_fixed(
     fixed = _objects(_json(cli, "run", "-c", str(config), "-d", "crm", code=0))
     assert fixed["contacts"]["counts"]["skipped"] == 0
     assert fixed["contacts"]["sent"] == 1  # u04, now that its row is right
+    assert _errors(cli, config) == {}
+
+
+def test_a_timestamp_that_is_not_one_rejects_that_record_not_the_run(
+    cli: Cli, config: Path
+) -> None:
+    """Text (or a number) another job wrote into a timestamp column of SQLite: the user or
+    account it belongs to is rejected — for a membership's, both — and the rest syncs."""
+    c = str(config)
+    _raw(config, "UPDATE users SET created_at = 'yesterday' WHERE user_id = 'u03'")
+    _raw(
+        config,
+        "UPDATE memberships SET joined_at = 'soon' WHERE user_id = 'u04' AND account_id = 'UMBRELLA'",
+    )
+    _raw(config, "UPDATE accounts SET updated_at = 12 WHERE account_id = 'HOOLI'")
+    plan = _objects(_json(cli, "plan", "-c", c, "-d", "crm", code=0))
+    assert plan["contacts"]["counts"]["rejected"] == 2
+    assert plan["companies"]["counts"]["rejected"] == 2
+
+    report = _json(cli, "run", "-c", c, "-d", "crm", code=1)
+    objects = _objects(report)
+    assert report["status"] == "partial"
+    assert (objects["contacts"]["sent"], objects["contacts"]["counts"]["rejected"]) == (12, 2)
+    # UMBRELLA (its member's joined_at) and HOOLI alone: their parents' roll-ups are readable.
+    assert (objects["companies"]["sent"], objects["companies"]["counts"]["rejected"]) == (9, 2)
+    errors = _errors(cli, config)
+    assert set(errors) == {"u03", "u04", "UMBRELLA", "HOOLI"}
+    fields = {k: e["field"] for k, e in errors.items()}
+    assert fields == {
+        "u03": "created_at",
+        "u04": "joined_at",
+        "UMBRELLA": "joined_at",
+        "HOOLI": "updated_at",
+    }
+    # What, where and what to do: the table.column, the key, the value and the fix.
+    assert (
+        "users.created_at of user 'u03' is 'yesterday', not a timestamp"
+        in (errors["u03"]["reason"])
+    )
+    assert "ISO 8601" in errors["u03"]["reason"]
+    for key in ("u04", "UMBRELLA"):
+        assert (
+            "memberships.joined_at of user 'u04', account 'UMBRELLA' is 'soon'"
+            in (errors[key]["reason"])
+        )
+    assert (
+        "accounts.updated_at of account 'HOOLI' is 12, not a timestamp"
+        in (errors["HOOLI"]["reason"])
+    )
+    # explain reads the same rows one record at a time: it shows the rejection, no crash.
+    status, out, err = cli("explain", "user", "u04", "-c", c)
+    assert status == 0, (out, err)
+    assert "memberships.joined_at" in " ".join(out.split())
+
+    _raw(config, "UPDATE users SET created_at = '2024-01-02 03:04:05' WHERE user_id = 'u03'")
+    _raw(
+        config,
+        "UPDATE memberships SET joined_at = '2024-02-01T10:00:00+02:00' "
+        "WHERE user_id = 'u04' AND account_id = 'UMBRELLA'",
+    )
+    _raw(config, "UPDATE accounts SET updated_at = NULL WHERE account_id = 'HOOLI'")
+    fixed = _json(cli, "run", "-c", c, "-d", "crm", code=0)
+    assert fixed["status"] == "succeeded"
     assert _errors(cli, config) == {}

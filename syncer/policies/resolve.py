@@ -45,7 +45,7 @@ from syncer.policies.stage import (
     resolve_account_stage,
     unknown_stage,
 )
-from syncer.rejections import StoreRejection, UnreadableAttributes
+from syncer.rejections import StoreRejection, UnreadableAttributes, UnreadableTimestamp
 
 if TYPE_CHECKING:
     from syncer.policies import PolicySettings
@@ -94,9 +94,10 @@ class Resolver:
         user = item.user
         uid = user.user_id
         now = self.now
-        if type(user.attributes) is UnreadableAttributes:
+        attrs = user.attributes  # the store readers' mark of bad data another job wrote
+        if type(attrs) is UnreadableAttributes or type(attrs) is UnreadableTimestamp:
             self.stats.rejected += 1
-            return self._refused(user, user.attributes.rejection("users", uid)), []
+            return self._refused(user, attrs.rejection("users", uid)), []
         try:
             stage, rule, churned, memberships, _kept, decided, _gone = decide_user(
                 user, item.memberships, marks, self.scale, facts=self._facts, now=now
@@ -189,8 +190,9 @@ class Resolver:
                 member_marks[m.user_id] = m
         scale = self.scale
         why: StoreRejection | None = None  # bad data in the store: the account is refused
-        if type(account.attributes) is UnreadableAttributes:
-            why = account.attributes.rejection("accounts", aid)
+        attrs = account.attributes
+        if type(attrs) is UnreadableAttributes or type(attrs) is UnreadableTimestamp:
+            why = attrs.rejection("accounts", aid)
         else:
             try:
                 decided = resolve_account_stage(account, own, scale, now=self.now)

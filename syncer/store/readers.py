@@ -21,8 +21,6 @@ from sqlalchemy import (
     Select,
     Table,
     and_,
-    exists,
-    func,
     select,
     type_coerce,
 )
@@ -48,6 +46,7 @@ from syncer.model import (
 from syncer.rejections import UnreadableAttributes
 from syncer.store.keys import KeySet, RowsRead
 from syncer.store.schema import accounts, data_columns, identities, memberships, users
+from syncer.store.unreadable import marked, read_each, unreadable_membership, unreadable_record
 
 DEFAULT_CHUNK_SIZE = 2000
 
@@ -140,7 +139,10 @@ def _described(row: StoreRow, table: Table, record: type[_R]) -> _R:
     values = row if fresh else _by_name(row, table)  # type: ignore[arg-type]
     key, a, b, c, stage, attrs, created, updated = values
     attributes = _attributes(attrs, decoded=fresh)
-    return record(key, a, b, c, stage, attributes, as_utc(created), as_utc(updated))
+    try:
+        return record(key, a, b, c, stage, attributes, as_utc(created), as_utc(updated))
+    except ValueError:  # a timestamp another job wrote as text: the record is rejected, not the run
+        return unreadable_record(table.name, record, values, attributes)
 
 
 def membership_from_row(row: StoreRow) -> Membership:
@@ -149,6 +151,12 @@ def membership_from_row(row: StoreRow) -> Membership:
     values = row if isinstance(row, (tuple, Row)) else _by_name(row, memberships)
     uid, aid, role, stage, joined, updated = values[:6]
     return Membership(uid, aid, role, stage, as_utc(joined), as_utc(updated))
+
+
+def _raw(table: Table) -> list[ColumnElement[Any]]:
+    """``table``'s data columns as the driver gives them (no result processor: a timestamp or
+    JSON text another job wrote is read here, and a bad one rejects its record, not the run)."""
+    return [type_coerce(c, RawType()).label(c.name) for c in data_columns(table)]
 
 
 def _k(col: ColumnElement[Any], conn: Connection) -> Any:
@@ -192,7 +200,7 @@ def _pages(
 
 def _user_memberships_query(conn: Connection) -> Select[Any]:
     mu, ma = memberships.c.user_id, memberships.c.account_id
-    return select(*data_columns(memberships)).order_by(_k(mu, conn), _k(ma, conn))
+    return select(*_raw(memberships)).order_by(_k(mu, conn), _k(ma, conn))
 
 
 def _page_members(
@@ -243,19 +251,25 @@ def _users_page(
         while i < n and rows[i][0] < user_id:
             i += 1  # a membership of no user in the page (not with foreign keys on)
         mine: list[Membership] = []
+        bad = None
         while i < n:
             r = rows[i]
             if r[0] != user_id:
                 break
-            mine.append(Membership(user_id, r[1], r[2], r[3], as_utc(r[4]), as_utc(r[5])))
+            try:
+                mine.append(Membership(user_id, r[1], r[2], r[3], as_utc(r[4]), as_utc(r[5])))
+            except ValueError:  # a timestamp another job wrote as text: the user is rejected
+                ms, bad = unreadable_membership(r)
+                mine.append(ms)
             i += 1
-        yield UserWithMemberships(user_from_row(u), tuple(mine))
+        user = user_from_row(u)
+        yield UserWithMemberships(user if bad is None else marked(user, bad), tuple(mine))
 
 
 def _account_members_query(conn: Connection) -> Select[Any]:
     ma, mu = memberships.c.account_id, memberships.c.user_id
     return (
-        select(*data_columns(memberships), users.c.email, users.c.first_name, users.c.last_name)
+        select(*_raw(memberships), users.c.email, users.c.first_name, users.c.last_name)
         .join(users, users.c.user_id == mu)
         .order_by(_k(ma, conn), _k(mu, conn))
     )
@@ -295,14 +309,20 @@ def iter_accounts(
                     while pending is not None and pending[1] < key:
                         pending = next(rows, None)  # no such account row: nothing to attach to
                     members: list[MemberRow] = []
+                    bad = None
                     while pending is not None and pending[1] == key:
                         r = pending
-                        membership = Membership(r[0], key, r[2], r[3], as_utc(r[4]), as_utc(r[5]))
-                        members.append(MemberRow(membership, r[6], r[7], r[8]))
+                        try:
+                            ms = Membership(r[0], key, r[2], r[3], as_utc(r[4]), as_utc(r[5]))
+                        except ValueError:  # a timestamp another job wrote: the account is rejected
+                            ms, bad = unreadable_membership(r)
+                        members.append(MemberRow(ms, r[6], r[7], r[8]))
                         pending = next(rows, None)
                     if read is not None:
                         read.memberships += len(members)
-                    yield AccountWithMembers(account_from_row(a), tuple(members))
+                    account = account_from_row(a)
+                    account = account if bad is None else marked(account, bad)
+                    yield AccountWithMembers(account, tuple(members))
             finally:
                 rows.close()
 
@@ -310,34 +330,35 @@ def iter_accounts(
 def read_user(engine: Engine, user_id: str) -> UserWithMemberships | None:
     """One user with all of its memberships, or ``None`` if the store has no such user."""
     with engine.connect() as conn:
-        row = conn.execute(select(*data_columns(users)).where(users.c.user_id == user_id)).first()
+        row = conn.execute(select(*_raw(users)).where(users.c.user_id == user_id)).first()
         if row is None:
             return None
         rows = conn.execute(
             _user_memberships_query(conn).where(memberships.c.user_id == user_id)
         ).all()
-    return UserWithMemberships(user_from_row(row), tuple(membership_from_row(r) for r in rows))
+    mine, bad = read_each(rows, membership_from_row, lambda ms, _: ms)
+    return UserWithMemberships(marked(user_from_row(row), bad), mine)
 
 
 def read_account(engine: Engine, account_id: str) -> AccountWithMembers | None:
     """One account with all of its members, or ``None`` if the store has no such account."""
     with engine.connect() as conn:
-        query = select(*data_columns(accounts)).where(accounts.c.account_id == account_id)
+        query = select(*_raw(accounts)).where(accounts.c.account_id == account_id)
         row = conn.execute(query).first()
         if row is None:
             return None
         rows = conn.execute(
             _account_members_query(conn).where(memberships.c.account_id == account_id)
         ).all()
-    return AccountWithMembers(account_from_row(row), tuple(_member_row(r) for r in rows))
+    members, bad = read_each(rows, _member_row, lambda ms, r: MemberRow(ms, *tuple(r)[-3:]))
+    return AccountWithMembers(marked(account_from_row(row), bad), members)
 
 
 def iter_all_accounts(engine: Engine) -> Iterator[Account]:
     """Every account without its members, in key order, streamed (the hierarchy policy needs
     the whole forest, but only a few fields of each account)."""
     with engine.connect() as conn:
-        raw = [type_coerce(c, RawType()).label(c.name) for c in data_columns(accounts)]
-        query = select(*raw).order_by(_k(accounts.c.account_id, conn))
+        query = select(*_raw(accounts)).order_by(_k(accounts.c.account_id, conn))
         for row in stream_rows(conn, query, DEFAULT_CHUNK_SIZE):
             yield account_from_row(row)
 
@@ -359,42 +380,3 @@ def iter_identities(engine: Engine, *, system: str | None = None) -> Iterator[Id
         # yield_per streams (a server-side cursor on PostgreSQL) instead of fetching all rows.
         for r in conn.execution_options(yield_per=DEFAULT_CHUNK_SIZE).execute(query):
             yield Identity(r.entity, r.entity_id, r.system, r.external_id)
-
-
-def store_stats(engine: Engine) -> dict[str, int]:
-    """Row counts and a few shape figures of the store, for ``syncer store stats``."""
-    m, a, u = memberships, accounts, users
-    parent = a.alias("parent")
-    has_membership = exists().where(m.c.user_id == u.c.user_id)
-    has_member = exists().where(m.c.account_id == a.c.account_id)
-    parent_known = exists().where(parent.c.account_id == a.c.parent_account_id)
-    counts: dict[str, Any] = {
-        "accounts": select(func.count()).select_from(a),
-        "users": select(func.count()).select_from(u),
-        "memberships": select(func.count()).select_from(m),
-        "identities": select(func.count()).select_from(identities),
-        "accounts_with_parent": select(func.count())
-        .select_from(a)
-        .where(a.c.parent_account_id.is_not(None)),
-        "accounts_with_unknown_parent": select(func.count())
-        .select_from(a)
-        .where(and_(a.c.parent_account_id.is_not(None), ~parent_known)),
-        "accounts_without_members": select(func.count()).select_from(a).where(~has_member),
-        "users_without_membership": select(func.count()).select_from(u).where(~has_membership),
-        "users_without_email": select(func.count()).select_from(u).where(u.c.email.is_(None)),
-        "max_memberships_per_user": select(func.coalesce(func.max(_per("user_id")), 0)),
-        "max_members_per_account": select(func.coalesce(func.max(_per("account_id")), 0)),
-    }
-    with engine.connect() as conn:
-        return {name: int(conn.execute(q).scalar_one()) for name, q in counts.items()}
-
-
-def _per(column: str) -> Any:
-    """The per-``column`` membership counts, as a subquery column to take the max of."""
-    sub = (
-        select(func.count().label("n"))
-        .select_from(memberships)
-        .group_by(memberships.c[column])
-        .subquery()
-    )
-    return sub.c.n
