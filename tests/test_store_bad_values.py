@@ -223,7 +223,8 @@ def test_a_timestamp_that_is_not_one_rejects_that_record_not_the_run(
     _raw(config, "UPDATE users SET created_at = 'yesterday' WHERE user_id = 'u03'")
     _raw(
         config,
-        "UPDATE memberships SET joined_at = 'soon' WHERE user_id = 'u04' AND account_id = 'UMBRELLA'",
+        "UPDATE memberships SET joined_at = 'soon' "
+        "WHERE user_id = 'u04' AND account_id = 'UMBRELLA'",
     )
     _raw(config, "UPDATE accounts SET updated_at = 12 WHERE account_id = 'HOOLI'")
     plan = _objects(_json(cli, "plan", "-c", c, "-d", "crm", code=0))

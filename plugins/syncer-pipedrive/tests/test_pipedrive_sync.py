@@ -144,3 +144,21 @@ def test_a_cleared_user_keeps_name_and_email_but_loses_syncer_fields(
     assert ada["name"] == "Ada Lovelace"
     assert ada["emails"][0]["value"] == "ada@acme.example"
     assert ada["custom_fields"][pipedrive.field_code("persons", "syncer_accounts")] is None
+
+
+def test_a_clear_leaves_the_name_pipedrive_requires_out_of_the_changes(
+    tmp_path: Path, pipedrive: PipedriveEmulator
+) -> None:
+    """Pipedrive requires a name (docs/api-fidelity.md): the plan of a clear keeps it as it was
+    and does not send it, instead of handing the connector a null to drop."""
+    config = load_config(write_config(tmp_path, pipedrive.url, "    removal: clear\n"))
+    with Sync(config, environ={"PD_TOKEN": TOKEN}, retry=RetryPolicy.no_wait()) as sync:
+        sync.run("pipedrive")
+        _remove_user(sync, "u01")
+        dest = sync.destination("pipedrive")
+        [persons] = [o for o in dest.mapping.objects if o.name == "persons"]
+        [change] = [c for c in sync.changes(dest, persons) if c.key == "u01"]
+    assert change.action == "remove"
+    assert "name" not in change.changes
+    assert change.payload["name"] == "Ada Lovelace"
+    assert change.changes["syncer_accounts"] is None  # the syncer fields are cleared

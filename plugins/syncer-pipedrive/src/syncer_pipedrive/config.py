@@ -41,17 +41,21 @@ CAPABILITIES = Capabilities(
 )
 # Custom fields are Text (varchar): 255 characters, and a filter's "contains" matches substrings.
 _VARCHAR = FieldSpec("varchar", max_length=255)
+# Pipedrive's reference marks a person's and an organization's name required (v1; the v2 schema
+# leaves it optional on paper): a `clear` removal keeps it rather than sending a null that the
+# connector would have to drop (docs/api-fidelity.md, Pipedrive: POST persons, organizations).
+_NAME = FieldSpec("name", required=True)
 OBJECTS = {
     "organizations": ObjectSpec(
         "organizations",
         "syncer_account_id",
-        fields={"name": FieldSpec("name")},
+        fields={"name": _NAME},
         default_field=_VARCHAR,
     ),
     "persons": ObjectSpec(
         "persons",
         "syncer_user_id",
-        fields={"name": FieldSpec("name"), "email": FieldSpec("email", FieldType.EMAIL)},
+        fields={"name": _NAME, "email": FieldSpec("email", FieldType.EMAIL)},
         default_field=_VARCHAR,
         after=("organizations",),
     ),
