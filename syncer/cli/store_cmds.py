@@ -29,10 +29,10 @@ from syncer.errors import BadInputError, ConfigError, Problem
 from syncer.state import init_state
 from syncer.store.database import display_url, init_store, open_store
 from syncer.store.loaders import load_paths
+from syncer.store.readers import store_stats
 from syncer.store.removal import DeleteKeys, delete_records, keys_from_file, parse_membership
 from syncer.store.reports import LoadReport
 from syncer.store.rules import LoadRules
-from syncer.store.stats import store_stats
 
 store_app = command_group("store", "Inspect the canonical store.")
 

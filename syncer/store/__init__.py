@@ -24,11 +24,11 @@ from syncer.store.readers import (
     read_account,
     read_all_accounts,
     read_user,
+    store_stats,
 )
 from syncer.store.removal import DeleteKeys, DeleteReport, delete_records
 from syncer.store.reports import FileReport, LoadReport
 from syncer.store.rules import LoadRules
-from syncer.store.stats import store_stats
 
 __all__ = [
     "ChangeSet",

@@ -46,6 +46,7 @@ from syncer.model import (
 from syncer.rejections import UnreadableAttributes
 from syncer.store.keys import KeySet, RowsRead
 from syncer.store.schema import accounts, data_columns, identities, memberships, users
+from syncer.store.stats import store_stats  # noqa: F401  # moved there; still importable here
 from syncer.store.unreadable import marked, read_each, unreadable_membership, unreadable_record
 
 DEFAULT_CHUNK_SIZE = 2000
