@@ -1,22 +1,31 @@
-"""syncer.yaml files for runs against the emulators, shared by the preflight and result-contract
-tests: the examples/ store (plus bulk users), a HubSpot or a Salesforce destination."""
+"""syncer.yaml files for runs against the emulators, shared by the preflight, result-contract,
+incremental and cluster tests: the examples/ store (plus bulk users), a HubSpot or a Salesforce
+destination."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from syncer.store.database import init_store
 from syncer.store.loaders import load_paths
 from syncer.store.schema import users
+
+if TYPE_CHECKING:
+    from syncer.testing.hubspot_emulator import HubSpotEmulator
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def examples_store(tmp_path: Path, *, extra_users: int = 0, load: bool = True) -> str:
     """A SQLite store of examples/ (``load=False``: empty) plus ``extra_users`` users."""
-    url = f"sqlite:///{tmp_path / 'store.db'}"
+    return load_examples(f"sqlite:///{tmp_path / 'store.db'}", extra_users=extra_users, load=load)
+
+
+def load_examples(url: str, *, extra_users: int = 0, load: bool = True) -> str:
+    """The store at ``url`` (SQLite or PostgreSQL) with examples/ loaded (``load=False``:
+    empty) plus ``extra_users`` users; returns ``url``."""
     engine = init_store(url)
     if load:
         load_paths(engine, [ROOT / "examples"])
@@ -45,3 +54,23 @@ def destination_yaml(
         encoding="utf-8",
     )
     return config
+
+
+def hubspot_config(
+    path: Path, store: str, state: str, emulator: HubSpotEmulator, extra: str = ""
+) -> Path:
+    """``path``: one ``hubspot`` destination on the emulator, with its own state database, the
+    shipped mapping and ``removal: clear``; ``extra``: more YAML lines for the destination."""
+    path.write_text(
+        f"store: {json.dumps(store)}\n"
+        f"state: {json.dumps(state)}\n"
+        "destinations:\n"
+        "  hubspot:\n"
+        "    connector: hubspot\n"
+        f"    mapping: {ROOT / 'mappings' / 'hubspot.yaml'}\n"
+        "    removal: clear\n"
+        "    credentials: {access_token: env:HS_TOKEN}\n"
+        f"    settings: {{host: {json.dumps(emulator.url)}, timeout: 5}}\n" + extra,
+        encoding="utf-8",
+    )
+    return path

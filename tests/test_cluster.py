@@ -9,12 +9,12 @@ A ``LocalCluster`` (``local:2``) writes the partitions here; the plans are in
 
 from __future__ import annotations
 
-import json
 from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
 import pytest
+from crm_configs import examples_store, hubspot_config
 from sqlalchemy import delete, select, text, update
 
 from syncer.config import load_config
@@ -28,8 +28,6 @@ from syncer.retry import RetryPolicy
 from syncer.state.feed import FeedPositions
 from syncer.state.lease import current_lease
 from syncer.state.schema import sync_locks, sync_records, sync_runs
-from syncer.store.database import init_store
-from syncer.store.loaders import load_paths
 from syncer.store.schema import memberships, users
 from syncer.testing._http import Request, Response
 from syncer.testing.hubspot_emulator import HubSpotEmulator
@@ -38,24 +36,6 @@ ROOT = Path(__file__).resolve().parents[1]
 TOKEN = "cluster-token"
 ENV = {"HS_TOKEN": TOKEN}
 ONE_AT_A_TIME = "    concurrency: 1\n"
-
-
-def hubspot_config(
-    path: Path, store: str, state: str, emulator: HubSpotEmulator, extra: str = ""
-) -> Path:
-    path.write_text(
-        f"store: {json.dumps(store)}\n"
-        f"state: {json.dumps(state)}\n"
-        "destinations:\n"
-        "  hubspot:\n"
-        "    connector: hubspot\n"
-        f"    mapping: {ROOT / 'mappings' / 'hubspot.yaml'}\n"
-        "    removal: clear\n"
-        "    credentials: {access_token: env:HS_TOKEN}\n"
-        f"    settings: {{host: {json.dumps(emulator.url)}, timeout: 5}}\n" + extra,
-        encoding="utf-8",
-    )
-    return path
 
 
 def held(emulator: HubSpotEmulator) -> dict[str, object]:
@@ -74,22 +54,6 @@ def held(emulator: HubSpotEmulator) -> dict[str, object]:
     return out
 
 
-def examples_store(url: str, extra_users: int = 0) -> str:
-    engine = init_store(url)
-    load_paths(engine, [ROOT / "examples"])
-    if extra_users:
-        with engine.begin() as conn:
-            conn.execute(
-                users.insert(),
-                [
-                    {"user_id": f"x{i:04d}", "email": f"x{i}@example.com", "attributes": {}}
-                    for i in range(extra_users)
-                ],
-            )
-    engine.dispose()
-    return url
-
-
 def _active_links(sync: Sync) -> list[tuple[str, str]]:
     """(user, account) of every active membership: the links HubSpot should hold."""
     m = memberships.c
@@ -100,7 +64,7 @@ def _active_links(sync: Sync) -> list[tuple[str, str]]:
 
 @pytest.mark.slow  # two LocalClusters start: 20-40 s on this shared machine
 def test_a_run_on_local_workers_leaves_hubspot_as_one_process_does(tmp_path: Path) -> None:
-    store_url = examples_store(f"sqlite:///{tmp_path / 'store.db'}")
+    store_url = examples_store(tmp_path)
     store = create_db_engine(store_url)
     with ExitStack() as stack:
         many_hs = stack.enter_context(HubSpotEmulator(access_token=TOKEN, seed=7))
@@ -206,7 +170,7 @@ class _LeaseThief(HubSpotEmulator):
 
 
 def test_a_partition_stops_before_its_next_batch_once_the_lease_is_lost(tmp_path: Path) -> None:
-    store_url = examples_store(f"sqlite:///{tmp_path / 'store.db'}", extra_users=250)
+    store_url = examples_store(tmp_path, extra_users=250)
     state_url = f"sqlite:///{tmp_path / 'state.db'}"
     with _LeaseThief(state_url, access_token=TOKEN, seed=7) as hs:
         # One batch in flight at a time: the one answered when the lease went is the last.
@@ -237,7 +201,7 @@ def test_a_partition_stops_before_its_next_batch_once_the_lease_is_lost(tmp_path
 
 @pytest.mark.slow  # a LocalCluster starts and 850 records go: about 25 s here
 def test_a_run_on_workers_that_lost_its_lease_stops_every_partition(tmp_path: Path) -> None:
-    store_url = examples_store(f"sqlite:///{tmp_path / 'store.db'}", extra_users=600)
+    store_url = examples_store(tmp_path, extra_users=600)
     state_url = f"sqlite:///{tmp_path / 'state.db'}"
     with _LeaseThief(state_url, access_token=TOKEN, seed=7) as hs:
         path = hubspot_config(tmp_path / "syncer.yaml", store_url, state_url, hs, ONE_AT_A_TIME)

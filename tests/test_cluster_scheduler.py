@@ -16,9 +16,10 @@ from contextlib import ExitStack
 from pathlib import Path
 
 import pytest
+from crm_configs import hubspot_config, load_examples
 from distributed import Client
 from sqlalchemy import text
-from test_cluster import ENV, TOKEN, examples_store, held, hubspot_config
+from test_cluster import ENV, TOKEN, held
 
 from syncer.config import load_config
 from syncer.db import create_db_engine
@@ -81,7 +82,7 @@ def scheduler(tmp_path: Path) -> Iterator[str]:
 def test_a_run_through_a_scheduler_and_two_workers_equals_a_run_in_one_process(
     tmp_path: Path, postgres_url: str, scheduler: str
 ) -> None:
-    store_url = examples_store(postgres_url, extra_users=150)
+    store_url = load_examples(postgres_url, extra_users=150)
     with ExitStack() as stack:
         many_hs = stack.enter_context(HubSpotEmulator(access_token=TOKEN, seed=7))
         one_hs = stack.enter_context(HubSpotEmulator(access_token=TOKEN, seed=7))

@@ -227,13 +227,14 @@ def test_retry_condition_only_admits_transient_errors() -> None:
 def test_the_sync_flow_on_a_cluster_runs_each_partition_as_a_dask_task(
     prefect_server: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from test_cluster import TOKEN, examples_store, held, hubspot_config
+    from crm_configs import examples_store, hubspot_config
+    from test_cluster import TOKEN, held
 
     from flows.sync import sync
     from syncer.testing.hubspot_emulator import HubSpotEmulator
 
     monkeypatch.setenv("HS_TOKEN", TOKEN)  # the workers of the flow's LocalCluster inherit it
-    store = examples_store(f"sqlite:///{tmp_path / 'store.db'}")
+    store = examples_store(tmp_path)
     with HubSpotEmulator(access_token=TOKEN, seed=7) as hs:
         config = hubspot_config(tmp_path / "syncer.yaml", store, store, hs)
         state = sync(

@@ -9,11 +9,11 @@ Also on PostgreSQL (the store and the incremental destination's state), when
 
 from __future__ import annotations
 
-import json
 import time
 from contextlib import ExitStack
 from pathlib import Path
 
+from crm_configs import hubspot_config
 from sqlalchemy import text
 from sqlalchemy.engine import Engine
 
@@ -28,22 +28,6 @@ from syncer.testing.hubspot_emulator import HubSpotEmulator
 
 ROOT = Path(__file__).resolve().parents[1]
 TOKEN = "incr-token"
-
-
-def _config(path: Path, store: str, state: str, emulator: HubSpotEmulator) -> Path:
-    path.write_text(
-        f"store: {json.dumps(store)}\n"
-        f"state: {json.dumps(state)}\n"
-        "destinations:\n"
-        "  hubspot:\n"
-        "    connector: hubspot\n"
-        f"    mapping: {ROOT / 'mappings' / 'hubspot.yaml'}\n"
-        "    removal: clear\n"
-        "    credentials: {access_token: env:HS_TOKEN}\n"
-        f"    settings: {{host: {json.dumps(emulator.url)}, timeout: 5}}\n",
-        encoding="utf-8",
-    )
-    return path
 
 
 def _held(emulator: HubSpotEmulator) -> dict[str, object]:
@@ -95,14 +79,14 @@ def test_incremental_runs_leave_hubspot_as_a_full_run_does(tmp_path: Path, store
         retry = RetryPolicy.no_wait(12)
         inc = stack.enter_context(
             Sync(
-                load_config(_config(tmp_path / "inc.yaml", store_url, inc_state, inc_hs)),
+                load_config(hubspot_config(tmp_path / "inc.yaml", store_url, inc_state, inc_hs)),
                 environ=env,
                 retry=retry,
             )
         )
         ref = stack.enter_context(
             Sync(
-                load_config(_config(tmp_path / "ref.yaml", store_url, ref_state, ref_hs)),
+                load_config(hubspot_config(tmp_path / "ref.yaml", store_url, ref_state, ref_hs)),
                 environ=env,
                 retry=retry,
             )
