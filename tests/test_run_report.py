@@ -216,3 +216,16 @@ def test_a_run_takes_its_lease_for_the_ttl_it_is_given(memory_sync: Callable[...
             lasts = (lease.expires_at - lease.acquired_at).total_seconds()
         assert lease.ttl_seconds == 900
         assert 899 <= lasts <= 901
+
+
+def test_the_log_line_of_an_object_says_what_was_planned_and_sent(
+    memory_sync: Callable[..., Sync], caplog: pytest.LogCaptureFixture
+) -> None:
+    with memory_sync() as sync, caplog.at_level("INFO", logger="syncer.engine"):
+        sync.run("crm")
+        caplog.clear()
+        sync.run("crm")  # nothing changed: an incremental run plans no record at all
+    lines = [r.getMessage() for r in caplog.records if ": " in r.getMessage()]
+    companies = next(line for line in lines if line.startswith("crm companies: "))
+    assert companies.startswith("crm companies: no records planned; sent 0, ")
+    assert companies.endswith("0 write requests, 0 retries")

@@ -201,17 +201,20 @@ class RunSession:
         self._done.add(rep.object)
         if self.scope is not None:
             tally(self.report, self.scope)
+        planned = ", ".join(f"{k} {v}" for k, v in rep.counts.as_dict().items() if v)
         log.info(
             "%s %s: %s; sent %d, rejected by syncer %d, refused by the destination %d, "
-            "%d requests, %d retries",
+            "%d write %s, %d %s",
             self.dest.name,
             rep.object,
-            ", ".join(f"{k} {v}" for k, v in rep.counts.as_dict().items() if v),
+            planned or "no records planned",
             rep.sent,
             rep.counts.rejected,
             rep.refused,
             rep.requests,
+            "request" if rep.requests == 1 else "requests",
             rep.retries,
+            "retry" if rep.retries == 1 else "retries",
         )
         self._runs.update_counts(self.run_id, self.report.run_counts())
         return rep
