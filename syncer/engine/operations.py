@@ -12,7 +12,7 @@ what the engine's run does per object, and what the conformance kit and benchmar
 from __future__ import annotations
 
 from collections.abc import Callable, Hashable, Iterable, Sequence
-from typing import Any, Literal, TypeVar, Unpack
+from typing import Any, Literal, Unpack
 
 from syncer.connectors.base import (
     AssociationChange,
@@ -21,7 +21,7 @@ from syncer.connectors.base import (
     WriteRecord,
     WriteResult,
 )
-from syncer.engine.pipeline import Answer, ApplyOptions, ApplyStats, Operation, apply
+from syncer.engine.pipeline import Answer, ApplyOptions, ApplyStats, I, Operation, R, apply
 from syncer.errors import ConfigError
 
 __all__ = [
@@ -33,8 +33,6 @@ __all__ = [
     "record_op",
 ]
 
-I = TypeVar("I")  # noqa: E741
-R = TypeVar("R")
 
 #: The record writes a connector has: upsert batches, archive batches, bulk jobs.
 RecordOp = Literal["write", "archive", "bulk"]

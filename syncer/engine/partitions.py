@@ -28,7 +28,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select
 from sqlalchemy.engine import Engine
@@ -42,7 +42,7 @@ from syncer.state.schema import sync_locks
 
 from .incremental import Keys, KeySet, Mode, ReadScope
 from .object_run import ObjectRun
-from .pipeline import Answer, ApplyStats, Operation
+from .pipeline import Answer, ApplyStats, I, Operation, R
 from .planning import plan_object
 from .reports import LinkStats, ObjectReport
 from .run import LEASE_TTL, RunSession
@@ -58,8 +58,6 @@ __all__ = [
     "plan_partition",
 ]
 
-I = TypeVar("I")  # noqa: E741
-R = TypeVar("R")
 
 #: A hook that says the coordinator stopped the run (another partition failed).
 Stopped = Callable[[], bool]

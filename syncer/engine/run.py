@@ -17,7 +17,7 @@ import logging
 from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
 from functools import partial
-from typing import TYPE_CHECKING, Any, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol
 
 from syncer.connectors.base import AssociationResult, Connector
 from syncer.errors import ConfigError, Problem
@@ -35,7 +35,7 @@ from .associations import LinkPlanner, link_changes
 from .incremental import ReadScope, record_position, tally
 from .object_run import ObjectRun
 from .operations import association_op
-from .pipeline import ApplyStats, Operation, apply
+from .pipeline import ApplyStats, I, Operation, R, apply
 from .reports import LinkStats, ObjectReport, RunReport
 
 if TYPE_CHECKING:
@@ -45,8 +45,6 @@ __all__ = ["LEASE_TTL", "Progress", "RunLease", "RunSession"]
 
 log = logging.getLogger("syncer.engine")
 
-I = TypeVar("I")  # noqa: E741
-R = TypeVar("R")
 
 #: How long a run's lease on its destination lasts without renewal, in seconds. A heartbeat thread
 #: renews it several times within that for as long as the run's process lives (through any pause
