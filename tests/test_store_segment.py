@@ -114,6 +114,45 @@ def test_group_maps_standard_traits_to_account_columns(store: Engine, tmp_path: 
     assert found.members == ()  # no userId: nobody tied to it
 
 
+def test_column_traits_are_taken_in_either_spelling(store: Engine, tmp_path: Path) -> None:
+    # The spellings the tests above do not send: snake_case ones, and camelCase leadStage.
+    path = _events(
+        tmp_path,
+        {
+            "type": "identify",
+            "userId": "u2",
+            "traits": {
+                "first_name": "Grace",
+                "last_name": "Hopper",
+                "created_at": "2022-01-02",
+                "leadStage": "MAL",
+            },
+        },
+        {
+            "type": "group",
+            "groupId": "NAVY",
+            "userId": "u2",
+            "traits": {
+                "domain": "navy.example",
+                "parent_account_id": "DOD",
+                "created_at": "2020-06-01",
+            },
+        },
+    )
+    load_paths(store, [path])
+    user = read_user(store, "u2")
+    account = read_account(store, "NAVY")
+    assert user is not None
+    assert account is not None
+    u, a = user.user, account.account
+    assert (u.first_name, u.last_name, u.lead_stage) == ("Grace", "Hopper", "MAL")
+    assert u.created_at == datetime(2022, 1, 2, tzinfo=UTC)
+    assert (a.domain, a.parent_account_id) == ("navy.example", "DOD")
+    assert a.created_at == datetime(2020, 6, 1, tzinfo=UTC)
+    assert dict(u.attributes) == {}
+    assert dict(a.attributes) == {}
+
+
 def test_group_id_and_traits_account_id_tie_a_user_to_an_account(
     store: Engine, tmp_path: Path
 ) -> None:

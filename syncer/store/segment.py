@@ -48,29 +48,25 @@ from syncer.store.values import (
 
 IGNORED_TYPES = frozenset({"track", "page", "screen", "alias"})
 
-USER_TRAITS = {
-    "email": "email",
-    "firstName": "first_name",
-    "first_name": "first_name",
-    "lastName": "last_name",
-    "last_name": "last_name",
-    "createdAt": "created_at",
-    "created_at": "created_at",
-    "lead_stage": "lead_stage",
-    "leadStage": "lead_stage",
-}
-ACCOUNT_TRAITS = {
-    "name": "name",
-    "domain": "domain",
-    "createdAt": "created_at",
-    "created_at": "created_at",
-    "parent_account_id": "parent_account_id",
-    "parentAccountId": "parent_account_id",
-    "stage": "stage",
-}
+
+def _spellings(column: str) -> tuple[str, ...]:
+    """A column's trait names: its own (snake_case) and, where it differs, its camelCase one,
+    since Segment libraries send either (``first_name``, ``firstName``)."""
+    head, *rest = column.split("_")
+    camel = head + "".join(part.capitalize() for part in rest)
+    return (column,) if camel == column else (column, camel)
+
+
+def _traits(*columns: str) -> dict[str, str]:
+    """Trait name -> column, for each of ``columns`` under each of its spellings."""
+    return {name: column for column in columns for name in _spellings(column)}
+
+
+USER_TRAITS = _traits("email", "first_name", "last_name", "created_at", "lead_stage")
+ACCOUNT_TRAITS = _traits("name", "domain", "created_at", "parent_account_id", "stage")
 GROUP_MEMBER_TRAITS = {"member_role": "role", "member_stage": "stage"}
 IDENTIFY_MEMBER_TRAITS = {"role": "role", "stage": "stage"}
-ACCOUNT_ID_TRAITS = ("account_id", "accountId")
+ACCOUNT_ID_TRAITS = _spellings("account_id")
 
 
 class _Event:
