@@ -29,6 +29,8 @@ KEY = String(255)
 # serves ``ORDER BY key COLLATE "C"`` (syncer.db.key_order) and keyset pages are index range
 # scans. SQLite's default BINARY collation already is code-point order.
 ORDERED_KEY = String(255).with_variant(String(255, collation="C"), "postgresql")
+#: A destination's name, as every table that records something per destination keys it.
+DESTINATION = String(128)
 
 
 def _per_record(name: str, key: String, *columns: Column[Any]) -> Table:
@@ -36,7 +38,7 @@ def _per_record(name: str, key: String, *columns: Column[Any]) -> Table:
     return Table(
         name,
         metadata,
-        Column("destination", String(128), primary_key=True),
+        Column("destination", DESTINATION, primary_key=True),
         Column("object", String(128), primary_key=True),
         Column("key", key, primary_key=True),
         *columns,
@@ -63,7 +65,7 @@ sync_runs = Table(
     "sync_runs",
     metadata,
     Column("run_id", String(64), primary_key=True),
-    Column("destination", String(128), nullable=False, index=True),
+    Column("destination", DESTINATION, nullable=False, index=True),
     Column("status", String(32), nullable=False),  # running | succeeded | failed | partial
     Column("dry_run", Boolean, nullable=False, default=False),
     _when("started_at", nullable=False),
@@ -104,7 +106,7 @@ policy_marks = Table(
 sync_associations = Table(
     "sync_associations",
     metadata,
-    Column("destination", String(128), primary_key=True),
+    Column("destination", DESTINATION, primary_key=True),
     Column("from_object", String(64), primary_key=True),
     Column("from_key", KEY, primary_key=True),
     Column("to_object", String(64), primary_key=True),
@@ -121,7 +123,7 @@ sync_associations = Table(
 sync_locks = Table(
     "sync_locks",
     metadata,
-    Column("destination", String(128), primary_key=True),
+    Column("destination", DESTINATION, primary_key=True),
     Column("holder", String(64), nullable=False),
     _when("acquired_at", nullable=False),
     _when("expires_at", nullable=False),
@@ -135,7 +137,7 @@ sync_locks = Table(
 sync_feed_positions = Table(
     "sync_feed_positions",
     metadata,
-    Column("destination", String(128), primary_key=True),
+    Column("destination", DESTINATION, primary_key=True),
     Column("position", BigInteger, nullable=False),
     Column("config_hash", String(64), nullable=False),
     Column("run_id", String(64)),
