@@ -26,7 +26,7 @@ from __future__ import annotations
 import dataclasses
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -146,6 +146,7 @@ def apply_partition(
     return PartitionResult(rep, links, marks)
 
 
+@dataclass(eq=False, slots=True)
 class PartitionLease:
     """The coordinator's lease on the destination, as a partition sees it: checked (it must be
     held by this run and not expired, on the database's clock), never renewed nor released
@@ -155,20 +156,12 @@ class PartitionLease:
     heartbeat_running = True  # the coordinator's heartbeat keeps the lease alive
     _EVERY = 1.0  # seconds between checks at the pipeline's own checkpoints
 
-    def __init__(
-        self,
-        engine: Engine,
-        destination: str,
-        holder: str,
-        ttl_seconds: float,
-        stopped: Stopped | None = None,
-    ) -> None:
-        self.engine = engine
-        self.destination = destination
-        self.holder = holder
-        self.ttl_seconds = ttl_seconds
-        self.stopped = stopped
-        self._checked = float("-inf")
+    engine: Engine
+    destination: str
+    holder: str
+    ttl_seconds: float
+    stopped: Stopped | None = None
+    _checked: float = field(default=float("-inf"), init=False, repr=False)  # time.monotonic()
 
     def check(self) -> None:
         """Raise :class:`LeaseLostError` unless this run holds the lease now; a
