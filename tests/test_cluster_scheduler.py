@@ -7,8 +7,6 @@ Slow: the scheduler and two worker processes start (each imports Dask and syncer
 
 from __future__ import annotations
 
-import signal
-import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -18,6 +16,7 @@ from pathlib import Path
 import pytest
 from crm_configs import hubspot_config, load_examples
 from distributed import Client
+from processes import free_port, stop_processes
 from sqlalchemy import text
 from test_cluster import ENV, TOKEN, held
 
@@ -30,18 +29,11 @@ from syncer.testing.hubspot_emulator import HubSpotEmulator
 pytestmark = [pytest.mark.slow, pytest.mark.postgres]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
 @pytest.fixture
 def scheduler(tmp_path: Path) -> Iterator[str]:
     """A ``dask scheduler`` on a free loopback port and two ``dask worker --nworkers 1
     --nthreads 1`` processes; all stopped and waited for afterwards."""
-    port = _free_port()
+    port = free_port()
     address = f"tcp://127.0.0.1:{port}"
     dask = [sys.executable, "-m", "dask"]
     quiet = ["--dashboard-address", "127.0.0.1:0"]  # not 8787: another run may hold it
@@ -67,15 +59,7 @@ def scheduler(tmp_path: Path) -> Iterator[str]:
             client.wait_for_workers(2, timeout=120)
         yield address
     finally:
-        for process in reversed(processes):  # workers first, then the scheduler
-            if process.poll() is None:
-                process.send_signal(signal.SIGTERM)
-        for process in processes:
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+        stop_processes(processes[::-1], timeout=30)  # workers first, then the scheduler
         log.close()
 
 
