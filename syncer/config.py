@@ -93,7 +93,7 @@ class StagesConfig(_Strict):
     names: tuple[str, ...] = DEFAULT_STAGES
     churned: str = DEFAULT_CHURNED
     #: Other spellings of stage names. Unset: the default aliases that point at a stage of this
-    #: ladder and spell none of its names (a custom ladder inherits no ``mal: MAL`` sans MAL).
+    #: ladder and spell none of its names (a custom ladder inherits no ``customer: CUS`` sans CUS).
     aliases: dict[str, str] | None = None
 
     @model_validator(mode="after")

@@ -35,13 +35,9 @@ DEFAULT_CHURNED = "churned"
 DEFAULT_ALIASES: Mapping[str, str] = {
     "lead": "visitor",
     "marketing_active_lead": "MAL",
-    "mal": "MAL",
     "marketing_qualified_lead": "MQL",
-    "mql": "MQL",
     "customer": "CUS",
-    "cus": "CUS",
     "professional": "PRO",
-    "pro": "PRO",
     "churn": "churned",
     "cancelled": "churned",
     "canceled": "churned",
