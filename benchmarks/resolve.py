@@ -51,6 +51,7 @@ def measure(url: str) -> dict[str, float]:
     from syncer.policies.resolve import Resolver
     from syncer.state import init_state
     from syncer.state.marks import MarkStore
+    from syncer.store.keys import RowsRead
     from syncer.store.readers import iter_all_accounts, iter_users
 
     calibration = calibrate()
@@ -59,14 +60,15 @@ def measure(url: str) -> dict[str, float]:
     started = time.perf_counter()
     hierarchy = Hierarchy.from_accounts(iter_all_accounts(store))
     resolver = Resolver(PolicySettings(), hierarchy)
-    users = 0
-    for _view, _changed in resolver.resolve_users(iter_users(store), MarkStore(state).iter_marks()):
+    users, read = 0, RowsRead()
+    stream = iter_users(store, read=read)
+    for _view, _changed in resolver.resolve_users(stream, MarkStore(state).iter_marks()):
         users += 1
     elapsed = time.perf_counter() - started
     return {
         "seconds": elapsed,
         "users": users,
-        "memberships": resolver.stats.memberships,
+        "memberships": read.memberships,
         "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "calibration_ms": calibration,
     }

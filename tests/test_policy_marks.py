@@ -13,6 +13,7 @@ from syncer.model import (
     DEFAULT_LADDER,
     MEMBERSHIP_MARK,
     Account,
+    AccountWithMembers,
     Mark,
     Membership,
     User,
@@ -101,6 +102,24 @@ def test_an_account_stage_mark_persists_across_runs(marks: MarkStore) -> None:
         "churned",
         "MAL",
     ]
+
+
+def test_the_streaming_resolver_churns_the_live_mark_of_an_account_gone_from_the_store() -> None:
+    resolver = Resolver(PolicySettings(), Hierarchy.from_accounts([Account("A")]), now=NOW)
+    old = datetime(2024, 1, 1, tzinfo=UTC)
+    marks = [
+        Mark(ACCOUNT_MARK, "", "A", "CUS", False, old),
+        Mark(ACCOUNT_MARK, "", "B", "CUS", False, old),  # B left the store: churned now
+        Mark(MEMBERSHIP_MARK, "u1", "B", "CUS", False, old),  # the users' resolution's business
+        Mark(ACCOUNT_MARK, "", "C", None, True, old),  # C left churned: nothing to do
+    ]
+    accounts = [AccountWithMembers(Account("A", stage="CUS"), ())]
+    vanished: list[Mark] = []
+    out = resolver.resolve_accounts(accounts, marks, on_vanished=vanished.extend)
+    assert [resolved.key for resolved, _ in out] == ["A"]
+    assert vanished == [Mark(ACCOUNT_MARK, "", "B", None, True, NOW)]
+    # Without a sink the gone accounts' marks are passed over.
+    assert [r.key for r, _ in resolver.resolve_accounts(accounts, marks)] == ["A"]
 
 
 def test_the_streaming_resolver_churns_the_marks_of_a_user_gone_from_the_store(

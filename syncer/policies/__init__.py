@@ -19,7 +19,7 @@ from syncer.model import DEFAULT_LADDER, StageLadder
 from syncer.policies.hierarchy import AGGREGATES, Hierarchy
 from syncer.policies.highwater import AccountStage, resolve_account_stage
 from syncer.policies.primary import PRIMARY_POLICIES, STICKY, choose_primary
-from syncer.policies.resolve import Resolver, ResolveStats
+from syncer.policies.resolve import Resolver
 from syncer.policies.scale import StageScale
 from syncer.policies.stage import UserStage, resolve_user_stage
 
@@ -29,7 +29,6 @@ __all__ = [
     "AccountStage",
     "Hierarchy",
     "PolicySettings",
-    "ResolveStats",
     "Resolver",
     "StageScale",
     "UserStage",

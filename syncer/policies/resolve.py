@@ -7,7 +7,7 @@ Marks whose user (account) is no longer in the store are *passed over*: no resol
 for them. Their memberships have left the store, which counts as churn, so the resolver turns their
 live marks into tombstones (and retires a primary mark) and hands those to ``on_vanished`` if the
 caller gave one — a user deleted and re-created later then starts afresh, as the rule requires.
-Without ``on_vanished`` they are left as they are (and counted in :attr:`Resolver.stats`).
+Without ``on_vanished`` they are left as they are.
 
 Only marks that changed are yielded: saving them is the caller's job, after the run's writes.
 """
@@ -15,7 +15,6 @@ Only marks that changed are yielded: saving them is the caller's job, after the 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from operator import attrgetter
 from typing import TYPE_CHECKING, TypeVar
@@ -54,20 +53,6 @@ T = TypeVar("T")
 VanishedSink = Callable[[list[Mark]], None]
 
 
-@dataclass(slots=True)
-class ResolveStats:
-    """Counters of one resolver, for run reports and benchmarks."""
-
-    users: int = 0
-    memberships: int = 0
-    accounts: int = 0
-    members: int = 0
-    marks_changed: int = 0
-    rejected: int = 0  # users and accounts refused for a stage the ladder does not know
-    vanished_users: int = 0
-    vanished_accounts: int = 0
-
-
 class Resolver:
     """Applies the stage, primary-account and hierarchy policies of one :class:`PolicySettings`.
 
@@ -81,7 +66,6 @@ class Resolver:
         self.hierarchy = hierarchy
         self.scale = StageScale(settings.ladder)
         self.now = now or datetime.now(UTC)
-        self.stats = ResolveStats()
         self._facts = hierarchy.facts()
 
     # --- users --------------------------------------------------------------------------------
@@ -96,7 +80,6 @@ class Resolver:
         now = self.now
         attrs = user.attributes  # the store readers' mark of bad data another job wrote
         if type(attrs) is UnreadableAttributes or type(attrs) is UnreadableTimestamp:
-            self.stats.rejected += 1
             return self._refused(user, attrs.rejection("users", uid)), []
         try:
             stage, rule, churned, memberships, _kept, decided, _gone = decide_user(
@@ -107,7 +90,6 @@ class Resolver:
                 raise
             # A stage the ladder does not know in the user's rows: the user is refused (marks
             # untouched, nothing sent); the rest of the run goes on.
-            self.stats.rejected += 1
             return self._refused(user, _rejection(exc)), []
         live_primaries = (
             sorted(m.account_id for m in marks if m.subject == PRIMARY_MARK and not m.churned)
@@ -126,10 +108,6 @@ class Resolver:
             memberships = _with_primary(memberships, primary)
             if primary not in live_primaries:
                 changed.append(Mark(PRIMARY_MARK, uid, primary, None, False, now))
-        stats = self.stats
-        stats.users += 1
-        stats.memberships += len(item.memberships)
-        stats.marks_changed += len(changed)
         return ResolvedUser(user, memberships, stage, primary, churned, rule, why), changed
 
     def resolve_users(
@@ -148,20 +126,15 @@ class Resolver:
         for item, mine, orphans in _merge(users, _user_key, marks, _mark_user):
             if orphans and on_vanished is not None:
                 self._vanish_users(orphans, on_vanished)
-            elif orphans:
-                self.stats.vanished_users += len({m.user_id for m in orphans})
             if item is not None:
                 yield self.resolve_user(item, mine)
 
     def _vanish_users(self, orphans: list[Mark], sink: VanishedSink) -> None:
-        users = {m.user_id for m in orphans}
-        self.stats.vanished_users += len(users)
         out: list[Mark] = []
         for m in orphans:
             if m.subject in (MEMBERSHIP_MARK, LEAD_MARK, PRIMARY_MARK) and not m.churned:
                 out.append(Mark(m.subject, m.user_id, m.account_id, None, True, self.now))
         if out:
-            self.stats.marks_changed += len(out)
             sink(out)
 
     def _refused(self, user: User, why: StoreRejection) -> ResolvedUser:
@@ -200,15 +173,10 @@ class Resolver:
             except UnknownStageError as exc:
                 why = _rejection(exc)
         if why is not None:
-            self.stats.rejected += 1
             rule = f"rejected: {why.reason}"
             return ResolvedAccount(account, (), scale.lowest, {}, (), (), rule, why), []
         tree = self.hierarchy
-        stats = self.stats
-        stats.accounts += 1
-        stats.members += len(item.members)
         changed = [decided.mark] if decided.changed else []
-        stats.marks_changed += len(changed)
         return (
             ResolvedAccount(
                 account,
@@ -271,16 +239,13 @@ class Resolver:
         by ``(account_id, user_id)`` (:meth:`syncer.state.marks.MarkStore.iter_account_marks`).
         """
         for item, mine, orphans in _merge(accounts, _account_key, marks, _mark_account):
-            gone = [m for m in orphans if m.subject == ACCOUNT_MARK]
-            if gone:
-                self.stats.vanished_accounts += len(gone)
+            if orphans and on_vanished is not None:
                 dead = [
                     Mark(ACCOUNT_MARK, "", m.account_id, None, True, self.now)
-                    for m in gone
-                    if not m.churned
+                    for m in orphans
+                    if m.subject == ACCOUNT_MARK and not m.churned
                 ]
-                if dead and on_vanished is not None:
-                    self.stats.marks_changed += len(dead)
+                if dead:
                     on_vanished(dead)
             if item is not None:
                 yield self.resolve_account(item, mine)
