@@ -32,7 +32,6 @@ from __future__ import annotations
 import zlib
 from dataclasses import dataclass
 
-from sqlalchemy import Table
 from sqlalchemy.engine import Connection
 
 from syncer.db import is_postgres
@@ -40,6 +39,7 @@ from syncer.store.schema import (
     FEED_COLUMNS,
     FEED_TABLES,
     accounts,
+    data_columns,
     identities,
     memberships,
     store_commits,
@@ -152,10 +152,6 @@ _NEXT = f"UPDATE {store_feed.name} SET seq = seq + 1 WHERE id = 1;"
 _SEQ = f"(SELECT seq FROM {store_feed.name} WHERE id = 1)"
 
 
-def _data_column_names(table: Table) -> str:
-    return ", ".join(c.name for c in table.c if c.name not in FEED_COLUMNS)
-
-
 def _sqlite_ddl() -> list[str]:
     out: list[str] = []
     # A row a loader stamped itself (PreStamp: the counter's next value, taken under the write
@@ -185,7 +181,7 @@ def _sqlite_ddl() -> list[str]:
         # The row is found by rowid (every store table has one): the cheapest lookup there is.
         # UPDATE OF the data columns only, so the trigger's own stamping never re-fires it.
         # Tombstones take a number of their own, whatever order the update triggers run in.
-        columns = _data_column_names(table)
+        columns = ", ".join(c.name for c in data_columns(table))
         out += [
             f"CREATE TRIGGER IF NOT EXISTS syncer_feed_{name}_insert AFTER INSERT ON {name} "
             f"WHEN {fresh} "
