@@ -11,9 +11,9 @@ order is code-point order (Python's ``sorted()``) on every database.
 
 from __future__ import annotations
 
-import json
-from collections.abc import Iterator, Mapping
-from typing import Any, TypeVar
+from collections.abc import Iterator
+from itertools import chain
+from typing import Any
 
 from sqlalchemy import (
     ColumnElement,
@@ -30,8 +30,8 @@ from syncer.db import (
     ALL_KEYS,
     KeyRange,
     RawType,
-    as_utc,
     key_order,
+    stream_pages,
     stream_rows,
 )
 from syncer.model import (
@@ -39,15 +39,39 @@ from syncer.model import (
     AccountWithMembers,
     Identity,
     MemberRow,
-    Membership,
-    User,
     UserWithMemberships,
 )
-from syncer.rejections import UnreadableAttributes
 from syncer.store.keys import KeySet, RowsRead
+from syncer.store.rows import (  # the row builders moved there; still importable from here
+    StoreRow,
+    account_from_row,
+    accounts_page,
+    json_value,
+    membership_from_row,
+    user_from_row,
+    users_page,
+)
 from syncer.store.schema import accounts, data_columns, identities, memberships, users
-from syncer.store.stats import store_stats  # noqa: F401  # moved there; still importable here
-from syncer.store.unreadable import marked, read_each, unreadable_membership, unreadable_record
+from syncer.store.stats import store_stats  # moved there; still importable here
+from syncer.store.unreadable import marked, read_each
+
+__all__ = [
+    "DEFAULT_CHUNK_SIZE",
+    "Keys",
+    "StoreRow",
+    "account_from_row",
+    "iter_accounts",
+    "iter_all_accounts",
+    "iter_identities",
+    "iter_users",
+    "json_value",
+    "membership_from_row",
+    "read_account",
+    "read_all_accounts",
+    "read_user",
+    "store_stats",
+    "user_from_row",
+]
 
 DEFAULT_CHUNK_SIZE = 2000
 
@@ -68,90 +92,6 @@ def _tuples(result: CursorResult[Any]) -> list[tuple[Any, ...]]:
         return list(result.cursor.fetchall())
     finally:
         result.close()
-
-
-def _attributes(value: Any, *, decoded: bool = False) -> dict[str, Any]:
-    """Attributes from a stored mapping or JSON text (SQLite); else UnreadableAttributes."""
-    if type(value) is dict and decoded:  # fresh from the driver, no one else holds it: no copy
-        return value
-    if isinstance(value, str):
-        try:
-            value = json_value(value)
-        except ValueError as exc:  # text another job wrote: the record is rejected, not the run
-            value = UnreadableAttributes(value, f"invalid JSON: {exc}")
-        if isinstance(value, dict):  # UnreadableAttributes too (a dict)
-            return value
-    if isinstance(value, Mapping):
-        return dict(value)
-    return UnreadableAttributes(json.dumps(value), "not an object") if value is not None else {}
-
-
-# The decoder's C scanner (typeshed does not declare the attribute).
-_scan_json = json.JSONDecoder().scan_once  # type: ignore[attr-defined]
-
-
-def json_value(text: str) -> Any:
-    """The value of a JSON text, as ``json.loads`` gives it.
-
-    Stored JSON is syncer's own compact output, read once per user and account of every plan:
-    the C scanner alone is 3-4x cheaper than ``json.loads`` (whose Python wrapper and
-    whitespace regexes dominate a short text). Anything it does not take whole (whitespace
-    around the value, an error) goes through ``json.loads``, which raises as usual.
-    """
-    try:
-        value, end = _scan_json(text, 0)
-    except StopIteration:
-        return json.loads(text)
-    return value if end == len(text) else json.loads(text)
-
-
-StoreRow = Row[Any] | tuple[Any, ...] | Mapping[str, Any]
-"""A store row: a SQLAlchemy Row or a driver tuple (positional, in table column order), or a
-mapping by column name."""
-
-
-def _by_name(row: Mapping[str, Any], table: Table) -> tuple[Any, ...]:
-    """A mapping's values in ``table``'s column order, as the driver would give them."""
-    return tuple(row[column.name] for column in data_columns(table))
-
-
-def account_from_row(row: StoreRow) -> Account:
-    """An :class:`Account` from a row of the ``accounts`` table."""
-    return _described(row, accounts, Account)
-
-
-def user_from_row(row: StoreRow) -> User:
-    """A :class:`User` from a row of the ``users`` table."""
-    return _described(row, users, User)
-
-
-_R = TypeVar("_R", Account, User)
-
-
-def _described(row: StoreRow, table: Table, record: type[_R]) -> _R:
-    """An account or a user: both tables, and both records, are the key, three texts, the
-    stage, attributes and two timestamps, in this order.
-
-    A Row or a driver tuple is unpacked as it is (its JSON was decoded just now and nobody else
-    holds it); a mapping is put in column order first, and its attributes copied. This runs
-    once per user and account of every plan: positional, no lookups by name.
-    """
-    fresh = isinstance(row, (tuple, Row))
-    values = row if fresh else _by_name(row, table)  # type: ignore[arg-type]
-    key, a, b, c, stage, attrs, created, updated = values
-    attributes = _attributes(attrs, decoded=fresh)
-    try:
-        return record(key, a, b, c, stage, attributes, as_utc(created), as_utc(updated))
-    except ValueError:  # a timestamp another job wrote as text: the record is rejected, not the run
-        return unreadable_record(table.name, record, values, attributes)
-
-
-def membership_from_row(row: StoreRow) -> Membership:
-    """A :class:`Membership` from a row whose first columns are the ``memberships`` columns in
-    table order (``select(memberships, ...)``)."""
-    values = row if isinstance(row, (tuple, Row)) else _by_name(row, memberships)
-    uid, aid, role, stage, joined, updated = values[:6]
-    return Membership(uid, aid, role, stage, as_utc(joined), as_utc(updated))
 
 
 def _raw(table: Table) -> list[ColumnElement[Any]]:
@@ -234,37 +174,7 @@ def iter_users(
             if read is not None:
                 read.users += len(page)
                 read.memberships += len(rows)
-            yield from _users_page(page, rows)
-
-
-def _users_page(
-    page: list[tuple[Any, ...]], rows: list[tuple[Any, ...]]
-) -> Iterator[UserWithMemberships]:
-    """One page of users with their membership rows, both in ``user_id`` order, merged.
-
-    Runs once per user and membership of every plan: the memberships are built inline, and
-    records are yielded one at a time (a page built into a list first costs more in garbage
-    collection).
-    """
-    i, n = 0, len(rows)
-    for u in page:
-        user_id = u[0]
-        while i < n and rows[i][0] < user_id:
-            i += 1  # a membership of no user in the page (not with foreign keys on)
-        mine: list[Membership] = []
-        bad = None
-        while i < n:
-            r = rows[i]
-            if r[0] != user_id:
-                break
-            try:
-                mine.append(Membership(user_id, r[1], r[2], r[3], as_utc(r[4]), as_utc(r[5])))
-            except ValueError:  # a timestamp another job wrote as text: the user is rejected
-                ms, bad = unreadable_membership(r)
-                mine.append(ms)
-            i += 1
-        user = user_from_row(u)
-        yield UserWithMemberships(user if bad is None else marked(user, bad), tuple(mine))
+            yield from users_page(page, rows)
 
 
 def _account_members_query(conn: Connection) -> Select[Any]:
@@ -298,34 +208,15 @@ def iter_accounts(
             # Members stream in (account_id, user_id) order and are merged with the page: a
             # page of accounts can hold most of the store's memberships (a few huge accounts),
             # so memory holds one account's members, never a page's.
-            # Driver tuples, not Rows (stream_rows): a member row costs a third as much, and
+            # Driver tuples, not Rows (stream_pages): a member row costs a third as much, and
             # every plan reads each membership once per account it belongs to.
-            rows = stream_rows(
+            pages = stream_pages(
                 conn, member_query.where(_page_members(conn, ma, page, keys)), chunk_size
             )
             try:  # closed even when the consumer stops early (a server-side cursor on PG)
-                pending = next(rows, None)
-                for a in page:
-                    key = a[0]
-                    while pending is not None and pending[1] < key:
-                        pending = next(rows, None)  # no such account row: nothing to attach to
-                    members: list[MemberRow] = []
-                    bad = None
-                    while pending is not None and pending[1] == key:
-                        r = pending
-                        try:
-                            ms = Membership(r[0], key, r[2], r[3], as_utc(r[4]), as_utc(r[5]))
-                        except ValueError:  # a timestamp another job wrote: the account is rejected
-                            ms, bad = unreadable_membership(r)
-                        members.append(MemberRow(ms, r[6], r[7], r[8]))
-                        pending = next(rows, None)
-                    if read is not None:
-                        read.memberships += len(members)
-                    account = account_from_row(a)
-                    account = account if bad is None else marked(account, bad)
-                    yield AccountWithMembers(account, tuple(members))
+                yield from accounts_page(page, chain.from_iterable(pages), read)
             finally:
-                rows.close()
+                pages.close()
 
 
 def read_user(engine: Engine, user_id: str) -> UserWithMemberships | None:
