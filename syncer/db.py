@@ -95,7 +95,22 @@ def raw_columns(table: Table) -> list[ColumnElement[Any]]:
 def stream_rows(
     conn: Connection, statement: Executable, chunk_size: int
 ) -> Generator[tuple[Any, ...] | Row[Any], None, None]:
-    """The rows of ``statement``, streamed with memory for about ``chunk_size`` rows.
+    """The rows of ``statement``, streamed with memory for about ``chunk_size`` rows (the rows
+    of :func:`stream_pages`, one at a time)."""
+    pages = stream_pages(conn, statement, chunk_size)
+    try:
+        for page in pages:
+            yield from page
+    finally:
+        pages.close()
+
+
+def stream_pages(
+    conn: Connection, statement: Executable, chunk_size: int
+) -> Generator[Sequence[tuple[Any, ...] | Row[Any]], None, None]:
+    """The rows of ``statement`` in lists of at most ``chunk_size``, streamed with memory for
+    about one list (hot readers loop over the rows of a list, or of
+    ``itertools.chain.from_iterable`` over the lists, without a generator step per row).
 
     On SQLite the result is left unbuffered (pysqlite steps its cursor as rows are fetched, so
     it streams as it is) and read from the DBAPI cursor as plain tuples, without SQLAlchemy's
@@ -109,14 +124,13 @@ def stream_rows(
         try:
             fetch = result.cursor.fetchmany
             while rows := fetch(chunk_size):
-                yield from rows
+                yield rows
         finally:
             result.close()
         return
     result = conn.execute(statement, execution_options={"yield_per": chunk_size})
     try:
-        for part in result.partitions():
-            yield from part
+        yield from result.partitions()
     finally:
         result.close()
 
@@ -157,11 +171,21 @@ def create_db_engine(url: str) -> Engine:
     return engine
 
 
+#: How much of a SQLite file its connections read through a memory map instead of ``read()``
+#: into SQLite's own 2 MB page cache. The account-side reader visits memberships and users in
+#: account order, a B-tree seek into a page that is rarely cached: mapped, a plan's read of
+#: 20k accounts with their 250k member rows takes about a quarter less CPU (no system call and
+#: no copy per page). The pages stay the kernel's page cache, shared and reclaimable, but they
+#: count in the process's RSS: the cap bounds that.
+SQLITE_MMAP_BYTES = 256 * 1024 * 1024
+
+
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur = dbapi_conn.cursor()
     cur.execute("PRAGMA journal_mode=WAL")
     cur.execute("PRAGMA foreign_keys=ON")
     cur.execute("PRAGMA synchronous=NORMAL")
+    cur.execute(f"PRAGMA mmap_size={SQLITE_MMAP_BYTES}")
     cur.close()
 
 
