@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime
-from operator import attrgetter
+from operator import attrgetter, itemgetter
 from typing import TYPE_CHECKING, TypeVar
 
 from syncer.errors import UnknownStageError
@@ -180,7 +180,7 @@ class Resolver:
         return (
             ResolvedAccount(
                 account,
-                tuple(r[2] for r in ranked),
+                tuple([r[2] for r in ranked]),
                 decided.stage,
                 tree.rollups(aid),
                 tree.ancestors(aid),
@@ -194,36 +194,45 @@ class Resolver:
     def _members(
         self, item: AccountWithMembers, member_marks: dict[str, Mark]
     ) -> list[tuple[int, str, ResolvedMember]]:
-        """The account's active members, best stage first, then user_id."""
+        """The account's active members, best stage first, then user_id.
+
+        Runs once per member row of every plan: stage spellings are looked up in the scale's
+        table directly (its method only on a miss), and a member with no mark (every member,
+        when the account-side marks hold none) takes its current stage without a call.
+        """
         scale = self.scale
+        spelled = scale.spellings.get
+        lowest = scale.lowest
+        mark_of = member_marks.get if member_marks else None
         aid = item.account.account_id
         ranked: list[tuple[int, str, ResolvedMember]] = []
+        append = ranked.append
         for row in item.members:
             ms = row.membership
-            if ms.stage is None:
-                stage, rank = scale.lowest, 0
+            raw = ms.stage
+            if raw is None:
+                stage, rank = lowest, 0
             else:
-                try:
-                    stage, rank = scale.lookup(ms.stage)
-                except UnknownStage as exc:
-                    raise unknown_stage(
-                        exc, scale, user_id=ms.user_id, account_id=aid, source="memberships"
-                    ) from None
+                hit = spelled(raw)
+                if hit is None:
+                    try:
+                        hit = scale.lookup(raw)
+                    except UnknownStage as exc:
+                        raise unknown_stage(
+                            exc, scale, user_id=ms.user_id, account_id=aid, source="memberships"
+                        ) from None
+                stage, rank = hit
             if rank < 0:
                 continue
-            mark, _ = member_mark(member_marks.get(ms.user_id), stage, rank, scale)
+            uid = ms.user_id
+            previous = None if mark_of is None else mark_of(uid)
+            mark = stage if previous is None else member_mark(previous, stage, rank, scale)[0]
             member = ResolvedMember(
-                ms.user_id,
-                row.email,
-                row.first_name,
-                row.last_name,
-                ms.role,
-                stage,
-                mark,
-                ms.joined_at,
+                uid, row.email, row.first_name, row.last_name, ms.role, stage, mark, ms.joined_at
             )
-            ranked.append((-rank, ms.user_id, member))
-        ranked.sort(key=_member_order)
+            append((-rank, uid, member))
+        if len(ranked) > 1:
+            ranked.sort(key=_member_order)
         return ranked
 
     def resolve_accounts(
@@ -285,8 +294,8 @@ _mark_user: Callable[[Mark], str] = attrgetter("user_id")
 _mark_account: Callable[[Mark], str] = attrgetter("account_id")
 
 
-def _member_order(row: tuple[int, str, ResolvedMember]) -> tuple[int, str]:
-    return row[0], row[1]
+# (-rank, user_id) of a ranked member, in C: the sort never compares the records themselves.
+_member_order: Callable[[tuple[int, str, ResolvedMember]], tuple[int, str]] = itemgetter(0, 1)
 
 
 def _merge(
