@@ -174,7 +174,7 @@ def users_page(
             if unreadable is not None:  # a timestamp another job wrote: the user is rejected
                 bad = unreadable
             mine.append(ms)
-        user = user_from_row(u)
+        user = _described(u, users, User)  # user_from_row() without its call
         yield UserWithMemberships(user if bad is None else marked(user, bad), tuple(mine))
 
 
