@@ -171,22 +171,11 @@ def create_db_engine(url: str) -> Engine:
     return engine
 
 
-#: How much of a SQLite file its connections read through a memory map instead of ``read()``
-#: into SQLite's own 2 MB page cache. The account-side reader visits memberships and users in
-#: account order, a B-tree seek into a page that is rarely cached: mapped, reading the 100k
-#: benchmark store's 20k accounts with their 250k member rows took 1.5 s of CPU instead of
-#: 1.8 s (no system call and no copy per page). The pages stay the kernel's page cache, shared
-#: and reclaimable, but they count in the process's RSS (+63 MB there): the cap bounds that
-#: per process, and so a larger file (1M users: 700 MB) gains only on its first 64 MB.
-SQLITE_MMAP_BYTES = 64 * 1024 * 1024
-
-
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur = dbapi_conn.cursor()
     cur.execute("PRAGMA journal_mode=WAL")
     cur.execute("PRAGMA foreign_keys=ON")
     cur.execute("PRAGMA synchronous=NORMAL")
-    cur.execute(f"PRAGMA mmap_size={SQLITE_MMAP_BYTES}")
     cur.close()
 
 
