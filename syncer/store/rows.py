@@ -121,11 +121,24 @@ _fromiso = datetime.fromisoformat
 _Z = "+00:00"
 
 
-def _membership_slowly(r: tuple[Any, ...]) -> tuple[Membership, Unreadable | None]:
-    """A membership row the inlined parse did not take: through :func:`as_utc`, else (an
-    unreadable timestamp) the membership :func:`unreadable_membership` makes and why."""
+def _membership(r: tuple[Any, ...]) -> tuple[Membership, Unreadable | None]:
+    """The membership of a row whose first columns are the ``memberships`` columns in table
+    order, and None; or, for an unreadable timestamp (text another job wrote), the membership
+    :func:`unreadable_membership` makes and why, which rejects its user or account.
+
+    Runs once per membership row of every plan: SQLite's stored text is parsed inline, and only
+    what that does not take goes through :func:`as_utc`.
+    """
+    joined, updated = r[4], r[5]
     try:
-        return Membership(r[0], r[1], r[2], r[3], as_utc(r[4]), as_utc(r[5])), None
+        if joined.__class__ is str and updated.__class__ is str:
+            return Membership(
+                r[0], r[1], r[2], r[3], _fromiso(joined + _Z), _fromiso(updated + _Z)
+            ), None
+    except ValueError:
+        pass
+    try:
+        return Membership(r[0], r[1], r[2], r[3], as_utc(joined), as_utc(updated)), None
     except ValueError:
         return unreadable_membership(r)
 
@@ -159,18 +172,7 @@ def users_page(
             if r[0] != user_id:
                 break
             i += 1
-            joined, updated = r[4], r[5]
-            try:
-                if joined.__class__ is str and updated.__class__ is str:
-                    mine.append(
-                        Membership(
-                            user_id, r[1], r[2], r[3], _fromiso(joined + _Z), _fromiso(updated + _Z)
-                        )
-                    )
-                    continue
-            except ValueError:
-                pass
-            ms, unreadable = _membership_slowly(r)
+            ms, unreadable = _membership(r)
             if unreadable is not None:  # a timestamp another job wrote: the user is rejected
                 bad = unreadable
             mine.append(ms)
@@ -206,17 +208,7 @@ def accounts_page(
                 return
             if r[1] != key:
                 continue  # the row's account is not in the page (not with foreign keys on)
-        joined, updated = r[4], r[5]
-        try:
-            if joined.__class__ is str and updated.__class__ is str:
-                ms = Membership(
-                    r[0], key, r[2], r[3], _fromiso(joined + _Z), _fromiso(updated + _Z)
-                )
-                members.append(MemberRow(ms, r[6], r[7], r[8]))
-                continue
-        except ValueError:
-            pass
-        ms, unreadable = _membership_slowly(r)
+        ms, unreadable = _membership(r)
         if unreadable is not None:  # a timestamp another job wrote: the account is rejected
             bad = unreadable
         members.append(MemberRow(ms, r[6], r[7], r[8]))
