@@ -129,14 +129,53 @@ def format_field(spec: FieldSpec, value: object, *, key: str = "") -> dict[str, 
             return {spec.name: None}
         text = _SCALARS[spec.type](spec, value)
         if text is not None and spec.max_length is not None and len(text) > spec.max_length:
-            raise InvalidValue(
-                f"{len(text)} characters, over this field's limit of {spec.max_length}: "
-                f"{_show(text)}; shorten it in the source or cut it in the template "
-                "(e.g. `| truncate(...)`) if losing the end is acceptable"
-            )
+            raise _too_long(text, spec.max_length)
         return {spec.name: text}
     except InvalidValue as exc:
         raise RecordRejected(key, str(exc), field=spec.name) from None
+
+
+def scalar_formatter(spec: FieldSpec) -> Callable[[object], str | None]:
+    """:func:`format_field` for one scalar (non-token) field, dispatched once: value → text.
+    Raises ``InvalidValue`` (not RecordRejected: the caller knows the record) on a bad value.
+    For the mapping's per-field writers, which run for every record of a plan."""
+    if spec.type is FieldType.TOKENS:
+        raise ValueError(f"{spec.name} is a token field, not a scalar")
+    scalar = _SCALARS[spec.type]
+    limit = spec.max_length
+    if spec.type is FieldType.STRING:
+        blank_run = BLANK_RUN.sub
+
+        def string(value: object) -> str | None:
+            if type(value) is str:  # the common case, inlined: _format_string on text
+                text = blank_run(" ", value).strip() or None
+            elif value is None:
+                return None
+            else:
+                text = scalar(spec, value)
+            if text is not None and limit is not None and len(text) > limit:
+                raise _too_long(text, limit)
+            return text
+
+        return string
+
+    def other(value: object) -> str | None:
+        if value is None:
+            return None
+        text = scalar(spec, value)
+        if text is not None and limit is not None and len(text) > limit:
+            raise _too_long(text, limit)
+        return text
+
+    return other
+
+
+def _too_long(text: str, limit: int) -> InvalidValue:
+    return InvalidValue(
+        f"{len(text)} characters, over this field's limit of {limit}: "
+        f"{_show(text)}; shorten it in the source or cut it in the template "
+        "(e.g. `| truncate(...)`) if losing the end is acceptable"
+    )
 
 
 def _format_token_field(spec: FieldSpec, value: object) -> dict[str, str | None]:

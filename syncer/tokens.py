@@ -131,6 +131,12 @@ def encode_part(part: str, case_insensitive: bool = True) -> str:
     return word
 
 
+def word_memo(case_insensitive: bool = True) -> dict[str, str]:
+    """:func:`encode_part`'s memo (part → word) for one case mode, for loops that look words up
+    themselves; a miss is encoded (and remembered) by :func:`encode_part`."""
+    return _MEMO_CI if case_insensitive else _MEMO_CS
+
+
 # Memos of encode_part, one per case mode. The same ids, stage names and emails recur across
 # millions of records, and a dict hit costs a tenth of a regex check; clearing when full keeps
 # memory flat. Only ``str`` keys go in (True == 1 must never find "1"'s entry).
@@ -239,8 +245,28 @@ def format_tokens(
         seen = best.get(parts)  # type: ignore[arg-type]  # no None is left in parts here
         if seen is None or priority > seen:
             best[parts] = priority  # type: ignore[index]
-    if not best:
-        return TokenList(None, 0, False)
+    return finish_tokens(best, max_length)
+
+
+def finish_tokens(best: dict[tuple[str, ...], int], max_length: int | None) -> TokenList:
+    """The token list of ``best`` (encoded parts → highest priority, as :func:`format_tokens`
+    collects them): ordered, joined and cut to ``max_length``."""
+    return TokenList(*token_texts(best, max_length))
+
+
+def token_texts(
+    best: dict[tuple[str, ...], int], max_length: int | None
+) -> tuple[str | None, int, bool]:
+    """:func:`finish_tokens` as a plain tuple, for the mapping's fused token fields, which
+    collect ``best`` from the records directly (no Token objects, no TokenList)."""
+    if len(best) < 2:
+        if not best:
+            return None, 0, False
+        # One token (the common case of a user with one account): nothing to order.
+        word = SEPARATOR.join(next(iter(best)))
+        if max_length is not None and len(word) + 2 > max_length:
+            return None, 1, True
+        return DELIMITER + word + DELIMITER, 1, False
     # Sort (-priority, parts) tuples natively: no key function, no per-item Python call.
     ordered = sorted([(-priority, parts) for parts, priority in best.items()])
     words = [SEPARATOR.join(parts) for _, parts in ordered]
@@ -254,9 +280,9 @@ def format_tokens(
                 break
             kept += 1
         if kept == 0:
-            return TokenList(None, count, True)
+            return None, count, True
         words = words[:kept]
-    return TokenList(DELIMITER + DELIMITER.join(words) + DELIMITER, count, len(words) < count)
+    return DELIMITER + DELIMITER.join(words) + DELIMITER, count, len(words) < count
 
 
 def contains_query(
