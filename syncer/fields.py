@@ -49,6 +49,7 @@ __all__ = [
     "companion_names",
     "format_field",
     "normalize_email",
+    "scalar_function",
     "validate_spec",
 ]
 
@@ -135,39 +136,11 @@ def format_field(spec: FieldSpec, value: object, *, key: str = "") -> dict[str, 
         raise RecordRejected(key, str(exc), field=spec.name) from None
 
 
-def scalar_formatter(spec: FieldSpec) -> Callable[[object], str | None]:
-    """:func:`format_field` for one scalar (non-token) field, dispatched once: value → text.
-    Raises ``InvalidValue`` (not RecordRejected: the caller knows the record) on a bad value.
-    For the mapping's per-field writers, which run for every record of a plan."""
-    if spec.type is FieldType.TOKENS:
-        raise ValueError(f"{spec.name} is a token field, not a scalar")
-    scalar = _SCALARS[spec.type]
-    limit = spec.max_length
-    if spec.type is FieldType.STRING:
-        blank_run = BLANK_RUN.sub
-
-        def string(value: object) -> str | None:
-            if type(value) is str:  # the common case, inlined: _format_string on text
-                text = blank_run(" ", value).strip() or None
-            elif value is None:
-                return None
-            else:
-                text = scalar(spec, value)
-            if text is not None and limit is not None and len(text) > limit:
-                raise _too_long(text, limit)
-            return text
-
-        return string
-
-    def other(value: object) -> str | None:
-        if value is None:
-            return None
-        text = scalar(spec, value)
-        if text is not None and limit is not None and len(text) > limit:
-            raise _too_long(text, limit)
-        return text
-
-    return other
+def scalar_function(kind: FieldType) -> Callable[[FieldSpec, object], str | None]:
+    """The formatter :func:`format_field` calls for a non-``None`` value of a scalar type
+    (``max_length`` not checked): for the mapping's per-field writers, which choose it once
+    per field instead of once per value. Raises ``InvalidValue`` on a value it refuses."""
+    return _SCALARS[kind]  # KeyError for FieldType.TOKENS, which is not a scalar
 
 
 def _too_long(text: str, limit: int) -> InvalidValue:

@@ -8,6 +8,7 @@ record through the reference, which says why (``test_format_equals_the_reference
 
 from __future__ import annotations
 
+import sys
 from datetime import UTC, datetime
 from pathlib import Path
 from types import SimpleNamespace
@@ -18,13 +19,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from syncer.connectors.registry import get_connector
-from syncer.errors import RecordRejected
-from syncer.fields import FieldSpec, FieldType, format_field, scalar_formatter
+from syncer.fields import FieldSpec, FieldType, format_field
 from syncer.mapping import compile_value, context_for, load_mapping, make_environment
 from syncer.mapping.objects import ObjectMapping
 from syncer.mapping.writers import field_writer
 from syncer.model import ResolvedMembership, ResolvedUser, StageLadder, User
-from syncer.tokens import InvalidValue, Token, format_tokens, token_texts
+from syncer.tokens import BLANK_RUN, Token, format_tokens, token_texts
 
 LADDER = StageLadder()
 ENV = make_environment(LADDER)
@@ -151,29 +151,38 @@ def test_token_texts_equals_format_tokens(
 
 
 @pytest.mark.parametrize("type_", [t for t in FieldType if t is not FieldType.TOKENS])
-@settings(max_examples=100, deadline=None)
+@settings(max_examples=150, deadline=None)
 @given(
     value=st.one_of(
         values,
-        st.text(alphabet=" \t\n\x00\x85\xa0\u2003ab", max_size=8),
+        st.text(alphabet=" \t\n\x00\x85\xa0\u2003\u3000ab", max_size=8),
         st.datetimes(timezones=st.just(UTC)),
-        st.sampled_from(["true", "1.50", "2024-01-02", "a@b.io", "x"]),
+        st.sampled_from(["true", "1.50", "2024-01-02", "a@b.io", "x", " x  y "]),
     ),
     max_length=st.none() | st.integers(1, 5),
 )
-def test_a_scalar_formatter_gives_format_field(
+def test_a_scalar_field_writes_what_format_field_gives(
     type_: FieldType, value: Any, max_length: int | None
 ) -> None:
     spec = FieldSpec("f", type_, max_length=max_length, options=("x",) if type_ == "enum" else ())
-    try:
-        expected: tuple[str, Any] = "value", format_field(spec, value)["f"]
-    except RecordRejected as exc:
-        expected = "fails", exc.reason
-    try:
-        got: tuple[str, Any] = "value", scalar_formatter(spec)(value)
-    except InvalidValue as exc:
-        got = "fails", str(exc)
-    assert got == expected
+    write = field_writer(spec, "v", compile_value("v", ENV), ENV)
+
+    def written() -> dict[str, str | None]:
+        payload: dict[str, str | None] = {}
+        write({"v": value}, payload)
+        return payload
+
+    assert _outcome(written) == _outcome(lambda: format_field(spec, value))
+
+
+def test_printable_text_has_no_blank_but_the_space() -> None:
+    # The string writer skips the collapsing regex on printable text without a double space.
+    blanks = [
+        c
+        for c in map(chr, range(sys.maxunicode + 1))
+        if c.isprintable() and (BLANK_RUN.match(c) or c.isspace())
+    ]
+    assert blanks == [" "]
 
 
 # --- a whole record: format() against the reference path, rejections and messages included ---

@@ -22,10 +22,10 @@ from typing import Any
 
 from jinja2.sandbox import SandboxedEnvironment
 
-from syncer.fields import FieldSpec, FieldType, companion_names, format_field, scalar_formatter
+from syncer.fields import FieldSpec, FieldType, companion_names, format_field, scalar_function
 from syncer.mapping.compile import Evaluator, filter_call
 from syncer.mapping.filters import Collector, MappingEnvironment
-from syncer.tokens import BLANK_RUN, token_texts
+from syncer.tokens import BLANK_RUN, InvalidValue, token_texts
 
 Payload = dict[str, str | None]
 Writer = Callable[[Mapping[str, Any], Payload], None]
@@ -40,20 +40,42 @@ def field_writer(
         if fused is None:
             return lambda ctx, payload: payload.update(format_field(spec, evaluate(ctx)))
         return _token_writer(spec, *fused)
+    return _scalar_writer(spec, evaluate)
+
+
+def _scalar_writer(spec: FieldSpec, evaluate: Evaluator) -> Writer:
     name = spec.name
-    formatter = scalar_formatter(spec)
-    if spec.type is not FieldType.STRING or spec.max_length is not None:
-        return lambda ctx, payload: payload.__setitem__(name, formatter(evaluate(ctx)))
-    blank_run = BLANK_RUN.sub
+    limit = spec.max_length
+    scalar = scalar_function(spec.type)
+    if spec.type is FieldType.STRING:
+        blank_run = BLANK_RUN.sub
 
-    def write_string(ctx: Mapping[str, Any], payload: Payload) -> None:
+        def write_string(ctx: Mapping[str, Any], payload: Payload) -> None:
+            value = evaluate(ctx)
+            if type(value) is str:  # the formatter's common case, without its frame
+                # In printable text the only blank is " " (every other whitespace or control
+                # character is not printable: tests/test_mapping_writers.py checks them all),
+                # so with no double space the collapsing regex would change nothing.
+                if value.isprintable() and "  " not in value:
+                    text = value.strip() or None
+                else:
+                    text = blank_run(" ", value).strip() or None
+            else:
+                text = None if value is None else scalar(spec, value)
+            if text is not None and limit is not None and len(text) > limit:
+                raise InvalidValue("over max_length")  # the reference path says it in full
+            payload[name] = text
+
+        return write_string
+
+    def write_scalar(ctx: Mapping[str, Any], payload: Payload) -> None:
         value = evaluate(ctx)
-        if type(value) is str:  # the formatter's common case, without its frame
-            payload[name] = blank_run(" ", value).strip() or None
-        else:
-            payload[name] = formatter(value)
+        text = None if value is None else scalar(spec, value)
+        if text is not None and limit is not None and len(text) > limit:
+            raise InvalidValue("over max_length")  # the reference path says it in full
+        payload[name] = text
 
-    return write_string
+    return write_scalar
 
 
 def _token_writer(spec: FieldSpec, inner: Evaluator, collect: Collector) -> Writer:
