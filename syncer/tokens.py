@@ -132,8 +132,7 @@ def encode_part(part: str, case_insensitive: bool = True) -> str:
 
 
 def word_memo(case_insensitive: bool = True) -> dict[str, str]:
-    """:func:`encode_part`'s memo (part → word) for one case mode, for loops that look words up
-    themselves; a miss is encoded (and remembered) by :func:`encode_part`."""
+    """:func:`encode_part`'s memo (part → word), for loops that look words up themselves."""
     return _MEMO_CI if case_insensitive else _MEMO_CS
 
 
@@ -162,9 +161,8 @@ def _encode(part: str, case_insensitive: bool) -> str:
     if plain(part):
         return part
     text = part.lower() if case_insensitive else part
-    # In printable text the only blank is " " (every other whitespace or control character is
-    # not printable; tests/test_mapping_writers.py checks every code point): without a double
-    # space, collapsing blank runs would change nothing and the regex can be skipped.
+    # Printable text has no blank but " " (test_mapping_writers checks every code point): with
+    # no double space, collapsing blank runs would change nothing.
     if text.isprintable() and "  " not in text:
         text = text.strip()
     else:
@@ -174,9 +172,7 @@ def _encode(part: str, case_insensitive: bool) -> str:
     if text != part and plain(text):  # unchanged text is not plain: checked above
         return text
     if text.isascii():
-        # Most escaped parts (emails, names) hold only characters with a mnemonic code:
-        # replacing those few is a third of the cost of translate, which looks every
-        # character up in the table.
+        # Emails and names mostly need mnemonic escapes only: a third of translate's cost.
         escaped = _escape_mnemonic(text)
         if escaped.isalnum():  # nothing left to escape (isalnum is ASCII-only here)
             return escaped
@@ -187,8 +183,7 @@ def _encode(part: str, case_insensitive: bool) -> str:
 
 
 def _escape_mnemonic(text: str) -> str:
-    """:data:`ESCAPES` applied to ``text``, the escape letter first (the codes inserted after
-    it hold no character escaped later)."""
+    """:data:`ESCAPES` applied, the escape letter first (no later one is in a code)."""
     return (
         text.replace("z", "zz")
         .replace("x", "zx")
@@ -273,20 +268,15 @@ def format_tokens(
         seen = best.get(parts)  # type: ignore[arg-type]  # no None is left in parts here
         if seen is None or priority > seen:
             best[parts] = priority  # type: ignore[index]
-    return finish_tokens(best, max_length)
-
-
-def finish_tokens(best: dict[tuple[str, ...], int], max_length: int | None) -> TokenList:
-    """The token list of ``best`` (encoded parts → highest priority, as :func:`format_tokens`
-    collects them): ordered, joined and cut to ``max_length``."""
     return TokenList(*token_texts(best, max_length))
 
 
 def token_texts(
     best: dict[tuple[str, ...], int], max_length: int | None
 ) -> tuple[str | None, int, bool]:
-    """:func:`finish_tokens` as a plain tuple, for the mapping's fused token fields, which
-    collect ``best`` from the records directly (no Token objects, no TokenList)."""
+    """The (text, total, truncated) of ``best`` (encoded parts → highest priority, as
+    :func:`format_tokens` collects them): ordered, joined and cut to ``max_length``. The
+    mapping's fused token fields collect ``best`` from the records and finish here."""
     if len(best) < 2:
         if not best:
             return None, 0, False
