@@ -49,6 +49,7 @@ __all__ = [
     "companion_names",
     "format_field",
     "normalize_email",
+    "scalar_function",
     "validate_spec",
 ]
 
@@ -129,14 +130,25 @@ def format_field(spec: FieldSpec, value: object, *, key: str = "") -> dict[str, 
             return {spec.name: None}
         text = _SCALARS[spec.type](spec, value)
         if text is not None and spec.max_length is not None and len(text) > spec.max_length:
-            raise InvalidValue(
-                f"{len(text)} characters, over this field's limit of {spec.max_length}: "
-                f"{_show(text)}; shorten it in the source or cut it in the template "
-                "(e.g. `| truncate(...)`) if losing the end is acceptable"
-            )
+            raise _too_long(text, spec.max_length)
         return {spec.name: text}
     except InvalidValue as exc:
         raise RecordRejected(key, str(exc), field=spec.name) from None
+
+
+def scalar_function(kind: FieldType) -> Callable[[FieldSpec, object], str | None]:
+    """The formatter :func:`format_field` calls for a non-``None`` value of a scalar type
+    (``max_length`` not checked): for the mapping's per-field writers, which choose it once
+    per field instead of once per value. Raises ``InvalidValue`` on a value it refuses."""
+    return _SCALARS[kind]  # KeyError for FieldType.TOKENS, which is not a scalar
+
+
+def _too_long(text: str, limit: int) -> InvalidValue:
+    return InvalidValue(
+        f"{len(text)} characters, over this field's limit of {limit}: "
+        f"{_show(text)}; shorten it in the source or cut it in the template "
+        "(e.g. `| truncate(...)`) if losing the end is acceptable"
+    )
 
 
 def _format_token_field(spec: FieldSpec, value: object) -> dict[str, str | None]:

@@ -13,7 +13,10 @@ from hypothesis import strategies as st
 from syncer.errors import RecordRejected
 from syncer.fields import FieldSpec, FieldType, format_field
 from syncer.tokens import (
+    BLANK_RUN,
+    ESCAPES,
     Token,
+    _encode,
     contains_query,
     decode_token,
     encode_part,
@@ -303,3 +306,37 @@ def test_readable_tokens_shows_a_token_list_and_leaves_other_values_alone() -> N
     assert readable_tokens(";zxyzzxpro;acmexcus;") == ["xyz:pro", "acme:cus"]
     for other in ("Acme Inc", ";;", "a;b;", None, 34, ";not a token;"):
         assert readable_tokens(other) is None
+
+
+def _reference_encode(part: str, case_insensitive: bool) -> str:
+    """The encoding as the module docstring states it, one regex callback per character."""
+    if case_insensitive:
+        part = part.lower()
+    part = BLANK_RUN.sub(" ", part).strip()
+    if not part:
+        return "ze"
+    special = re.compile(r"[^0-9a-wy]" if case_insensitive else r"[^0-9A-Za-wy]")
+
+    def escape(match: re.Match[str]) -> str:
+        char = match.group()
+        code = ESCAPES.get(char)
+        return "z" + code if code is not None else f"z{ord(char)}z"
+
+    return special.sub(escape, part)
+
+
+@settings(deadline=None, max_examples=500)
+@given(
+    st.text(max_size=12)
+    | st.text(alphabet="aAxXzZ09@:.-+_ \t\n\x85\xa0é!;#", max_size=12)
+    | st.emails(),
+    st.booleans(),
+)
+def test_the_encoder_shortcuts_give_the_documented_encoding(part: str, ci: bool) -> None:
+    # The shortcuts: no blank-run regex on printable text, mnemonic escapes by str.replace.
+    assert _encode(part, ci) == _reference_encode(part, ci)
+
+
+@pytest.mark.parametrize("char", sorted(ESCAPES))
+def test_every_mnemonic_escape_is_applied(char: str) -> None:
+    assert _encode(f"a{char}b{char}c", True) == f"az{ESCAPES[char]}bz{ESCAPES[char]}c"

@@ -89,6 +89,20 @@ def _fast(node: nodes.Node, env: SandboxedEnvironment) -> Evaluator | None:
         if base is None or node.attr.startswith("_"):
             return None
         attr = node.attr
+        if isinstance(node.node, nodes.Name):  # `user.email`: one frame, not three
+            name = node.node.name
+
+            def name_attribute(ctx: Mapping[str, Any]) -> Any:
+                try:
+                    obj = ctx[name]
+                except KeyError:
+                    raise NameError(f"{name!r} is undefined") from None
+                try:
+                    return getattr(obj, attr)
+                except AttributeError:
+                    return get_attribute(obj, attr)  # an item, or get_attribute's error
+
+            return name_attribute
         return lambda ctx: get_attribute(base(ctx), attr)
     if isinstance(node, nodes.Getitem):
         container = _fast(node.node, env)
@@ -125,3 +139,23 @@ def _fast_filter(node: nodes.Filter, env: SandboxedEnvironment) -> Evaluator | N
         return None
     args = tuple(a.value for a in node.args)  # type: ignore[attr-defined]
     return lambda ctx: func(inner(ctx), *args)
+
+
+def filter_call(text: str, env: SandboxedEnvironment) -> tuple[str, Evaluator, tuple[Any, ...]]:
+    """For an expression ``X | name(constants)`` whose input ``X`` takes the fast path: the
+    filter's name, ``X``'s evaluator and the arguments; ``ValueError`` for anything else."""
+    node = None if is_template(text) else parse_value(text, env).body[0]
+    expr = node.nodes[0] if isinstance(node, nodes.Output) else None
+    if (
+        not isinstance(expr, nodes.Filter)
+        or expr.node is None
+        or expr.kwargs
+        or expr.dyn_args
+        or expr.dyn_kwargs
+        or not all(isinstance(a, nodes.Const) for a in expr.args)
+    ):
+        raise ValueError(f"{text!r} is not a filter of a simple expression with constant args")
+    inner = _fast(expr.node, env)
+    if inner is None:
+        raise ValueError(f"the input of {text!r} does not take the fast path")
+    return expr.name, inner, tuple(a.value for a in expr.args)  # type: ignore[attr-defined]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime
 from operator import attrgetter
 from typing import Any
@@ -13,16 +13,34 @@ from jinja2.sandbox import SandboxedEnvironment
 from syncer.fields import normalize_email
 from syncer.mapping.context import stage_rank
 from syncer.model import StageLadder
-from syncer.tokens import InvalidValue, Token, part_text
+from syncer.tokens import InvalidValue, Token, encode_part, part_text, word_memo
 
 #: syncer's own filters (documented in docs/mappings.md).
 OUR_FILTERS = ("tokens", "emails", "at_least", "stage_rank", "isodate")
 
 
-def make_environment(ladder: StageLadder) -> SandboxedEnvironment:
+class MappingEnvironment(SandboxedEnvironment):
+    """The sandbox mappings run in. ``token_sources`` holds the fused forms of the ``tokens`` and
+    ``emails`` filters: a token field whose value is ``X | tokens(...)`` or ``X | emails`` (see
+    :mod:`syncer.mapping.writers`) collects its encoded tokens from the records directly, the
+    same values in the same order as the filter's Token objects, without building them."""
+
+    token_sources: dict[str, TokenSource]
+
+
+#: Items → encoded parts → highest priority: what :func:`syncer.tokens.format_tokens` collects
+#: from the tokens a filter makes of the items.
+Collector = Callable[[Any], dict[tuple[str, ...], int]]
+#: A fused filter: (the filter's arguments, case-insensitive field) → its collector, or None
+#: when the filter with these arguments is not fused.
+TokenSource = Callable[[tuple[Any, ...], bool], Collector | None]
+
+
+def make_environment(ladder: StageLadder) -> MappingEnvironment:
     """The sandboxed Jinja2 environment mappings run in, with syncer's filters."""
-    env = SandboxedEnvironment(undefined=StrictUndefined, autoescape=False)
+    env = MappingEnvironment(undefined=StrictUndefined, autoescape=False)
     env.filters.update(_filters(ladder))
+    env.token_sources = _token_sources(ladder)
     return env
 
 
@@ -60,59 +78,76 @@ def _part(value: Any) -> str:
     return part_text(value)
 
 
-def _filters(ladder: StageLadder) -> dict[str, Callable[..., Any]]:
-    # Token priorities by stage name, looked up once per token on the hot path of every plan
-    # (the ladder's own lookup normalises aliases through an exception on a miss).
+def _priorities(ladder: StageLadder) -> tuple[dict[str, int], Callable[[Any], int]]:
+    """A token's priority by its stage: the table of the ladder's names, and the function."""
+    # Looked up once per token on the hot path of every plan (the ladder's own lookup
+    # normalises aliases through an exception on a miss).
     priority_of: dict[str, int] = {name: ladder.rank(name) + 1 for name in ladder.names}
 
     def priority(stage: Any) -> int:
         found = priority_of.get(stage) if type(stage) is str else None
         return found if found is not None else stage_rank(ladder, stage) + 1
 
+    return priority_of, priority
+
+
+def _token_pairs(
+    items: Iterable[Any], attrs: tuple[Any, ...], priority: Callable[[Any], int]
+) -> Iterator[tuple[tuple[str, ...], int]]:
+    """The (parts, priority) of each token ``tokens(*attrs)`` makes of ``items``."""
+    if not attrs:  # plain values (stage names, ids): one token each
+        for v in items:
+            yield (_part(v),), priority(v)
+        return
+    for a in attrs:
+        if not isinstance(a, str) or a.startswith("_"):
+            raise ValueError(f"tokens(): {a!r} is not an attribute a mapping may read")
+    # attrgetter would follow dots: a dotted name keeps Jinja's plain lookup rules. Typed as
+    # returning Any: with one name it returns the value, not a tuple (typeshed says a tuple,
+    # and a compiled build would check that).
+    get: Callable[[Any], Any] | None = None if any("." in a for a in attrs) else attrgetter(*attrs)
+    single = len(attrs) == 1
+    for item in items:
+        values: Any = None
+        if get is not None:
+            try:
+                values = (get(item),) if single else get(item)
+            except AttributeError:  # a mapping, or a missing attribute: Jinja's rules say
+                values = None
+        if values is None:
+            values = tuple(get_attribute(item, a) for a in attrs)
+        yield tuple(map(_part, values)), priority(getattr(item, "stage", None))
+
+
+def _email_pairs(
+    items: Iterable[Any], priority: Callable[[Any], int]
+) -> Iterator[tuple[tuple[str, ...], int]]:
+    """The (parts, priority) of each token ``emails`` makes of ``items``."""
+    for item in items:
+        email = getattr(item, "email", None)
+        if type(email) is not str:
+            continue
+        try:
+            address = normalize_email(email)
+        except InvalidValue:
+            continue
+        if address is not None:
+            yield (address,), priority(getattr(item, "stage", None))
+
+
+def _filters(ladder: StageLadder) -> dict[str, Callable[..., Any]]:
+    _, priority = _priorities(ladder)
+
     def tokens(items: Iterable[Any], *attrs: str) -> list[Token]:
         """Objects → tokens of their ``attrs`` (e.g. account_id and stage), ranked by stage;
         plain values (no ``attrs``) → one token each."""
-        if not attrs:  # plain values (stage names, ids): one token each
-            return [Token((_part(v),), priority(v)) for v in items]
-        for a in attrs:
-            if not isinstance(a, str) or a.startswith("_"):
-                raise ValueError(f"tokens(): {a!r} is not an attribute a mapping may read")
-        # attrgetter would follow dots: a dotted name keeps Jinja's plain lookup rules. Typed
-        # as returning Any: with one name it returns the value, not a tuple (typeshed says a
-        # tuple, and a compiled build would check that).
-        get: Callable[[Any], Any] | None = (
-            None if any("." in a for a in attrs) else attrgetter(*attrs)
-        )
-        single = len(attrs) == 1
-        out = []
-        for item in items:
-            values: Any = None
-            if get is not None:
-                try:
-                    values = (get(item),) if single else get(item)
-                except AttributeError:  # a mapping, or a missing attribute: Jinja's rules say
-                    values = None
-            if values is None:
-                values = tuple(get_attribute(item, a) for a in attrs)
-            out.append(Token(tuple(map(_part, values)), priority(getattr(item, "stage", None))))
-        return out
+        return [Token(parts, rank) for parts, rank in _token_pairs(items, attrs, priority)]
 
     def emails(items: Iterable[Any]) -> list[Token]:
         """Members (or users) → tokens of their addresses (trimmed, lowercased), ranked by
         stage. Blank and invalid addresses are left out: one member's bad address must not
         refuse the whole account, and an invalid one would match no *contains* filter."""
-        out = []
-        for item in items:
-            email = getattr(item, "email", None)
-            if type(email) is not str:
-                continue
-            try:
-                address = normalize_email(email)
-            except InvalidValue:
-                continue
-            if address is not None:
-                out.append(Token((address,), priority(getattr(item, "stage", None))))
-        return out
+        return [Token(parts, rank) for parts, rank in _email_pairs(items, priority)]
 
     def at_least(stage: str | None, floor: str) -> bool:
         """True when ``stage`` is ``floor`` or better on the ladder."""
@@ -132,3 +167,112 @@ def _filters(ladder: StageLadder) -> dict[str, Callable[..., Any]]:
         "stage_rank": rank,
         "isodate": isodate,
     }
+
+
+# --- the fused filters of token fields ---------------------------------------------------------
+
+
+def _collect(pairs: Iterator[tuple[tuple[str, ...], int]], ci: bool) -> dict[tuple[str, ...], int]:
+    """:func:`syncer.tokens.format_tokens`'s first half over a filter's (parts, priority)
+    pairs: every part is already a ``str``, so the memo (or the encoder on a miss) is all."""
+    recall = word_memo(ci).get
+    best: dict[tuple[str, ...], int] = {}
+    for raw, rank in pairs:
+        parts: tuple[str | None, ...] = tuple(map(recall, raw))
+        if None in parts:
+            parts = tuple([encode_part(p, ci) for p in raw])
+        seen = best.get(parts)  # type: ignore[arg-type]  # no None is left in parts here
+        if seen is None or rank > seen:
+            best[parts] = rank  # type: ignore[index]
+    return best
+
+
+def _token_sources(ladder: StageLadder) -> dict[str, TokenSource]:
+    priority_of, priority = _priorities(ladder)
+    return {
+        "tokens": lambda args, ci: _fused_tokens(args, ci, priority_of, priority),
+        "emails": lambda args, ci: _fused_emails(args, ci, priority_of, priority),
+    }
+
+
+def _fused_tokens(
+    args: tuple[Any, ...], ci: bool, priority_of: dict[str, int], priority: Callable[[Any], int]
+) -> Collector:
+    """``tokens(*args)`` fused with the formatter. The common shapes (plain values, plain
+    attribute names) get a loop of their own; a part the memo does not know takes ``_part``
+    and the encoder, which refuse what the filter refuses."""
+    recall = word_memo(ci).get
+    if not args:
+
+        def plain(items: Any) -> dict[tuple[str, ...], int]:
+            best: dict[tuple[str, ...], int] = {}
+            for v in items:
+                # A memo hit means text (its keys are str, equal only to str), which
+                # _part gives as it is.
+                word = recall(v)
+                parts = (word if word is not None else encode_part(_part(v), ci),)
+                found = priority_of.get(v) if type(v) is str else None
+                rank = found if found is not None else priority(v)
+                seen = best.get(parts)
+                if seen is None or rank > seen:
+                    best[parts] = rank
+            return best
+
+        return plain
+    if not all(type(a) is str and a and "." not in a and a[0] != "_" for a in args):
+        return lambda items: _collect(_token_pairs(items, args, priority), ci)
+    get = attrgetter(*args)
+    single = len(args) == 1
+
+    def attributes(items: Any) -> dict[tuple[str, ...], int]:
+        best: dict[tuple[str, ...], int] = {}
+        for item in items:
+            try:
+                values = (get(item),) if single else get(item)
+            except AttributeError:  # a mapping, or a missing attribute: Jinja's rules say
+                values = tuple(get_attribute(item, a) for a in args)
+            parts: tuple[str | None, ...] = tuple(map(recall, values))  # a hit: text
+            if None in parts:
+                parts = tuple([encode_part(_part(v), ci) for v in values])
+            stage = getattr(item, "stage", None)
+            found = priority_of.get(stage) if type(stage) is str else None
+            rank = found if found is not None else priority(stage)
+            seen = best.get(parts)  # type: ignore[arg-type]  # no None is left in parts
+            if seen is None or rank > seen:
+                best[parts] = rank  # type: ignore[index]
+        return best
+
+    return attributes
+
+
+def _fused_emails(
+    args: tuple[Any, ...], ci: bool, priority_of: dict[str, int], priority: Callable[[Any], int]
+) -> Collector | None:
+    """``emails`` fused with the formatter: :func:`_email_pairs`, encoding as it goes."""
+    if args:
+        return None  # the filter takes none: let it say so
+    recall = word_memo(ci).get
+
+    def addresses(items: Any) -> dict[tuple[str, ...], int]:
+        best: dict[tuple[str, ...], int] = {}
+        for item in items:  # _email_pairs, with the encoding
+            email = getattr(item, "email", None)
+            if type(email) is not str:
+                continue
+            try:
+                address = normalize_email(email)
+            except InvalidValue:
+                continue
+            if address is None:
+                continue
+            word = recall(address)
+            parts = (word if word is not None else encode_part(address, ci),)
+            stage = getattr(item, "stage", None)
+            found = priority_of.get(stage) if type(stage) is str else None
+            rank = found if found is not None else priority(stage)
+            seen = best.get(parts)
+            if seen is None or rank > seen:
+                best[parts] = rank
+        return best
+
+    return addresses

@@ -26,6 +26,7 @@ from syncer.mapping.context import (
 from syncer.mapping.filters import make_environment
 from syncer.mapping.objects import AssociationMapping, FieldMapping, MappingFile, ObjectMapping
 from syncer.mapping.schema import FieldDoc, MappingDoc, ObjectDoc
+from syncer.mapping.writers import field_writer
 from syncer.model import StageLadder
 from syncer.yamlsrc import YamlDoc, load_yaml, validate
 
@@ -197,7 +198,8 @@ class _Checker:
             message = f"the value does not fit type {fd.type.value} on a sample record"
             self._problem(f"{message}: {exc.reason}", line, where)
             return None
-        return FieldMapping(fspec, fd.value, line, evaluate)
+        write = field_writer(fspec, fd.value, evaluate, self.env)
+        return FieldMapping(fspec, fd.value, line, evaluate, write)
 
     def _value(self, text: str, loc: tuple[str | int, ...], where: str) -> Evaluator | None:
         try:

@@ -13,6 +13,7 @@ from syncer.errors import RecordRejected
 from syncer.fields import FieldSpec, FieldType, companion_names, format_field
 from syncer.mapping.compile import Evaluator
 from syncer.mapping.context import Source, View, context_for
+from syncer.mapping.writers import Writer
 from syncer.model import ResolvedUser, StageLadder
 
 
@@ -24,6 +25,8 @@ class FieldMapping:
     template: str
     line: int
     evaluate: Evaluator = field(repr=False, compare=False)
+    #: Evaluates and formats this field into a payload (:mod:`syncer.mapping.writers`).
+    write: Writer = field(repr=False, compare=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,6 +88,21 @@ class ObjectMapping:
             return Formatted(key, {self.key_field: key}, {}, refused)
         ctx = context_for(view, self.ladder)
         payload: dict[str, str | None] = {self.key_field: key}
+        try:  # one try for every field, not a frame each: the writers only know how to succeed
+            for f in self.fields:
+                f.write(ctx, payload)
+        except Exception:  # the reference path says why, or raises the same
+            return self._format_checked(key, ctx)
+        hints: dict[str, Any] = {}
+        for name, evaluate in self._hints:
+            hints[name] = evaluate(ctx)
+        payload[self.key_field] = key  # the product id always wins
+        return Formatted(key, payload, hints)
+
+    def _format_checked(self, key: str, ctx: Mapping[str, Any]) -> Formatted:
+        """The reference path, field by field: what ``format`` gives when a writer fails (a
+        record with a value the formatter refuses, mostly), rejection messages included."""
+        payload: dict[str, str | None] = {self.key_field: key}
         hints: dict[str, Any] = {}
         try:
             for f in self.fields:
@@ -93,7 +111,7 @@ class ObjectMapping:
                 hints[name] = evaluate(ctx)
         except RecordRejected as exc:
             return Formatted(key, payload, hints, exc)
-        payload[self.key_field] = key  # the product id always wins
+        payload[self.key_field] = key
         return Formatted(key, payload, hints)
 
 
