@@ -119,10 +119,9 @@ def _token_pairs(
         yield tuple(map(_part, values)), priority(getattr(item, "stage", None))
 
 
-def _email_pairs(
-    items: Iterable[Any], priority: Callable[[Any], int]
-) -> Iterator[tuple[tuple[str, ...], int]]:
-    """The (parts, priority) of each token ``emails`` makes of ``items``."""
+def _addresses(items: Iterable[Any]) -> Iterator[tuple[str, Any]]:
+    """The normalised address and the stage of each item ``emails`` keeps: blank, missing and
+    invalid addresses are left out."""
     for item in items:
         email = getattr(item, "email", None)
         if type(email) is not str:
@@ -132,7 +131,15 @@ def _email_pairs(
         except InvalidValue:
             continue
         if address is not None:
-            yield (address,), priority(getattr(item, "stage", None))
+            yield address, getattr(item, "stage", None)
+
+
+def _email_pairs(
+    items: Iterable[Any], priority: Callable[[Any], int]
+) -> Iterator[tuple[tuple[str, ...], int]]:
+    """The (parts, priority) of each token ``emails`` makes of ``items``."""
+    for address, stage in _addresses(items):
+        yield (address,), priority(stage)
 
 
 def _filters(ladder: StageLadder) -> dict[str, Callable[..., Any]]:
@@ -187,6 +194,23 @@ def _collect(pairs: Iterator[tuple[tuple[str, ...], int]], ci: bool) -> dict[tup
     return best
 
 
+def _best(
+    pairs: Iterator[tuple[tuple[str, ...], Any]],
+    priority_of: dict[str, int],
+    priority: Callable[[Any], int],
+) -> dict[tuple[str, ...], int]:
+    """Encoded parts → the highest priority among their stages (the fused filters' pairs of
+    encoded parts and the item's stage): the table :func:`syncer.tokens.token_texts` orders."""
+    best: dict[tuple[str, ...], int] = {}
+    for parts, stage in pairs:
+        found = priority_of.get(stage) if type(stage) is str else None
+        rank = found if found is not None else priority(stage)
+        seen = best.get(parts)
+        if seen is None or rank > seen:
+            best[parts] = rank
+    return best
+
+
 def _token_sources(ladder: StageLadder) -> dict[str, TokenSource]:
     priority_of, priority = _priorities(ladder)
     return {
@@ -204,28 +228,20 @@ def _fused_tokens(
     recall = word_memo(ci).get
     if not args:
 
-        def plain(items: Any) -> dict[tuple[str, ...], int]:
-            best: dict[tuple[str, ...], int] = {}
+        def plain(items: Any) -> Iterator[tuple[tuple[str, ...], Any]]:
             for v in items:
                 # A memo hit means text (its keys are str, equal only to str), which
                 # _part gives as it is.
                 word = recall(v)
-                parts = (word if word is not None else encode_part(_part(v), ci),)
-                found = priority_of.get(v) if type(v) is str else None
-                rank = found if found is not None else priority(v)
-                seen = best.get(parts)
-                if seen is None or rank > seen:
-                    best[parts] = rank
-            return best
+                yield (word if word is not None else encode_part(_part(v), ci),), v
 
-        return plain
+        return lambda items: _best(plain(items), priority_of, priority)
     if not all(type(a) is str and a and "." not in a and a[0] != "_" for a in args):
         return lambda items: _collect(_token_pairs(items, args, priority), ci)
     get = attrgetter(*args)
     single = len(args) == 1
 
-    def attributes(items: Any) -> dict[tuple[str, ...], int]:
-        best: dict[tuple[str, ...], int] = {}
+    def attributes(items: Any) -> Iterator[tuple[tuple[str, ...], Any]]:
         for item in items:
             try:
                 values = (get(item),) if single else get(item)
@@ -234,15 +250,9 @@ def _fused_tokens(
             parts: tuple[str | None, ...] = tuple(map(recall, values))  # a hit: text
             if None in parts:
                 parts = tuple([encode_part(_part(v), ci) for v in values])
-            stage = getattr(item, "stage", None)
-            found = priority_of.get(stage) if type(stage) is str else None
-            rank = found if found is not None else priority(stage)
-            seen = best.get(parts)  # type: ignore[arg-type]  # no None is left in parts
-            if seen is None or rank > seen:
-                best[parts] = rank  # type: ignore[index]
-        return best
+            yield parts, getattr(item, "stage", None)  # type: ignore[misc]  # no None left
 
-    return attributes
+    return lambda items: _best(attributes(items), priority_of, priority)
 
 
 def _fused_emails(
@@ -253,26 +263,9 @@ def _fused_emails(
         return None  # the filter takes none: let it say so
     recall = word_memo(ci).get
 
-    def addresses(items: Any) -> dict[tuple[str, ...], int]:
-        best: dict[tuple[str, ...], int] = {}
-        for item in items:  # _email_pairs, with the encoding
-            email = getattr(item, "email", None)
-            if type(email) is not str:
-                continue
-            try:
-                address = normalize_email(email)
-            except InvalidValue:
-                continue
-            if address is None:
-                continue
+    def addresses(items: Any) -> Iterator[tuple[tuple[str, ...], Any]]:
+        for address, stage in _addresses(items):  # _email_pairs, with the encoding
             word = recall(address)
-            parts = (word if word is not None else encode_part(address, ci),)
-            stage = getattr(item, "stage", None)
-            found = priority_of.get(stage) if type(stage) is str else None
-            rank = found if found is not None else priority(stage)
-            seen = best.get(parts)
-            if seen is None or rank > seen:
-                best[parts] = rank
-        return best
+            yield (word if word is not None else encode_part(address, ci),), stage
 
-    return addresses
+    return lambda items: _best(addresses(items), priority_of, priority)
