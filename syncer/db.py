@@ -219,22 +219,55 @@ class KeyRange:
 ALL_KEYS = KeyRange()
 
 
-def split_key_space(engine: Engine, col: Column[Any], parts: int) -> list[KeyRange]:
-    """``parts`` key ranges of about equal row counts covering all of ``col``'s key space
-    (fewer when the table has fewer distinct keys): the first starts open, the last ends open."""
+def split_key_space(
+    engine: Engine, col: Column[Any], parts: int, *, per_key: float = 0.0
+) -> list[KeyRange]:
+    """``parts`` key ranges of about equal cost covering all of ``col``'s key space (fewer
+    when the table has fewer distinct keys): the first starts open, the last ends open.
+
+    A key costs its rows in ``col``'s table, plus ``per_key`` (work done once per key, such as
+    formatting an account, beside the per-row work on its members): without it the ranges hold
+    about equal row counts. A key without rows there is not seen and costs nothing."""
     if parts < 1:
         raise ValueError(f"parts must be at least 1, not {parts}")
     with engine.connect() as conn:
-        total = conn.execute(select(func.count()).select_from(col.table)).scalar_one()
-        cuts: list[str] = []
-        for i in range(1, parts):
-            cut = conn.execute(
-                select(col).order_by(key_order(col, conn)).offset(total * i // parts).limit(1)
-            ).scalar()
-            if cut is not None and (not cuts or cut > cuts[-1]):
-                cuts.append(cut)
+        cuts = _weighted_cuts(conn, col, parts, per_key) if per_key else _row_cuts(conn, col, parts)
     bounds: list[str | None] = [None, *cuts, None]
     return [KeyRange(bounds[i], bounds[i + 1]) for i in range(len(bounds) - 1)]
+
+
+def _row_cuts(conn: Connection, col: Column[Any], parts: int) -> list[str]:
+    # One indexed OFFSET per cut: cheap for a few cuts of a unique key.
+    total = conn.execute(select(func.count()).select_from(col.table)).scalar_one()
+    cuts: list[str] = []
+    for i in range(1, parts):
+        cut = conn.execute(
+            select(col).order_by(key_order(col, conn)).offset(total * i // parts).limit(1)
+        ).scalar()
+        if cut is not None and (not cuts or cut > cuts[-1]):
+            cuts.append(cut)
+    return cuts
+
+
+def _weighted_cuts(conn: Connection, col: Column[Any], parts: int, per_key: float) -> list[str]:
+    # One pass over the keys with their row counts, streamed in key order (an index scan).
+    rows, keys = conn.execute(
+        select(func.count(), func.count(col.distinct())).select_from(col.table)
+    ).one()
+    total = rows + per_key * keys
+    ordered = key_order(col, conn)
+    query = select(col, func.count()).group_by(col).order_by(ordered)
+    cuts: list[str] = []
+    seen = 0.0  # the cost of the keys before this one
+    target = total / parts  # where the next range starts
+    for key, count in conn.execution_options(yield_per=10_000).execute(query):
+        if seen >= target and len(cuts) < parts - 1:
+            cuts.append(key)
+            # What is left is shared by the ranges left: after a key that cost more than a
+            # range, the next ranges are even, not one small one.
+            target = seen + (total - seen) / (parts - len(cuts))
+        seen += count + per_key
+    return cuts
 
 
 def dialect_insert(bind: Engine | Connection, table: Table) -> Any:

@@ -29,7 +29,9 @@ if TYPE_CHECKING:
     from .sync import Sync
 
 __all__ = [
+    "ACCOUNT_COST",
     "PARTS_PER_THREAD",
+    "PLAN_PARTS_PER_THREAD",
     "ApplyAll",
     "ClusterSpec",
     "check_link_order",
@@ -41,8 +43,19 @@ __all__ = [
     "run_partitions",
 ]
 
-#: Partitions per worker thread: more than one evens out partitions of uneven cost.
+#: Partitions per worker thread in a run: more than one evens out partitions of uneven cost. A
+#: run is paced by the destination, and each partition opens a connector and ends on a part
+#: batch: a few.
 PARTS_PER_THREAD = 2
+
+#: Partitions per worker thread in a plan, which only computes. The cuts are even by estimate
+#: only (:data:`ACCOUNT_COST`), and a plan ends with its last partition: smaller ones shorten
+#: the tail where one worker is done and the other still plans, for a few queries more each.
+PLAN_PARTS_PER_THREAD = 8
+
+#: What planning an account costs beside its members', in members: measured on the HubSpot
+#: mapping (a partition's time against its accounts and memberships), rounded.
+ACCOUNT_COST = 4
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,8 +116,10 @@ def partitions(sync: Sync, obj: ObjectMapping, keys: Keys, count: int) -> Sequen
         return [KeySet(keys.keys[i : i + size]) for i in range(0, len(keys), size)]
     if keys != KeyRange():
         return [keys]
-    column = users.c.user_id if obj.source == "users" else memberships.c.account_id
-    return list(split_key_space(sync.store, column, count))
+    if obj.source == "users":  # a user costs about as much as any other
+        return split_key_space(sync.store, users.c.user_id, count)
+    # An account costs its members (power-law sizes) and a little of its own.
+    return split_key_space(sync.store, memberships.c.account_id, count, per_key=ACCOUNT_COST)
 
 
 def check_link_order(objects: Sequence[ObjectMapping]) -> None:
