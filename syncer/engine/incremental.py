@@ -126,13 +126,19 @@ def config_hash(sync: Sync, dest: Destination) -> str:
 
 
 def read_scope(
-    sync: Sync, dest: Destination, *, full: bool = False, explain: bool = False
+    sync: Sync,
+    dest: Destination,
+    *,
+    full: bool = False,
+    explain: bool = False,
+    resolves: bool = True,
 ) -> ReadScope:
     """The scope of a plan or run of ``dest`` now (see the module docstring). Reads the feed,
     and the account hierarchy only if something is to be resolved (the closure needs it, and
     so does resolving); ``sync.hierarchy`` is re-read, so a long-lived :class:`Sync` resolves
     against the store as it is now. ``explain``: a plan that shows given records reads
-    everything."""
+    everything. ``resolves=False``: this process resolves nothing (a plan on a cluster, whose
+    workers each read the forest), so the whole forest is counted, not read."""
     digest = config_hash(sync, dest)
     sync.use_hierarchy(None)  # the forest as it is now, not as an earlier run saw it
     recorded = FeedPositions(sync.state).get(dest.name)
@@ -146,12 +152,12 @@ def read_scope(
     elif recorded.config_hash != digest:
         reason = "the mapping, the policies or the config changed since the last run"
     if reason:
-        return _full(sync, digest, current_position(sync.store), reason)
+        return _full(sync, digest, current_position(sync.store), reason, resolves)
     assert recorded is not None
     read = RowsRead()
     changes = changes_since(sync.store, recorded.position, read=read)
     if changes.full:
-        return _full(sync, digest, changes.position, changes.reason)
+        return _full(sync, digest, changes.position, changes.reason, resolves)
     failures = FailureLog(sync.state)
     retry = {
         obj.name: KeySet.of(keys)
@@ -235,16 +241,21 @@ def _waiting_links(sync: Sync, dest: Destination, failures: FailureLog, read: Ro
     return found
 
 
-def _full(sync: Sync, digest: str, position: int, reason: str) -> ReadScope:
+def _full(sync: Sync, digest: str, position: int, reason: str, resolves: bool) -> ReadScope:
     scope = ReadScope("full", position, digest, reason=reason)
-    _count_hierarchy(sync, scope.read)
+    _count_hierarchy(sync, scope.read, load=resolves)
     return scope
 
 
-def _count_hierarchy(sync: Sync, read: RowsRead) -> None:
+def _count_hierarchy(sync: Sync, read: RowsRead, *, load: bool = True) -> None:
     """Load the account forest (every account's id, name, parent and roll-up attributes: the
-    policies need it whole) and count its rows as accounts read."""
-    rows = len(sync.hierarchy)
+    policies need it whole) and count its rows as accounts read; without ``load``, count the
+    accounts only (the forest holds every one)."""
+    if load:
+        rows = len(sync.hierarchy)
+    else:
+        with sync.store.connect() as conn:
+            rows = conn.execute(select(func.count()).select_from(account_rows)).scalar_one()
     read.accounts += rows
     read.extra["hierarchy"] = read.extra.get("hierarchy", 0) + rows
 

@@ -214,7 +214,8 @@ class Sync:
         """
         spec = self._cluster_spec(cluster) if on_change is None else None
         dest = self.destination(name)
-        scope = read_scope(self, dest, full=full, explain=keys is not None)
+        # On a cluster, each worker reads the forest and resolves: this process only counts it.
+        scope = read_scope(self, dest, full=full, explain=keys is not None, resolves=spec is None)
         objects = dest.mapping.objects
         if spec is not None and _reads_anything(scope, objects):
             with _dask_pool(spec) as pool:
