@@ -30,7 +30,8 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from concurrent.futures import Future
+from contextlib import contextmanager, suppress
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -40,7 +41,7 @@ from distributed.diagnostics.plugin import WorkerPlugin
 from syncer.errors import ConfigError
 
 from .coordinator import (
-    PARTS_PER_THREAD,
+    PLAN_PARTS_PER_THREAD,
     ClusterSpec,
     merge_plans,
     partition_job,
@@ -75,6 +76,26 @@ class DaskPool:
         self.spec = spec
         self._cluster: LocalCluster | None = None
         self._client: Client | None = None
+        self._starting: Future[None] | None = None
+
+    def start(self) -> None:
+        """Start a ``local:N`` cluster in the background (its processes import syncer and Dask
+        for a few seconds), so that the caller cuts partitions meanwhile; :attr:`client` waits
+        for it. A running cluster is connected to at first use."""
+        if self.spec.remote or self._client is not None or self._starting is not None:
+            return
+        starting: Future[None] = Future()
+
+        def start() -> None:
+            try:
+                self._start_local()
+            except BaseException as exc:  # raised where the client is asked for
+                starting.set_exception(exc)
+            else:
+                starting.set_result(None)
+
+        threading.Thread(target=start, name="syncer-dask-start", daemon=True).start()
+        self._starting = starting
 
     def __enter__(self) -> DaskPool:
         return self
@@ -85,7 +106,9 @@ class DaskPool:
     @property
     def client(self) -> Client:
         if self._client is None:
-            if self.spec.address is not None:
+            if self._starting is not None:
+                self._starting.result()
+            elif self.spec.address is not None:
                 try:
                     self._client = Client(self.spec.address, timeout=_CONNECT_TIMEOUT)
                 except OSError as exc:
@@ -95,22 +118,29 @@ class DaskPool:
                         "machine) or use --cluster local:N"
                     ) from None
             else:
-                self._cluster = LocalCluster(
-                    n_workers=self.spec.workers,
-                    threads_per_worker=1,
-                    processes=True,
-                    dashboard_address=None,  # no web dashboard: a run, not a session
-                    # ...and its HTTP endpoints on a free loopback port, not 8787: two runs on
-                    # one machine do not compete for it.
-                    scheduler_kwargs={"dashboard_address": "127.0.0.1:0"},
-                    # A partition's failure is the run's error, reported once by syncer.
-                    silence_logs=logging.CRITICAL,
-                )
-                self._client = Client(self._cluster)
+                self._start_local()
+        assert self._client is not None
         return self._client
 
+    def _start_local(self) -> None:
+        self._cluster = LocalCluster(
+            n_workers=self.spec.workers,
+            threads_per_worker=1,
+            processes=True,
+            dashboard_address=None,  # no web dashboard: a run, not a session
+            # ...and its HTTP endpoints on a free loopback port, not 8787: two runs on one
+            # machine do not compete for it.
+            scheduler_kwargs={"dashboard_address": "127.0.0.1:0"},
+            # A partition's failure is the run's error, reported once by syncer.
+            silence_logs=logging.CRITICAL,
+        )
+        self._client = Client(self._cluster)
+
     def threads(self) -> int:
-        """Worker threads in the cluster now: partitions that run at once."""
+        """Worker threads in the cluster now: partitions that run at once (``local:N``: N,
+        known before its workers are up)."""
+        if not self.spec.remote:
+            return self.spec.workers
         count = sum(self.client.nthreads().values())
         if count < 1:
             raise ConfigError(
@@ -121,6 +151,10 @@ class DaskPool:
 
     def close(self) -> None:
         """Close the client and, for ``local:N``, the cluster (idempotent)."""
+        starting, self._starting = self._starting, None
+        if starting is not None:
+            with suppress(Exception):  # raised where the client was asked for, if it was
+                starting.result()  # a cluster still starting is closed once it is up
         client, self._client = self._client, None
         cluster, self._cluster = self._cluster, None
         if client is not None:
@@ -194,15 +228,18 @@ def plan_on_cluster(
 ) -> list[ObjectReport]:
     """Each object's plan, partition by partition on the cluster; the same reports as one
     process (:meth:`Sync.plan`)."""
-    count = PARTS_PER_THREAD * pool.threads()
+    pool.start()  # a local cluster starts while the partitions are cut here
+    count = PLAN_PARTS_PER_THREAD * pool.threads()
+    objects = dest.mapping.objects
+    cuts = [partitions(sync, o, scope.keys_for(o), count) for o in objects]
     job = _job(sync, dest)
     with pool.syncs(job) as name:
         jobs = [
             [
                 pool.client.submit(_plan_task, name, o.name, part, samples, keys, pure=False)
-                for part in partitions(sync, o, scope.keys_for(o), count)
+                for part in parts
             ]
-            for o in dest.mapping.objects
+            for o, parts in zip(objects, cuts, strict=True)
         ]
         return [
             merge_plans(o.name, _gather(pool, futures), samples=samples, explain=keys is not None)
