@@ -1,6 +1,7 @@
 """Plan throughput: resolve → map → format → hash → diff for a synthetic store.
 
     python benchmarks/plan.py --users 100000 [--runs 3] [--steady] [--cluster local:2 [--compare]]
+        [--syncer DIR]
 
 Generates the store once (cached under benchmarks/.data/), then times ``Sync.plan`` for the
 default HubSpot mapping (companies and contacts) in a fresh process per run, reporting wall time,
@@ -10,6 +11,11 @@ the plan compares hashes and finds nothing to send — the common case on a sche
 ``--cluster local:2`` plans on Dask workers (a LocalCluster started and closed inside each timed
 run, as ``syncer plan --cluster local:2`` does); ``--compare`` alternates runs in one process
 with runs on the cluster and prints both medians and their ratio, measured under the same load.
+
+Peak RSS is what this process and every process it started (the cluster's workers) held at
+once: their RSS summed, sampled every 0.2 s (so a peak shorter than that may be missed; pages
+shared between processes count in each). ``--syncer DIR`` times the syncer of another checkout
+(e.g. main, for a before/after on the same data with the same measure).
 """
 
 from __future__ import annotations
@@ -20,7 +26,10 @@ import resource
 import statistics
 import subprocess
 import sys
+import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -41,25 +50,74 @@ def _config(db: Path) -> Path:
     return path
 
 
-def measure(config: Path, cluster: str | None = None) -> dict[str, float]:
-    """One plan in this process (or on ``cluster``): seconds, records planned, peak RSS in MB —
-    on ``local:N``, this process's plus N times the largest child's (an upper bound of the
-    machine's memory the plan held at once)."""
+@contextmanager
+def peak_rss(every: float = 0.2) -> Iterator[dict[str, float]]:
+    """The peak RSS in MB of this process and its descendants at once (``all``), sampled every
+    ``every`` seconds, with this process's own peak (``self``) and each other's (``others``,
+    largest first); without psutil (it comes with Dask), this process's ``ru_maxrss`` only."""
+    out: dict[str, float] = {}
+    try:
+        import psutil
+    except ImportError:
+        yield out
+        out["all"] = out["self"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        return
+    me = psutil.Process()
+    peaks: dict[int, int] = {}
+    top = [0]
+    stop = threading.Event()
+
+    def sample() -> None:
+        while True:
+            total = 0
+            for proc in [me, *me.children(recursive=True)]:
+                try:
+                    rss = proc.memory_info().rss
+                except psutil.Error:  # ended meanwhile
+                    continue
+                total += rss
+                peaks[proc.pid] = max(peaks.get(proc.pid, 0), rss)
+            top[0] = max(top[0], total)
+            if stop.wait(every):
+                return
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    try:
+        yield out
+    finally:
+        stop.set()
+        sampler.join()
+        mb = 1024 * 1024
+        out["all"] = top[0] / mb
+        out["self"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        others = sorted((v for pid, v in peaks.items() if pid != me.pid), reverse=True)
+        out["others"] = [round(v / mb) for v in others]  # type: ignore[assignment]
+
+
+def measure(config: Path, cluster: str | None = None) -> dict[str, object]:
+    """One plan in this process (or on ``cluster``): seconds, records planned, peak RSS in MB
+    of every process that planned, at once (:func:`peak_rss`)."""
     from syncer.config import load_config
     from syncer.engine import Sync
 
-    started = time.perf_counter()
-    with Sync(load_config(config)) as sync:
-        report = sync.plan("crm", samples=0, cluster=cluster, full=True)
-    elapsed = time.perf_counter() - started
+    with peak_rss() as rss:
+        started = time.perf_counter()
+        with Sync(load_config(config)) as sync:
+            report = sync.plan("crm", samples=0, cluster=cluster, full=True)
+        elapsed = time.perf_counter() - started
     records = sum(report.totals().values())
     usage = resource.getrusage(resource.RUSAGE_SELF)
-    rss_mb = usage.ru_maxrss / 1024
     cpu = usage.ru_utime + usage.ru_stime  # steadier than wall time on a shared machine
-    if cluster is not None and cluster.startswith("local:"):
-        workers = int(cluster.removeprefix("local:"))
-        rss_mb += workers * resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
-    return {"seconds": elapsed, "cpu": cpu, "records": records, "rss_mb": rss_mb, **report.totals()}
+    return {
+        "seconds": elapsed,
+        "cpu": cpu,
+        "records": records,
+        "rss_mb": rss["all"],
+        "rss_self_mb": rss["self"],
+        "rss_others_mb": rss.get("others", []),
+        **report.totals(),
+    }
 
 
 def record_as_applied(config: Path) -> None:
@@ -91,8 +149,11 @@ def main() -> None:
     parser.add_argument(
         "--compare", action="store_true", help="alternate runs in one process and on --cluster"
     )
+    parser.add_argument("--syncer", type=Path, help="time the syncer of this checkout instead")
     parser.add_argument("--measure", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.syncer:
+        sys.path.insert(0, str(args.syncer.resolve()))
     if args.measure:
         print(json.dumps(measure(args.measure, args.cluster)))
         return
@@ -116,6 +177,7 @@ def main() -> None:
     for i in range(args.runs):
         for cluster in setups:  # alternated: the same load for both
             command = [sys.executable, __file__, "--measure", str(config)]
+            command += ["--syncer", str(args.syncer)] if args.syncer else []
             out = subprocess.run(
                 command + (["--cluster", cluster] if cluster else []),
                 check=True,
@@ -129,7 +191,9 @@ def main() -> None:
                 f"(CPU {r['cpu']:.1f} s of this process), "
                 f"{r['records'] / r['seconds']:,.0f} records/s, "
                 f"{args.users / r['seconds']:,.0f} users/s, peak RSS {r['rss_mb']:.0f} MB "
-                f"(create {r['create']}, unchanged {r['unchanged']})",
+                f"at once (this process {r['rss_self_mb']:.0f} MB, others "
+                f"{r['rss_others_mb'] or 'none'}) (create {r['create']}, "
+                f"unchanged {r['unchanged']})",
                 flush=True,
             )
     medians = {}
