@@ -133,6 +133,10 @@ class DaskPool:
             scheduler_kwargs={"dashboard_address": "127.0.0.1:0"},
             # A partition's failure is the run's error, reported once by syncer.
             silence_logs=logging.CRITICAL,
+            # Each worker's Dask config: no statistical profile (a sample of the stacks every
+            # 10 ms, kept for a dashboard that is not started), memory the plan needs more.
+            # (a dotted key: Nanny merges this over the whole config one level deep only)
+            config={"distributed.worker.profile.enabled": False},
         )
         self._client = Client(self._cluster)
 
