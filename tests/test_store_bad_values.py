@@ -59,6 +59,18 @@ def _objects(report: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return {o["object"]: o for o in report["objects"]}
 
 
+def _partial_run(cli: Cli, config: Path) -> dict[str, dict[str, Any]]:
+    """``syncer run --json`` on a store with bad records: exit 1, status partial; its objects."""
+    report = _json(cli, "run", "-c", str(config), "-d", "crm", code=1)
+    assert report["status"] == "partial"
+    return _objects(report)
+
+
+def _sent_rejected(objects: dict[str, dict[str, Any]], name: str) -> tuple[int, int]:
+    """Records of object ``name`` the run sent, and those syncer rejected."""
+    return objects[name]["sent"], objects[name]["counts"]["rejected"]
+
+
 def _errors(cli: Cli, config: Path) -> dict[str, dict[str, Any]]:
     return {e["key"]: e for e in _json(cli, "errors", "-c", str(config), code=0)["errors"]}
 
@@ -81,11 +93,9 @@ def test_an_unknown_membership_stage_rejects_that_user_and_account_and_the_rest_
     assert (sample["key"], sample["field"]) == ("u04", "stage")
     assert "'HOT' in memberships.stage" in sample["reason"]
 
-    report = _json(cli, "run", "-c", c, "-d", "crm", code=1)
-    assert report["status"] == "partial"
-    objects = _objects(report)
-    assert (objects["contacts"]["sent"], objects["contacts"]["counts"]["rejected"]) == (13, 1)
-    assert (objects["companies"]["sent"], objects["companies"]["counts"]["rejected"]) == (10, 1)
+    objects = _partial_run(cli, config)
+    assert _sent_rejected(objects, "contacts") == (13, 1)
+    assert _sent_rejected(objects, "companies") == (10, 1)
     errors = _errors(cli, config)
     assert set(errors) == {"u04", "UMBRELLA"}
     reason = errors["u04"]["reason"]
@@ -112,8 +122,7 @@ def test_an_unknown_lead_or_account_stage_rejects_that_record(cli: Cli, config: 
         update(users).where(users.c.user_id == "u07").values(lead_stage="warm"),
         update(accounts).where(accounts.c.account_id == "HOOLI").values(stage="VIP"),
     )
-    report = _json(cli, "run", "-c", str(config), "-d", "crm", code=1)
-    objects = _objects(report)
+    objects = _partial_run(cli, config)
     assert objects["contacts"]["counts"]["rejected"] == 1
     assert objects["companies"]["counts"]["rejected"] == 1
     errors = _errors(cli, config)
@@ -136,13 +145,11 @@ def test_a_roll_up_value_that_is_not_a_number_rejects_the_account_and_its_ancest
     plan = _objects(_json(cli, "plan", "-c", c, "-d", "crm", code=0))
     assert plan["companies"]["counts"]["rejected"] == 3
 
-    report = _json(cli, "run", "-c", c, "-d", "crm", code=1)
-    objects = _objects(report)
-    assert report["status"] == "partial"
+    objects = _partial_run(cli, config)
     # ACME-EU-RD holds it; ACME-EU and ACME would roll it up. ACME-US (a sibling) and the
     # other 7 accounts sync, and so do all 14 users, members of those accounts included.
-    assert (objects["companies"]["sent"], objects["companies"]["counts"]["rejected"]) == (8, 3)
-    assert (objects["contacts"]["sent"], objects["contacts"]["counts"]["rejected"]) == (14, 0)
+    assert _sent_rejected(objects, "companies") == (8, 3)
+    assert _sent_rejected(objects, "contacts") == (14, 0)
     errors = _errors(cli, config)
     assert set(errors) == {"ACME", "ACME-EU", "ACME-EU-RD"}
     own = errors["ACME-EU-RD"]["reason"]
@@ -176,12 +183,10 @@ def test_attributes_that_are_not_a_json_object_reject_that_record_not_the_run(
 ) -> None:
     _raw(config, "UPDATE users SET attributes = '{bad' WHERE user_id = 'u03'")
     _raw(config, "UPDATE accounts SET attributes = '[1, 2]' WHERE account_id = 'XYZ_Widget1'")
-    report = _json(cli, "run", "-c", str(config), "-d", "crm", code=1)
-    objects = _objects(report)
-    assert report["status"] == "partial"
-    assert (objects["contacts"]["sent"], objects["contacts"]["counts"]["rejected"]) == (13, 1)
+    objects = _partial_run(cli, config)
+    assert _sent_rejected(objects, "contacts") == (13, 1)
     # XYZ_Widget1, and XYZ whose roll-ups would leave it out; the other 9 accounts sync.
-    assert (objects["companies"]["sent"], objects["companies"]["counts"]["rejected"]) == (9, 2)
+    assert _sent_rejected(objects, "companies") == (9, 2)
     errors = _errors(cli, config)
     assert set(errors) == {"u03", "XYZ_Widget1", "XYZ"}
     assert {e["field"] for e in errors.values()} == {"attributes"}
@@ -231,12 +236,10 @@ def test_a_timestamp_that_is_not_one_rejects_that_record_not_the_run(
     assert plan["contacts"]["counts"]["rejected"] == 2
     assert plan["companies"]["counts"]["rejected"] == 2
 
-    report = _json(cli, "run", "-c", c, "-d", "crm", code=1)
-    objects = _objects(report)
-    assert report["status"] == "partial"
-    assert (objects["contacts"]["sent"], objects["contacts"]["counts"]["rejected"]) == (12, 2)
+    objects = _partial_run(cli, config)
+    assert _sent_rejected(objects, "contacts") == (12, 2)
     # UMBRELLA (its member's joined_at) and HOOLI alone: their parents' roll-ups are readable.
-    assert (objects["companies"]["sent"], objects["companies"]["counts"]["rejected"]) == (9, 2)
+    assert _sent_rejected(objects, "companies") == (9, 2)
     errors = _errors(cli, config)
     assert set(errors) == {"u03", "u04", "UMBRELLA", "HOOLI"}
     fields = {k: e["field"] for k, e in errors.items()}
