@@ -124,17 +124,24 @@ def _fast(node: nodes.Node, env: SandboxedEnvironment) -> Evaluator | None:
     return None
 
 
-def _fast_filter(node: nodes.Filter, env: SandboxedEnvironment) -> Evaluator | None:
-    if node.node is None or node.kwargs or node.dyn_args or node.dyn_kwargs:
+def _filtered(node: nodes.Filter) -> nodes.Expr | None:
+    """The input ``node`` filters, when its arguments are positional constants only; else None
+    (Jinja then evaluates it)."""
+    if node.kwargs or node.dyn_args or node.dyn_kwargs:
         return None
-    if not all(isinstance(a, nodes.Const) for a in node.args):
+    return node.node if all(isinstance(a, nodes.Const) for a in node.args) else None
+
+
+def _fast_filter(node: nodes.Filter, env: SandboxedEnvironment) -> Evaluator | None:
+    source = _filtered(node)
+    if source is None:
         return None
     if node.name not in OUR_FILTERS and node.name not in _PURE_BUILTINS:
         return None
     func = env.filters[node.name]
     if getattr(func, "jinja_pass_arg", None) is not None:
         return None  # needs Jinja's environment or context: let Jinja run it
-    inner = _fast(node.node, env)
+    inner = _fast(source, env)
     if inner is None:
         return None
     args = tuple(a.value for a in node.args)  # type: ignore[attr-defined]
@@ -146,16 +153,9 @@ def filter_call(text: str, env: SandboxedEnvironment) -> tuple[str, Evaluator, t
     filter's name, ``X``'s evaluator and the arguments; ``ValueError`` for anything else."""
     node = None if is_template(text) else parse_value(text, env).body[0]
     expr = node.nodes[0] if isinstance(node, nodes.Output) else None
-    if (
-        not isinstance(expr, nodes.Filter)
-        or expr.node is None
-        or expr.kwargs
-        or expr.dyn_args
-        or expr.dyn_kwargs
-        or not all(isinstance(a, nodes.Const) for a in expr.args)
-    ):
+    if not isinstance(expr, nodes.Filter) or (source := _filtered(expr)) is None:
         raise ValueError(f"{text!r} is not a filter of a simple expression with constant args")
-    inner = _fast(expr.node, env)
+    inner = _fast(source, env)
     if inner is None:
         raise ValueError(f"the input of {text!r} does not take the fast path")
     return expr.name, inner, tuple(a.value for a in expr.args)  # type: ignore[attr-defined]
