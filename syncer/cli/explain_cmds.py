@@ -23,7 +23,7 @@ from syncer.config import PoliciesConfig, load_config
 from syncer.db import DEFAULT_STORE_URL, STATE_URL_ENV
 from syncer.engine import Sync
 from syncer.errors import BadInputError, Problem
-from syncer.model import ResolvedMembership
+from syncer.model import AccountWithMembers, ResolvedMembership, UserWithMemberships
 from syncer.policies import PolicySettings
 from syncer.policies.hierarchy import Hierarchy
 from syncer.policies.resolve import Resolver
@@ -90,18 +90,47 @@ def _explained(
         yield Resolver(settings, hierarchy), MarkStore(state), item
 
 
-@explain_app.command("user")
+Show = Callable[[Resolver, MarkStore, T, bool], None]
+"""How one kind is shown: given the resolver, the marks, the item read and ``--json``."""
+
+
+def _explain_command(
+    kind: str, read: Callable[[Engine, str], T | None], id_help: str
+) -> Callable[[Show[T]], Show[T]]:
+    """Register ``syncer explain KIND ID``, shown by the decorated function (whose docstring is
+    the command's help): one command body, so both kinds take the same options and find the
+    store, state and policies the same way. Every engine is disposed once ``show`` returns."""
+
+    def register(show: Show[T]) -> Show[T]:
+        def command(
+            key: str,
+            store: StoreOption = DEFAULT_STORE_URL,
+            state: StateOption = None,
+            config: ConfigFile = None,
+            as_json: JsonOption = False,
+        ) -> None:
+            with _explained(read, kind, key, store, state, config) as (resolver, marks, item):
+                show(resolver, marks, item, as_json)
+
+        # The argument is named for the kind (``user_id``: in help and errors), which this
+        # module's string annotations cannot refer to: its annotation is set as an object.
+        command.__annotations__["key"] = Annotated[
+            str, typer.Argument(metavar=f"{kind}_id", help=id_help)
+        ]
+        command.__doc__ = show.__doc__
+        explain_app.command(kind)(command)
+        return show
+
+    return register
+
+
+@_explain_command("user", read_user, "The product's user id.")
 def explain_user(
-    user_id: Annotated[str, typer.Argument(help="The product's user id.")],
-    store: StoreOption = DEFAULT_STORE_URL,
-    state: StateOption = None,
-    config: ConfigFile = None,
-    as_json: JsonOption = False,
+    resolver: Resolver, marks: MarkStore, item: UserWithMemberships, as_json: bool
 ) -> None:
     """A user's memberships, marks and the rule behind their stage and primary account."""
-    with _explained(read_user, "user", user_id, store, state, config) as (resolver, marks, item):
-        previous = {(m.subject, m.account_id): m for m in marks.get_user_marks(user_id)}
-        resolved, changed = resolver.resolve_user(item, previous.values())
+    previous = {(m.subject, m.account_id): m for m in marks.get_user_marks(item.user.user_id)}
+    resolved, changed = resolver.resolve_user(item, previous.values())
     u = resolved.user
     name = " ".join(p for p in (u.first_name, u.last_name) if p) or u.email or u.user_id
     gone = [
@@ -185,18 +214,12 @@ def explain_user(
         )
 
 
-@explain_app.command("account")
+@_explain_command("account", read_account, "The product's account id.")
 def explain_account(
-    account_id: Annotated[str, typer.Argument(help="The product's account id.")],
-    store: StoreOption = DEFAULT_STORE_URL,
-    state: StateOption = None,
-    config: ConfigFile = None,
-    as_json: JsonOption = False,
+    resolver: Resolver, marks: MarkStore, item: AccountWithMembers, as_json: bool
 ) -> None:
     """An account's own stage, its active members, hierarchy and roll-ups."""
-    explained = _explained(read_account, "account", account_id, store, state, config)
-    with explained as (resolver, marks, item):
-        resolved, _ = resolver.resolve_account(item, marks.get_account_marks(account_id))
+    resolved, _ = resolver.resolve_account(item, marks.get_account_marks(item.account.account_id))
     a = resolved.account
     if as_json:
         print_json(
