@@ -17,7 +17,8 @@ from __future__ import annotations
 
 import fnmatch
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from operator import eq, ge, gt, le, lt, ne
 from typing import Any
 
 from syncer.testing._hubspot_state import (
@@ -33,21 +34,17 @@ MAX_LIMIT = 200
 DEFAULT_LIMIT = 10
 MAX_RESULTS = 10_000
 MAX_GROUPS, MAX_FILTERS_PER_GROUP, MAX_FILTERS = 5, 6, 18
-OPERATORS = {
-    "EQ",
-    "NEQ",
-    "LT",
-    "LTE",
-    "GT",
-    "GTE",
-    "BETWEEN",
-    "IN",
-    "NOT_IN",
-    "HAS_PROPERTY",
-    "NOT_HAS_PROPERTY",
-    "CONTAINS_TOKEN",
-    "NOT_CONTAINS_TOKEN",
+_COMPARISONS: dict[str, Callable[[tuple[float, str], tuple[float, str]], bool]] = {
+    "EQ": eq,
+    "NEQ": ne,
+    "LT": lt,
+    "LTE": le,
+    "GT": gt,
+    "GTE": ge,
 }
+#: Operators whose ``NOT_`` form matches exactly the values they do not.
+_NEGATABLE = ("IN", "HAS_PROPERTY", "CONTAINS_TOKEN")
+OPERATORS = {*_COMPARISONS, "BETWEEN", *_NEGATABLE, *(f"NOT_{op}" for op in _NEGATABLE)}
 _TOKEN = re.compile(r"[^\W_]+")
 _QUERY_TOKEN = re.compile(r"(?:[^\W_]|\*)+")
 _SEARCHABLE = {
@@ -96,19 +93,23 @@ def _comparable(definition: Mapping[str, Any], value: str) -> tuple[float, str]:
 
 def _matches(obj: StoredObject, flt: Mapping[str, Any], definitions: Mapping[str, Any]) -> bool:
     name, operator = flt["propertyName"], flt["operator"]
-    definition = definitions[name]
-    actual = obj.properties.get(name)
+    positive = operator.removeprefix("NOT_")
+    found = _holds(positive, obj.properties.get(name), flt, definitions[name])
+    return found if positive == operator else not found
+
+
+def _holds(
+    operator: str, actual: str | None, flt: Mapping[str, Any], definition: Mapping[str, Any]
+) -> bool:
+    """Whether the property value ``actual`` meets the filter ``flt`` with ``operator`` (not a
+    ``NOT_`` one)."""
     if operator == "HAS_PROPERTY":
         return actual is not None
-    if operator == "NOT_HAS_PROPERTY":
-        return actual is None
-    if operator in ("CONTAINS_TOKEN", "NOT_CONTAINS_TOKEN"):
-        found = contains_token(actual, str(flt.get("value", "")))
-        return found if operator == "CONTAINS_TOKEN" else not found
-    if operator in ("IN", "NOT_IN"):
+    if operator == "CONTAINS_TOKEN":
+        return contains_token(actual, str(flt.get("value", "")))
+    if operator == "IN":
         wanted = {_comparable(definition, str(v)) for v in flt.get("values") or []}
-        inside = actual is not None and _comparable(definition, actual) in wanted
-        return inside if operator == "IN" else not inside
+        return actual is not None and _comparable(definition, actual) in wanted
     if actual is None:
         return operator == "NEQ"
     have = _comparable(definition, actual)
@@ -116,14 +117,7 @@ def _matches(obj: StoredObject, flt: Mapping[str, Any], definitions: Mapping[str
     if operator == "BETWEEN":
         high = _comparable(definition, str(flt.get("highValue", "")))
         return want <= have <= high
-    return {
-        "EQ": have == want,
-        "NEQ": have != want,
-        "LT": have < want,
-        "LTE": have <= want,
-        "GT": have > want,
-        "GTE": have >= want,
-    }[operator]
+    return _COMPARISONS[operator](have, want)
 
 
 def _check_filters(groups: Any, definitions: Mapping[str, Any]) -> list[list[dict[str, Any]]]:
