@@ -56,18 +56,16 @@ from sqlalchemy import Table, delete, func, select
 from sqlalchemy.engine import Connection, Engine
 
 from syncer.db import is_postgres
-from syncer.errors import ConfigError
 from syncer.store.keys import RowsRead
 from syncer.store.schema import (
     accounts,
     identities,
     memberships,
     store_commits,
-    store_feed,
     store_tombstones,
     users,
 )
-from syncer.store.triggers import member_feed_installed
+from syncer.store.triggers import member_feed_installed, sqlite_counter
 
 MembershipKey = tuple[str, str]
 IdentityKey = tuple[str, str, str]
@@ -149,12 +147,7 @@ def _position(conn: Connection) -> int:
         # Commit numbers become visible in their order: the highest visible one is safe.
         c = store_commits.c
         return int(conn.execute(select(func.coalesce(func.max(c.seq), 0))).scalar_one())
-    seq = conn.execute(select(store_feed.c.seq).where(store_feed.c.id == 1)).scalar()
-    if seq is None:
-        raise ConfigError(
-            "the store has no change feed counter (store_feed); run `syncer init --store …`"
-        )
-    return int(seq)
+    return sqlite_counter(conn)
 
 
 def _window(

@@ -35,6 +35,7 @@ from dataclasses import dataclass
 from sqlalchemy.engine import Connection
 
 from syncer.db import is_postgres
+from syncer.errors import ConfigError
 from syncer.store.schema import (
     FEED_COLUMNS,
     FEED_TABLES,
@@ -149,7 +150,19 @@ def _drop_trigger(conn: Connection, name: str, table: str) -> None:
 # --- SQLite --------------------------------------------------------------------------------------
 
 _NEXT = f"UPDATE {store_feed.name} SET seq = seq + 1 WHERE id = 1;"
-_SEQ = f"(SELECT seq FROM {store_feed.name} WHERE id = 1)"
+_COUNTER = f"SELECT seq FROM {store_feed.name} WHERE id = 1"
+_SEQ = f"({_COUNTER})"
+
+
+def sqlite_counter(conn: Connection) -> int:
+    """The SQLite counter's value: the last stamp handed out. ConfigError if the store has no
+    counter row (``syncer init`` creates it)."""
+    seq = conn.exec_driver_sql(_COUNTER).scalar()
+    if seq is None:
+        raise ConfigError(
+            "the store has no change feed counter (store_feed); run `syncer init --store …`"
+        )
+    return int(seq)
 
 
 def _sqlite_ddl() -> list[str]:
@@ -247,8 +260,7 @@ class PreStamp:
         """The value to stamp the next batch with (``None``: leave it to the triggers)."""
         if not self.active:
             return None
-        seq = self.conn.exec_driver_sql(f"SELECT seq FROM {store_feed.name} WHERE id = 1")
-        value = int(seq.scalar_one()) + 1
+        value = sqlite_counter(self.conn) + 1
         self.highest = max(self.highest, value)
         return value
 
@@ -362,7 +374,7 @@ def stamp_existing(conn: Connection) -> None:
             conn.exec_driver_sql(f"UPDATE {table.name} SET change_seq = NULL")
         conn.exec_driver_sql(f"UPDATE accounts SET parent_seq = {schema}.syncer_feed_xid()")
         return
-    conn.exec_driver_sql(f"UPDATE {store_feed.name} SET seq = seq + 1 WHERE id = 1")
+    conn.exec_driver_sql(_NEXT)
     for table in FEED_TABLES:
         columns = [c.name for c in table.c if c.name in FEED_COLUMNS]
         assignments = ", ".join(f"{c} = {_SEQ}" for c in columns)
