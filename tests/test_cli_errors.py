@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -16,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from processes import free_port
 
 from syncer.retry import RetryPolicy
 
@@ -180,12 +180,6 @@ def test_the_console_script_fails_the_same_way(tmp_path: Path) -> None:
     assert "Traceback" not in domain.stderr
 
 
-def _closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])  # nothing listens once the socket is closed
-
-
 @pytest.fixture
 def down_config(make_examples_config: Callable[[str], Path]) -> Path:
     """A HubSpot destination on a port where nothing listens."""
@@ -193,7 +187,7 @@ def down_config(make_examples_config: Callable[[str], Path]) -> Path:
         "destinations:\n  hubspot:\n    connector: hubspot\n"
         f"    mapping: {ROOT / 'mappings' / 'hubspot.yaml'}\n"
         "    credentials: {access_token: env:DOWN_TOKEN}\n"
-        f"    settings: {{host: 'http://127.0.0.1:{_closed_port()}'}}\n"
+        f"    settings: {{host: 'http://127.0.0.1:{free_port()}'}}\n"
     )
 
 

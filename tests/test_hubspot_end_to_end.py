@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import socket
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from processes import free_port
 from pydantic import SecretStr
 from sqlalchemy import delete, update
 
@@ -363,13 +363,6 @@ def test_lifecyclestage_moves_backwards_on_churn(
     assert (linus["syncer_stage"], linus["lifecyclestage"]) == ("churned", "lead")
 
 
-def _free_port() -> int:
-    """A loopback port nothing listens on (bound, then closed)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def _connector(host: str, token: str) -> HubSpotConnector:
     return HubSpotConnector(HubSpotConfig(access_token=SecretStr(token), host=host, timeout=5))
 
@@ -391,6 +384,6 @@ def test_check_with_a_refused_token_says_what_to_fix(hubspot: HubSpotEmulator) -
 
 
 def test_check_against_an_unreachable_host_is_a_clean_retriable_error() -> None:
-    host = f"http://127.0.0.1:{_free_port()}"
+    host = f"http://127.0.0.1:{free_port()}"
     with pytest.raises(RetriableError, match="hubspot GET contacts property groups: connection"):
         _connector(host, TOKEN).check()

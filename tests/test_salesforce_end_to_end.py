@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import socket
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -13,6 +12,7 @@ from typing import Any
 import pytest
 import requests
 import responses
+from processes import free_port
 from pydantic import SecretStr
 from sqlalchemy import delete, update
 
@@ -483,13 +483,6 @@ def test_bulk_jobs_take_bulk_batch_records_each(tmp_path: Path, org: SalesforceE
 # --- check() and signing in: clean errors, never a traceback -------------------------------------
 
 
-def _free_port() -> int:
-    """A loopback port nothing listens on (bound, then closed)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def _session_connector(url: str, session_id: str, org: SalesforceEmulator) -> SalesforceConnector:
     settings = {"instance_url": url, "verify": str(org.cert_path), "timeout": 5}
     return SalesforceConnector(SalesforceConfig(session_id=SecretStr(session_id), **settings))
@@ -512,7 +505,7 @@ def test_check_with_a_refused_session_says_what_to_fix(org: SalesforceEmulator) 
 def test_check_against_an_unreachable_org_is_a_clean_retriable_error(
     org: SalesforceEmulator,
 ) -> None:
-    url = f"https://127.0.0.1:{_free_port()}"
+    url = f"https://127.0.0.1:{free_port()}"
     with pytest.raises(RetriableError, match="salesforce GET limits: connection failed"):
         _session_connector(url, org.session_id, org).check()
 
