@@ -1,7 +1,8 @@
 """Canonical records, the stage ladder and the resolved views.
 
 Everything downstream of the store works on these small immutable records. This module imports
-nothing from syncer: it is the vocabulary the other packages share.
+nothing from syncer but :mod:`syncer.frozen` (how its records are built, a leaf): it is the
+vocabulary the other packages share.
 
 Conventions every module relies on:
 
@@ -15,12 +16,13 @@ Conventions every module relies on:
 
 from __future__ import annotations
 
-import dataclasses
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any
+
+from syncer.frozen import fast_init
 
 if TYPE_CHECKING:
     from syncer.rejections import StoreRejection  # a leaf module: the model still imports nothing
@@ -42,69 +44,6 @@ DEFAULT_ALIASES: Mapping[str, str] = {
     "cancelled": "churned",
     "canceled": "churned",
 }
-
-
-_T = TypeVar("_T")
-
-
-class _Factory:
-    """The default of a ``default_factory`` field in a :func:`fast_init` signature."""
-
-    def __repr__(self) -> str:
-        return "<factory>"  # what dataclasses shows in the same place
-
-
-_NO_VALUE = _Factory()
-
-
-def fast_init(cls: type[_T]) -> type[_T]:
-    """Give a frozen, slotted dataclass a faster ``__init__``: same signature, same instance.
-
-    A frozen dataclass's ``__init__`` sets every field through ``object.__setattr__``; calling
-    each slot's descriptor directly halves the cost (0.67 µs → 0.37 µs for six fields on CPython
-    3.11), for a dozen records per user of a plan. Instances stay frozen.
-
-    Why generated source (``exec``), as ``dataclasses`` itself builds every ``__init__``: an
-    ``__init__`` with the class's own signature is either written out or generated. Measured on
-    a nine-field record (CPython 3.11): the dataclass's own 0.91 µs, this 0.52 µs, a closure
-    looping over the setters with ``*args`` 1.10 µs (slower than no change at all), the same
-    body written by hand 0.50 µs — twelve hand-written copies of what this writes once. Only a
-    non-frozen dataclass is faster (0.22 µs), at the price of records that can be assigned to.
-    """
-    if not dataclasses.is_dataclass(cls) or "__slots__" not in cls.__dict__:
-        raise TypeError(f"fast_init needs a slotted dataclass, not {cls.__qualname__}")
-    params = dataclasses.fields(cls)
-    if hasattr(cls, "__post_init__") or any(not f.init or f.kw_only for f in params):
-        raise TypeError(f"fast_init cannot keep {cls.__qualname__}'s __init__ semantics")
-    env: dict[str, Any] = {"_NO_VALUE": _NO_VALUE}
-    args, body = [], []
-    for f in params:
-        env[f"_set_{f.name}"] = cls.__dict__[f.name].__set__
-        if f.default is not dataclasses.MISSING:
-            env[f"_default_{f.name}"] = f.default
-            args.append(f"{f.name}=_default_{f.name}")
-        elif f.default_factory is not dataclasses.MISSING:
-            env[f"_factory_{f.name}"] = f.default_factory
-            args.append(f"{f.name}=_NO_VALUE")
-            body.append(f"    if {f.name} is _NO_VALUE: {f.name} = _factory_{f.name}()")
-        else:
-            args.append(f.name)
-        body.append(f"    _set_{f.name}(self, {f.name})")
-    # A factory taking the environment as parameters makes each a closure cell (fast to load).
-    source = (
-        f"def _make({', '.join(env)}):\n"
-        f"  def __init__(self, {', '.join(args)}):\n"
-        + "\n".join("  " + line for line in body)
-        + "\n  return __init__\n"
-    )
-    namespace: dict[str, Callable[..., Any]] = {}
-    exec(source, {}, namespace)
-    init = namespace["_make"](**env)
-    init.__qualname__ = f"{cls.__qualname__}.__init__"
-    init.__module__ = cls.__module__
-    init.__doc__ = cls.__init__.__doc__
-    cls.__init__ = init  # type: ignore[method-assign]
-    return cls
 
 
 class UnknownStage(ValueError):

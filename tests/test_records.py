@@ -13,7 +13,8 @@ from typing import Any
 import pytest
 
 from syncer.db import as_utc
-from syncer.model import Account, Mark, Membership, ResolvedUser, User, fast_init
+from syncer.frozen import fast_init
+from syncer.model import Account, Mark, Membership, ResolvedUser, User
 from syncer.store.readers import json_value
 
 FAST_RECORDS = [Account, User, Membership, Mark, ResolvedUser]
@@ -97,9 +98,49 @@ def test_fast_init_refuses_classes_whose_semantics_it_cannot_keep() -> None:
         a: int
         b: Any = field(init=False, default=None)
 
-    for cls in (NoSlots, PostInit, Derived):
+    @dataclass(frozen=True, slots=True)
+    class Base:
+        a: int
+
+    @dataclass(frozen=True, slots=True)
+    class Child(Base):  # its layout is Base's plus its own slots: no twin to build it in
+        b: int = 0
+
+    for cls in (NoSlots, PostInit, Derived, Child):
         with pytest.raises(TypeError, match=cls.__name__):
             fast_init(cls)
+
+
+@pytest.mark.parametrize("cls", FAST_RECORDS, ids=lambda c: c.__name__)
+def test_fast_init_records_are_of_their_own_class_and_frozen_once_built(cls: type) -> None:
+    record = cls(*["x"] * _required(cls))
+    assert type(record) is cls
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        setattr(record, dataclasses.fields(cls)[0].name, "y")
+
+
+def test_fast_init_builds_a_subclass_instance_as_that_subclass() -> None:
+    class Slotted(Mark):
+        __slots__ = ()
+
+    class WithDict(Mark):
+        pass
+
+    for sub in (Slotted, WithDict):
+        mark = sub("membership", "u1", "A", "CUS")
+        assert type(mark) is sub
+        assert (mark.subject, mark.user_id, mark.account_id, mark.stage, mark.churned) == (
+            "membership", "u1", "A", "CUS", False,
+        )  # fmt: skip
+        assert mark == sub("membership", "u1", "A", "CUS")
+
+
+def _required(cls: type) -> int:
+    fields = dataclasses.fields(cls)
+    return sum(
+        f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+        for f in fields
+    )
 
 
 # --- stored timestamps --------------------------------------------------------------------------

@@ -277,7 +277,7 @@ def _with_primary(
 
     The records were built by :func:`decide_user` in this same call and nobody else holds them
     yet, so the flag is set on the record itself, as its constructor would (a frozen record's
-    slots are written through their descriptors, see :func:`syncer.model.fast_init`): a second
+    slots are written through their descriptors, see :func:`syncer.frozen.fast_init`): a second
     record and a second tuple cost more than the rest of the primary policy, on every user.
     """
     for m in memberships:
