@@ -60,31 +60,29 @@ def _last(candidates: Sequence[ResolvedMembership]) -> ResolvedMembership:
 def _highest(
     candidates: Sequence[ResolvedMembership], scale: StageScale
 ) -> tuple[ResolvedMembership, str]:
-    # One pass, no sort, ranks straight from the scale's table: this runs for every user of
-    # every plan, and most users have one or two active memberships.
-    if len(candidates) == 1:
-        chosen = candidates[0]
-        return chosen, f"highest stage: {chosen.mark} ({_joined(chosen)})"
-    known = scale.spellings
-    top = -2
-    best: list[ResolvedMembership] = []
-    for m in candidates:
-        mark = m.mark
-        if mark is None:
-            r = -1
-        else:
-            hit = known.get(mark)
-            r = hit[1] if hit is not None else scale.rank(mark)
-        if r > top:
-            top, best = r, [m]
-        elif r == top:
-            best.append(m)
-    if len(best) == 1:
-        chosen = best[0]
-        return chosen, f"highest stage: {chosen.mark} ({_joined(chosen)})"
-    chosen = _first(best)
-    ties = f"; {len(best)} accounts at that stage, earliest joined wins"
-    return chosen, f"highest stage: {chosen.mark} ({_joined(chosen)}{ties})"
+    # ``candidates`` are in rank order, best first (choose_ranked_primary): the best stage is the
+    # first one's, and its ties follow it. This runs for every user of every plan; most users
+    # have one or two active memberships: no search, no list, unless there are ties.
+    chosen = candidates[0]
+    if len(candidates) > 1:
+        known = scale.spellings
+        top = _rank(chosen, known, scale)
+        n = 1
+        while n < len(candidates) and _rank(candidates[n], known, scale) == top:
+            n += 1
+        if n > 1:
+            chosen = _first(candidates[:n])
+            ties = f"; {n} accounts at that stage, earliest joined wins"
+            return chosen, f"highest stage: {chosen.mark} ({_joined(chosen)}{ties})"
+    return chosen, f"highest stage: {chosen.mark} ({_joined(chosen)})"
+
+
+def _rank(m: ResolvedMembership, known: dict[str, tuple[str, int]], scale: StageScale) -> int:
+    mark = m.mark
+    if mark is None:
+        return -1
+    hit = known.get(mark)
+    return hit[1] if hit is not None else scale.rank(mark)
 
 
 def choose_primary(
@@ -100,25 +98,53 @@ def choose_primary(
     the other policies ignore it). Raises ``ValueError`` for an unknown policy name; settings
     validate the name before any user is resolved.
     """
+    _check(policy)
+    scale = as_scale(ladder)
+    active = [m for m in memberships if not m.churned]
+    if policy in (HIGHEST_STAGE, STICKY):
+        # Best mark first. The sort is stable: equal ranks keep their order, as the search
+        # this replaces kept it (only ties on joined_at and account_id would ever show it).
+        known = scale.spellings
+        active.sort(key=lambda m: -_rank(m, known, scale))
+    return choose_ranked_primary(active, policy, scale, previous=previous)
+
+
+def _check(policy: str) -> None:
     if policy not in PRIMARY_POLICIES:
         raise ValueError(
             f"unknown primary-account policy {policy!r}; use one of {PRIMARY_POLICIES}"
         )
-    candidates = [m for m in memberships if not m.churned]
-    if not candidates:
+
+
+def choose_ranked_primary(
+    memberships: Sequence[ResolvedMembership],
+    policy: str,
+    scale: StageScale,
+    *,
+    previous: str | None = None,
+) -> tuple[str | None, str]:
+    """:func:`choose_primary` of ``memberships`` in the order a
+    :class:`~syncer.model.ResolvedUser` holds them (active first, best mark first): the
+    resolver's path, which finds the best marks at the front instead of searching for them."""
+    _check(policy)
+    if not memberships or memberships[0].churned:
         return None, "no active membership, so no primary account"
+    candidates = (
+        [m for m in memberships if not m.churned] if memberships[-1].churned else memberships
+    )
     if policy == FIRST:
         chosen = _first(candidates)
         return chosen.account_id, f"first: earliest joined ({_joined(chosen)})"
     if policy == LAST:
         chosen = _last(candidates)
         return chosen.account_id, f"last: latest joined ({_joined(chosen)})"
-    scale = as_scale(ladder)
     if policy == STICKY and previous is not None:
-        if any(m.account_id == previous for m in candidates):
-            return previous, "sticky: kept the previous primary, still active"
+        for m in candidates:
+            if m.account_id == previous:
+                return previous, "sticky: kept the previous primary, still active"
         chosen, why = _highest(candidates, scale)
         return chosen.account_id, f"sticky: previous primary {previous} is no longer active; {why}"
     chosen, why = _highest(candidates, scale)
-    prefix = "sticky: no previous primary; " if policy == STICKY else ""
-    return chosen.account_id, prefix + why
+    if policy == STICKY:
+        return chosen.account_id, "sticky: no previous primary; " + why
+    return chosen.account_id, why

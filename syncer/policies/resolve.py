@@ -36,10 +36,10 @@ from syncer.model import (
     UserWithMemberships,
 )
 from syncer.policies.hierarchy import Hierarchy
-from syncer.policies.primary import choose_primary
+from syncer.policies.primary import choose_ranked_primary
 from syncer.policies.stage import (
     StageScale,
-    decide_user,
+    decide_user_lists,
     member_mark,
     resolve_account_stage,
     unknown_stage,
@@ -82,7 +82,7 @@ class Resolver:
         if type(attrs) is UnreadableAttributes or type(attrs) is UnreadableTimestamp:
             return self._refused(user, attrs.rejection("users", uid)), []
         try:
-            stage, rule, churned, memberships, _kept, decided, _gone = decide_user(
+            stage, rule, churned, memberships, _kept, changed, _gone = decide_user_lists(
                 user, item.memberships, marks, self.scale, facts=self._facts, now=now
             )
         except UnknownStageError as exc:
@@ -97,10 +97,9 @@ class Resolver:
             else ()
         )
         previous = live_primaries[0] if live_primaries else None
-        primary, why = choose_primary(
+        primary, why = choose_ranked_primary(
             memberships, self.settings.primary, self.scale, previous=previous
         )
-        changed = list(decided)
         for old in live_primaries:
             if old != primary:
                 changed.append(Mark(PRIMARY_MARK, uid, old, None, True, now))

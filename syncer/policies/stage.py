@@ -60,6 +60,7 @@ __all__ = [
     "UserStage",
     "as_scale",
     "decide_user",
+    "decide_user_lists",
     "lookup_stage",
     "member_mark",
     "resolve_account_stage",
@@ -69,8 +70,6 @@ __all__ = [
 
 AccountInfo = Callable[[str], AccountFacts]
 """``account_id -> (name, parent_account_id)``; the resolver passes the hierarchy's."""
-
-_new_tuple = tuple.__new__
 
 # How many churned accounts a rule text names before it says "and N more".
 _RULE_NAMES = 3
@@ -87,8 +86,6 @@ class UserStage(NamedTuple):
     caller must save. ``memberships`` are the store's rows, resolved, in the order
     :class:`~syncer.model.ResolvedUser` promises (active first, best mark first, then account_id);
     none is marked primary yet.
-
-    A named tuple: built once per user of every plan, it costs what a plain tuple costs.
     """
 
     stage: str
@@ -154,17 +151,35 @@ def decide_user(
     facts: FactsTable | None,
     now: datetime,
 ) -> UserStage:
-    """:func:`resolve_user_stage` for a ready :class:`StageScale` and facts table (the
-    resolver's path).
+    """:func:`resolve_user_stage` for a ready :class:`StageScale` and facts table.
 
     ``facts`` maps an account id to ``(name, parent_account_id)``
     (:meth:`~syncer.policies.hierarchy.Hierarchy.facts`).
+    """
+    stage, rule, churned, rows, kept, changed, gone = decide_user_lists(
+        user, memberships, marks, scale, facts=facts, now=now
+    )
+    return UserStage(stage, rule, churned, rows, tuple(kept), tuple(changed), tuple(gone))
+
+
+def decide_user_lists(
+    user: User,
+    memberships: Iterable[Membership],
+    marks: Iterable[Mark],
+    scale: StageScale,
+    *,
+    facts: FactsTable | None,
+    now: datetime,
+) -> tuple[str, str, bool, tuple[ResolvedMembership, ...], list[Mark], list[Mark], list[str]]:
+    """:func:`decide_user` as the resolver reads it: the :class:`UserStage` fields, the marks as
+    the lists they were built in (the resolver appends its primary marks to ``changed``).
 
     This runs once per user of every plan and its loop once per membership: the common cases of
-    :func:`advance_mark` are inlined and every name in the loop is a local.
+    :func:`advance_mark` are inlined and every name in the loop is a local. The best active
+    membership is not tracked in the loop: it is the first row once the rows are sorted.
     """
     uid = user.user_id
-    previous, lead_prev = _split_marks(uid, marks)
+    previous, lead_prev = _split_marks(uid, marks) if marks else (None, None)
     cache_get = scale.spellings.get
     get_facts = (_NO_ACCOUNTS if facts is None else facts).get
     lowest = scale.lowest
@@ -174,8 +189,6 @@ def decide_user(
     rows: list[tuple[bool, int, str, ResolvedMembership]] = []
     seen: set[str] = set()
     churned_here: list[str] = []
-    # The best active membership: (mark rank, account_id, mark stage, current stage, name).
-    best: _Best | None = None
     for row in memberships:
         aid = row.account_id
         if aid in seen:
@@ -187,11 +200,13 @@ def decide_user(
         else:
             stage, rank = cache_get(raw) or lookup_stage(scale, raw, uid, aid, "memberships")
         prev = previous.pop(aid, None) if previous else None
-        if prev is None and rank >= 0:
-            # First sight (or back after a tombstone was dropped): a new mark from this stage.
-            mark = Mark(MEMBERSHIP_MARK, uid, aid, stage, False, now)
-            mark_stage: str | None = stage
+        if prev is None:
+            # First sight (or back after a tombstone was dropped): a new mark from this stage,
+            # or a tombstone if the row says churned (advance_mark's answers, without the call).
+            mark_stage: str | None = stage if rank >= 0 else None
+            mark = Mark(MEMBERSHIP_MARK, uid, aid, mark_stage, mark_stage is None, now)
             mark_rank = rank
+            changed.append(mark)
         else:
             mark, mark_stage, mark_rank = advance_mark(
                 prev,
@@ -203,9 +218,9 @@ def decide_user(
                 account_id=aid,
                 now=now,
             )
+            if mark is not prev:
+                changed.append(mark)
         kept.append(mark)
-        if mark is not prev:
-            changed.append(mark)
         name, parent = get_facts(aid, NO_FACTS)
         resolved = ResolvedMembership(
             aid, name, parent, row.role, stage, mark_stage, mark_stage is None, row.joined_at
@@ -213,35 +228,20 @@ def decide_user(
         if mark_stage is None:
             churned_here.append(aid)
             rows.append((True, 1, aid, resolved))
-            continue
-        if best is None or mark_rank > best[0] or (mark_rank == best[0] and aid < best[1]):
-            best = (mark_rank, aid, mark_stage, stage, name)
-        # account_ids are unique here, so sorting these tuples never compares the record.
-        rows.append((False, -mark_rank, aid, resolved))
+        else:
+            # account_ids are unique here, so sorting these tuples never compares the record.
+            rows.append((False, -mark_rank, aid, resolved))
 
     gone = _left_store(previous, kept, changed, scale=scale, uid=uid, now=now) if previous else []
     lead = _lead(user, lead_prev, kept, changed, scale=scale, now=now)
-    stage, rule, churned = _decide(
-        best, lead, kept, rows, seen=seen, churned_here=churned_here, gone=gone, scale=scale
-    )
     if len(rows) > 1:
         rows.sort()
-    # tuple.__new__ skips the named tuple's Python-level __new__: a frame per user of every plan.
-    return _new_tuple(
-        UserStage,
-        (
-            stage,
-            rule,
-            churned,
-            tuple([r[3] for r in rows]),
-            tuple(kept),
-            tuple(changed),
-            tuple(sorted(gone)) if gone else (),
-        ),
+    stage, rule, churned = _decide(
+        rows, lead, kept, seen=seen, churned_here=churned_here, gone=gone, scale=scale
     )
+    return stage, rule, churned, tuple([r[3] for r in rows]), kept, changed, sorted(gone)
 
 
-_Best = tuple[int, str, str, str, str | None]
 # The lead's live mark (stage, rank) or None, whether it churned, and the lead stage now.
 _Lead = tuple[tuple[str, int] | None, bool, str | None]
 
@@ -332,21 +332,23 @@ def _lead(
 
 
 def _decide(
-    best: _Best | None,
+    rows: list[tuple[bool, int, str, ResolvedMembership]],
     lead: _Lead,
     kept: list[Mark],
-    rows: list[tuple[bool, int, str, ResolvedMembership]],
     *,
     seen: set[str],
     churned_here: list[str],
     gone: list[str],
     scale: StageScale,
 ) -> tuple[str, str, bool]:
-    """``(stage, rule, churned)`` from the best active membership and the lead stage."""
+    """``(stage, rule, churned)`` from the best active membership (the first of the sorted
+    ``rows``, if active) and the lead stage."""
     lead_live, lead_churned, lead_now = lead
-    if best is not None:
-        mark_rank, aid, mark_stage, current, name = best
-        if lead_live is not None and lead_live[1] > mark_rank:
+    if rows and not rows[0][0]:
+        _, minus_rank, aid, top = rows[0]
+        mark_stage: str = top.mark  # type: ignore[assignment]  # an active row has a mark
+        current, name = top.stage, top.account_name
+        if lead_live is not None and lead_live[1] > -minus_rank:
             stage = lead_live[0]
             return (
                 stage,
