@@ -5,9 +5,13 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from syncer.model import DEFAULT_LADDER, ResolvedMembership
 from syncer.policies import PRIMARY_POLICIES, choose_primary
+from syncer.policies.primary import choose_ranked_primary
+from syncer.policies.scale import StageScale
 
 
 def _m(
@@ -102,3 +106,83 @@ def test_result_does_not_depend_on_membership_order() -> None:
 def test_unknown_policy_is_rejected() -> None:
     with pytest.raises(ValueError, match="unknown primary-account policy 'oldest'"):
         choose_primary(MEMBERSHIPS, "oldest", DEFAULT_LADDER)
+
+
+# --- the search the rank-ordered choice replaced -------------------------------------------------
+
+
+def _reference(
+    memberships: list[ResolvedMembership], policy: str, previous: str | None
+) -> tuple[str | None, str]:
+    """choose_primary as it was written before the resolver read the best marks off the front
+    of its rank-ordered memberships: a search over the active ones, in any order."""
+    scale = StageScale(DEFAULT_LADDER)
+
+    def joined(m: ResolvedMembership) -> str:
+        j = m.joined_at
+        return f"joined {j.date().isoformat()}" if j is not None else "no join date"
+
+    def first(ms: list[ResolvedMembership]) -> ResolvedMembership:
+        return min(
+            ms, key=lambda m: (m.joined_at is None, m.joined_at or datetime.min, m.account_id)
+        )
+
+    def highest(ms: list[ResolvedMembership]) -> tuple[ResolvedMembership, str]:
+        ranks = [-1 if m.mark is None else scale.rank(m.mark) for m in ms]
+        best = [m for m, r in zip(ms, ranks, strict=True) if r == max(ranks)]
+        chosen = first(best)
+        ties = (
+            f"; {len(best)} accounts at that stage, earliest joined wins" if len(best) > 1 else ""
+        )
+        return (
+            chosen,
+            f"highest stage: {chosen.mark} ({joined(chosen)}{ties if len(best) > 1 else ''})",
+        )
+
+    active = [m for m in memberships if not m.churned]
+    if not active:
+        return None, "no active membership, so no primary account"
+    if policy == "first":
+        chosen = first(active)
+        return chosen.account_id, f"first: earliest joined ({joined(chosen)})"
+    if policy == "last":
+        dated = [m for m in active if m.joined_at is not None]
+        if not dated:
+            chosen = min(active, key=lambda m: m.account_id)
+        else:
+            latest = max(m.joined_at for m in dated)  # type: ignore[type-var]
+            chosen = min((m for m in dated if m.joined_at == latest), key=lambda m: m.account_id)
+        return chosen.account_id, f"last: latest joined ({joined(chosen)})"
+    if policy == "sticky" and previous is not None:
+        if any(m.account_id == previous for m in active):
+            return previous, "sticky: kept the previous primary, still active"
+        chosen, why = highest(active)
+        return chosen.account_id, f"sticky: previous primary {previous} is no longer active; {why}"
+    chosen, why = highest(active)
+    prefix = "sticky: no previous primary; " if policy == "sticky" else ""
+    return chosen.account_id, prefix + why
+
+
+# Marks as a resolved membership may hold them, an alias included (ranked like its stage).
+_MARKS = st.sampled_from([*DEFAULT_LADDER.names, "customer", None])
+_memberships = st.dictionaries(
+    st.sampled_from("ABCDEF"),
+    st.tuples(_MARKS, st.one_of(st.none(), st.integers(1, 3)), st.booleans()),
+    max_size=6,
+).map(lambda d: [_m(a, mark, j, churned=c) for a, (mark, j, c) in d.items()])
+
+
+@settings(max_examples=300, deadline=None)
+@given(_memberships, st.sampled_from(PRIMARY_POLICIES), st.sampled_from([None, "A", "C"]))
+def test_choose_primary_says_what_the_search_it_replaced_said(
+    memberships: list[ResolvedMembership], policy: str, previous: str | None
+) -> None:
+    expected = _reference(memberships, policy, previous)
+    assert choose_primary(memberships, policy, DEFAULT_LADDER, previous=previous) == expected
+    # The resolver's path: the same memberships in a ResolvedUser's order.
+    scale = StageScale(DEFAULT_LADDER)
+    ordered = sorted(
+        memberships,
+        key=lambda m: (m.churned, -(-1 if m.mark is None else scale.rank(m.mark)), m.account_id),
+    )
+    assert choose_ranked_primary(ordered, policy, scale, previous=previous) == expected
