@@ -14,7 +14,9 @@ from syncer.model import (
     MEMBERSHIP_MARK,
     PRIMARY_MARK,
     Account,
+    AccountWithMembers,
     Mark,
+    MemberRow,
     Membership,
     User,
     UserWithMemberships,
@@ -213,3 +215,32 @@ def test_the_resolver_agrees_with_the_rules_applied_one_by_one(
         kept = {(m.subject, m.account_id): m for m in marks}
         kept.update({(m.subject, m.account_id): m for m in changed})
         marks = sorted(kept.values(), key=lambda m: (m.account_id, m.subject))
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    st.dictionaries(
+        st.sampled_from(["u1", "u2", "u3", "u10", "u4"]),
+        st.one_of(st.none(), st.sampled_from(STAGES)),
+        max_size=5,
+    ),
+    st.randoms(),
+)
+def test_an_accounts_members_are_best_stage_first_then_user_id_in_any_row_order(
+    stages: dict[str, str | None], rnd: random.Random
+) -> None:
+    # The store reads members in user_id order and the resolver sorts them cheaply while they
+    # come so: any other order must give the same members.
+    rows = [
+        MemberRow(Membership(u, "A", stage=s), f"{u}@x.example", None, None)
+        for u, s in stages.items()
+    ]
+    rnd.shuffle(rows)
+    tree = Hierarchy.from_accounts([Account("A")])
+    resolver = Resolver(PolicySettings(), tree, now=NOW)
+    got, _ = resolver.resolve_account(AccountWithMembers(Account("A"), tuple(rows)), [])
+    active = {u: s or DEFAULT_LADDER.lowest for u, s in stages.items() if s != "churned"}
+    expected = sorted(active, key=lambda u: (-RANK[active[u]], u))
+    assert [(m.user_id, m.stage, m.mark) for m in got.members] == [
+        (u, active[u], active[u]) for u in expected
+    ]

@@ -7,6 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from syncer.frozen import fast_init
 from syncer.model import ACCOUNT_MARK, Account, Mark, StageLadder, UnknownStage
 from syncer.policies.scale import StageScale, as_scale, lookup_stage, unknown_stage
 
@@ -78,6 +79,7 @@ def member_mark(
 # --- an account ---------------------------------------------------------------------------------
 
 
+@fast_init  # built once per account of every plan
 @dataclass(frozen=True, slots=True)
 class AccountStage:
     """What the stage policy decided for one account's own stage; ``mark`` is its new mark."""

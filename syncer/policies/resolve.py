@@ -197,7 +197,9 @@ class Resolver:
 
         Runs once per member row of every plan: stage spellings are looked up in the scale's
         table directly (its method only on a miss), and a member with no mark (every member,
-        when the account-side marks hold none) takes its current stage without a call.
+        when the account-side marks hold none) takes its current stage without a call. The
+        store reads members in user_id order; while they come so, a stable sort by rank alone
+        gives the (rank, user_id) order with no key tuple per member.
         """
         scale = self.scale
         spelled = scale.spellings.get
@@ -206,6 +208,8 @@ class Resolver:
         aid = item.account.account_id
         ranked: list[tuple[int, str, ResolvedMember]] = []
         append = ranked.append
+        last = ""
+        ordered = True  # user_ids strictly increasing so far
         for row in item.members:
             ms = row.membership
             raw = ms.stage
@@ -224,6 +228,9 @@ class Resolver:
             if rank < 0:
                 continue
             uid = ms.user_id
+            if uid <= last:
+                ordered = False
+            last = uid
             previous = None if mark_of is None else mark_of(uid)
             mark = stage if previous is None else member_mark(previous, stage, rank, scale)[0]
             member = ResolvedMember(
@@ -231,7 +238,7 @@ class Resolver:
             )
             append((-rank, uid, member))
         if len(ranked) > 1:
-            ranked.sort(key=_member_order)
+            ranked.sort(key=_rank_order if ordered else _member_order)
         return ranked
 
     def resolve_accounts(
@@ -295,6 +302,7 @@ _mark_account: Callable[[Mark], str] = attrgetter("account_id")
 
 # (-rank, user_id) of a ranked member, in C: the sort never compares the records themselves.
 _member_order: Callable[[tuple[int, str, ResolvedMember]], tuple[int, str]] = itemgetter(0, 1)
+_rank_order: Callable[[tuple[int, str, ResolvedMember]], int] = itemgetter(0)
 
 
 def _merge(
