@@ -126,7 +126,8 @@ def choose_ranked_primary(
     """:func:`choose_primary` of ``memberships`` in the order a
     :class:`~syncer.model.ResolvedUser` holds them (active first, best mark first): the
     resolver's path, which finds the best marks at the front instead of searching for them."""
-    _check(policy)
+    if policy not in PRIMARY_POLICIES:  # checked here, not by a call per user of every plan
+        _check(policy)
     if not memberships or memberships[0].churned:
         return None, "no active membership, so no primary account"
     candidates = (

@@ -14,7 +14,7 @@ Only marks that changed are yielded: saving them is the caller's job, after the 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import UTC, datetime
 from operator import attrgetter, itemgetter
 from typing import TYPE_CHECKING, TypeVar
@@ -74,7 +74,7 @@ class Resolver:
         self, item: UserWithMemberships, marks: Iterable[Mark]
     ) -> tuple[ResolvedUser, list[Mark]]:
         """One user with their previous marks → the resolved user and the marks that changed."""
-        marks = marks if isinstance(marks, list) else list(marks)
+        marks = marks if isinstance(marks, (list, tuple)) else list(marks)
         user = item.user
         uid = user.user_id
         now = self.now
@@ -128,7 +128,7 @@ class Resolver:
             if item is not None:
                 yield self.resolve_user(item, mine)
 
-    def _vanish_users(self, orphans: list[Mark], sink: VanishedSink) -> None:
+    def _vanish_users(self, orphans: Sequence[Mark], sink: VanishedSink) -> None:
         out: list[Mark] = []
         for m in orphans:
             if m.subject in (MEMBERSHIP_MARK, LEAD_MARK, PRIMARY_MARK) and not m.churned:
@@ -305,12 +305,15 @@ _member_order: Callable[[tuple[int, str, ResolvedMember]], tuple[int, str]] = it
 _rank_order: Callable[[tuple[int, str, ResolvedMember]], int] = itemgetter(0)
 
 
+_NO_MARKS: tuple[Mark, ...] = ()
+
+
 def _merge(
     items: Iterable[T],
     key: Callable[[T], str],
     marks: Iterable[Mark],
     mark_key: Callable[[Mark], str],
-) -> Iterator[tuple[T | None, list[Mark], list[Mark]]]:
+) -> Iterator[tuple[T | None, Sequence[Mark], Sequence[Mark]]]:
     """Merge-join two key-ordered streams: ``(item, its marks, marks of keys passed over)``.
 
     Passed-over marks come out one key at a time (with ``item`` ``None`` after the last item), so
@@ -346,15 +349,19 @@ def _merge(
             while pending is not None and pending_key == group_key:
                 group.append(pending)
                 advance()
-            yield None, [], group
+            yield None, _NO_MARKS, group
+        if pending is None or pending_key != k:
+            # Most items have no marks (all of them, in a first plan): no list for none.
+            yield item, _NO_MARKS, _NO_MARKS
+            continue
         mine: list[Mark] = []
         while pending is not None and pending_key == k:
             mine.append(pending)
             advance()
-        yield item, mine, []
+        yield item, mine, _NO_MARKS
     while pending is not None:
         group_key, group = pending_key, []
         while pending is not None and pending_key == group_key:
             group.append(pending)
             advance()
-        yield None, [], group
+        yield None, _NO_MARKS, group
