@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from syncer.db import as_utc
-from syncer.frozen import fast_init
+from syncer.frozen import builder, fast_init
 from syncer.model import Account, Mark, Membership, ResolvedUser, User
 from syncer.store.readers import json_value
 
@@ -117,6 +117,27 @@ def test_fast_init_records_are_of_their_own_class_and_frozen_once_built(cls: typ
     assert type(record) is cls
     with pytest.raises(dataclasses.FrozenInstanceError):
         setattr(record, dataclasses.fields(cls)[0].name, "y")
+
+
+@pytest.mark.parametrize("cls", FAST_RECORDS, ids=lambda c: c.__name__)
+def test_a_builder_builds_what_the_class_builds(cls: type) -> None:
+    build = builder(cls)
+    values = [f"v{i}" for i in range(_required(cls))]
+    record = build(*values)
+    assert type(record) is cls
+    assert record == cls(*values)
+    assert repr(record) == repr(cls(*values))
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        setattr(record, dataclasses.fields(cls)[0].name, "y")
+    last = dataclasses.fields(cls)[-1].name
+    assert build(*values, **{last: "z"}) == cls(*values, **{last: "z"})
+
+
+def test_a_builder_calls_default_factories_once_per_instance() -> None:
+    build = builder(User)
+    one, two = build("u1"), build("u2")
+    assert one.attributes == {}
+    assert one.attributes is not two.attributes
 
 
 def test_fast_init_builds_a_subclass_instance_as_that_subclass() -> None:

@@ -20,6 +20,7 @@ from operator import attrgetter, itemgetter
 from typing import TYPE_CHECKING, TypeVar
 
 from syncer.errors import UnknownStageError
+from syncer.frozen import builder
 from syncer.model import (
     ACCOUNT_MARK,
     LEAD_MARK,
@@ -50,6 +51,12 @@ if TYPE_CHECKING:
     from syncer.policies import PolicySettings
 
 T = TypeVar("T")
+
+# The records built per user and per member of every plan, minus a check and a class switch
+# each (syncer.frozen.builder).
+_new_mark = builder(Mark)
+_new_user = builder(ResolvedUser)
+_new_member = builder(ResolvedMember)
 VanishedSink = Callable[[list[Mark]], None]
 
 
@@ -102,12 +109,12 @@ class Resolver:
         )
         for old in live_primaries:
             if old != primary:
-                changed.append(Mark(PRIMARY_MARK, uid, old, None, True, now))
+                changed.append(_new_mark(PRIMARY_MARK, uid, old, None, True, now))
         if primary is not None:
             memberships = _with_primary(memberships, primary)
             if primary not in live_primaries:
-                changed.append(Mark(PRIMARY_MARK, uid, primary, None, False, now))
-        return ResolvedUser(user, memberships, stage, primary, churned, rule, why), changed
+                changed.append(_new_mark(PRIMARY_MARK, uid, primary, None, False, now))
+        return _new_user(user, memberships, stage, primary, churned, rule, why), changed
 
     def resolve_users(
         self,
@@ -233,7 +240,7 @@ class Resolver:
             last = uid
             previous = None if mark_of is None else mark_of(uid)
             mark = stage if previous is None else member_mark(previous, stage, rank, scale)[0]
-            member = ResolvedMember(
+            member = _new_member(
                 uid, row.email, row.first_name, row.last_name, ms.role, stage, mark, ms.joined_at
             )
             append((-rank, uid, member))

@@ -35,6 +35,7 @@ from types import MappingProxyType
 from typing import NamedTuple
 
 from syncer.errors import BadInputError, Problem
+from syncer.frozen import builder
 from syncer.model import (
     LEAD_MARK,
     MEMBERSHIP_MARK,
@@ -71,8 +72,11 @@ __all__ = [
 AccountInfo = Callable[[str], AccountFacts]
 """``account_id -> (name, parent_account_id)``; the resolver passes the hierarchy's."""
 
-# How many churned accounts a rule text names before it says "and N more".
-_RULE_NAMES = 3
+# Mark(...), ResolvedMembership(...) less a check and a class switch (syncer.frozen.builder).
+_new_mark = builder(Mark)
+_new_membership = builder(ResolvedMembership)
+
+_RULE_NAMES = 3  # how many churned accounts a rule text names before it says "and N more"
 
 
 # --- a user -------------------------------------------------------------------------------------
@@ -151,11 +155,8 @@ def decide_user(
     facts: FactsTable | None,
     now: datetime,
 ) -> UserStage:
-    """:func:`resolve_user_stage` for a ready :class:`StageScale` and facts table.
-
-    ``facts`` maps an account id to ``(name, parent_account_id)``
-    (:meth:`~syncer.policies.hierarchy.Hierarchy.facts`).
-    """
+    """:func:`resolve_user_stage` for a ready :class:`StageScale` and facts table (``account_id
+    -> (name, parent_account_id)``, :meth:`~syncer.policies.hierarchy.Hierarchy.facts`)."""
     stage, rule, churned, rows, kept, changed, gone = decide_user_lists(
         user, memberships, marks, scale, facts=facts, now=now
     )
@@ -175,9 +176,8 @@ def decide_user_lists(
     the lists they were built in (the resolver appends its primary marks to ``changed``).
 
     This runs once per user of every plan and its loop once per membership: the common cases of
-    :func:`advance_mark` are inlined and every name in the loop is a local. The best active
-    membership is not tracked in the loop: it is the first row once the rows are sorted.
-    """
+    :func:`advance_mark` are inlined, every name in the loop is a local, and the best active
+    membership is not tracked: it is the first row once the rows are sorted."""
     uid = user.user_id
     previous, lead_prev = _split_marks(uid, marks) if marks else (None, None)
     cache_get = scale.spellings.get
@@ -204,7 +204,7 @@ def decide_user_lists(
             # First sight (or back after a tombstone was dropped): a new mark from this stage,
             # or a tombstone if the row says churned (advance_mark's answers, without the call).
             mark_stage: str | None = stage if rank >= 0 else None
-            mark = Mark(MEMBERSHIP_MARK, uid, aid, mark_stage, mark_stage is None, now)
+            mark = _new_mark(MEMBERSHIP_MARK, uid, aid, mark_stage, mark_stage is None, now)
             mark_rank = rank
             changed.append(mark)
         else:
@@ -222,7 +222,7 @@ def decide_user_lists(
                 changed.append(mark)
         kept.append(mark)
         name, parent = get_facts(aid, NO_FACTS)
-        resolved = ResolvedMembership(
+        resolved = _new_membership(
             aid, name, parent, row.role, stage, mark_stage, mark_stage is None, row.joined_at
         )
         if mark_stage is None:
@@ -318,7 +318,7 @@ def _lead(
     uid = user.user_id
     lead_now, rank = scale.spellings.get(raw) or lookup_stage(scale, raw, uid, None, "users")
     if lead_prev is None and rank >= 0:
-        mark = Mark(LEAD_MARK, uid, "", lead_now, False, now)
+        mark = _new_mark(LEAD_MARK, uid, "", lead_now, False, now)
         kept.append(mark)
         changed.append(mark)
         return (lead_now, rank), False, lead_now
