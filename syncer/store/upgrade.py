@@ -4,8 +4,14 @@ Version 1 → 2 adds the change feed: :func:`add_feed_columns` adds the ``change
 (and ``parent_seq`` on accounts) with their indexes; ``init_store`` then creates the feed's new
 tables and triggers, as on a new store, and stamps every existing row as one change
 (:func:`syncer.store.triggers.stamp_existing`), so that a destination that has never read the
-feed reads them all. Each step checks first, so an upgrade cut short (SQLite runs DDL outside
-the transaction) completes when ``syncer init`` runs again.
+feed reads them all.
+
+Version 2 → 3 replaces the index of memberships by account with a covering one
+(:func:`cover_members_by_account`): the data and the feed are untouched, and nothing is
+re-sent. Building it reads the memberships table once (seconds per million rows).
+
+Each step checks first, so an upgrade cut short (SQLite runs DDL outside the transaction)
+completes when ``syncer init`` runs again.
 """
 
 from __future__ import annotations
@@ -13,10 +19,19 @@ from __future__ import annotations
 from sqlalchemy import BigInteger, inspect
 from sqlalchemy.engine import Connection
 
-from syncer.store.schema import FEED_COLUMNS, FEED_TABLES
+from syncer.store.schema import FEED_COLUMNS, FEED_TABLES, MEMBERS_BY_ACCOUNT, memberships
 
 #: The schema versions ``syncer init`` upgrades from.
-UPGRADABLE: frozenset[int] = frozenset({1})
+UPGRADABLE: frozenset[int] = frozenset({1, 2})
+
+#: What an upgrade from each version adds, for the message that asks for one.
+UPGRADE_ADDS: dict[int, str] = {
+    1: "it adds the change feed and an index; the data stays",
+    2: "it adds an index that makes reading accounts faster; the data stays",
+}
+
+# Version 2's index of memberships by account, which the covering one replaces.
+_OLD_MEMBERS_BY_ACCOUNT = "ix_memberships_account_user"
 
 
 def add_feed_columns(conn: Connection) -> None:
@@ -31,3 +46,13 @@ def add_feed_columns(conn: Connection) -> None:
         for index in table.indexes:
             if any(c.name in FEED_COLUMNS for c in index.columns):
                 index.create(conn, checkfirst=True)
+
+
+def cover_members_by_account(conn: Connection) -> None:
+    """Create the covering index of memberships by account (schema version 3) and drop the
+    one it replaces (a version-1 or -2 store's)."""
+    (index,) = (i for i in memberships.indexes if i.name == MEMBERS_BY_ACCOUNT)
+    index.create(conn, checkfirst=True)
+    present = {i["name"] for i in inspect(conn).get_indexes(memberships.name)}
+    if _OLD_MEMBERS_BY_ACCOUNT in present:
+        conn.exec_driver_sql(f"DROP INDEX {_OLD_MEMBERS_BY_ACCOUNT}")

@@ -1,0 +1,94 @@
+"""Schema version 3: memberships by account through a covering index, and the upgrade of a
+version-2 store to it by ``syncer init`` (in place, nothing else touched, nothing re-sent)."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import inspect, select, text, update
+from sqlalchemy.engine import Engine
+
+from syncer.errors import ConfigError
+from syncer.store.database import init_store, open_store
+from syncer.store.feed import changes_since, current_position
+from syncer.store.loaders import load_paths
+from syncer.store.readers import iter_accounts
+from syncer.store.schema import (
+    MEMBERS_BY_ACCOUNT,
+    STORE_SCHEMA_VERSION,
+    memberships,
+    store_version,
+)
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+OLD_INDEX = "ix_memberships_account_user"
+
+
+@pytest.fixture
+def store(db_url: str, tmp_path: Path) -> Iterator[Engine]:
+    engine = init_store(db_url)
+    data = tmp_path / "data"
+    data.mkdir()
+    for name in ("accounts.csv", "users.csv", "memberships.csv"):
+        shutil.copy(EXAMPLES / name, data / name)
+    load_paths(engine, [data])
+    try:
+        yield engine
+    finally:
+        engine.dispose()
+
+
+def _indexes(engine: Engine) -> set[str]:
+    with engine.connect() as conn:
+        return {str(i["name"]) for i in inspect(conn).get_indexes(memberships.name)}
+
+
+def _make_version_2(engine: Engine) -> None:
+    """Turn a store into what syncer's version-2 schema looked like: memberships by account
+    through an index of the two keys only."""
+    with engine.begin() as conn:
+        conn.execute(text(f"DROP INDEX {MEMBERS_BY_ACCOUNT}"))
+        conn.execute(text(f"CREATE INDEX {OLD_INDEX} ON memberships (account_id, user_id)"))
+        conn.execute(update(store_version).values(version=2))
+
+
+def test_a_new_store_reads_members_by_account_through_the_covering_index(store: Engine) -> None:
+    assert STORE_SCHEMA_VERSION == 3
+    assert MEMBERS_BY_ACCOUNT in _indexes(store)
+    assert OLD_INDEX not in _indexes(store)
+    if store.dialect.name == "sqlite":
+        query = (
+            "EXPLAIN QUERY PLAN SELECT user_id, account_id, role, stage, joined_at, updated_at "
+            "FROM memberships WHERE account_id >= 'a' AND account_id <= 'b' "
+            "ORDER BY account_id, user_id"
+        )
+        with store.connect() as conn:
+            plan = " ".join(str(r[-1]) for r in conn.exec_driver_sql(query))
+        assert f"COVERING INDEX {MEMBERS_BY_ACCOUNT}" in plan, plan
+
+
+def test_init_upgrades_a_version_2_store_in_place(store: Engine, db_url: str) -> None:
+    before = list(iter_accounts(store))
+    position = current_position(store)
+    _make_version_2(store)
+    store.dispose()
+    with pytest.raises(ConfigError, match=r"schema version 2; .*run `syncer init --store .*` to"):
+        open_store(db_url)
+    init_store(db_url).dispose()
+    engine = open_store(db_url)
+    try:
+        with engine.connect() as conn:
+            assert conn.execute(select(store_version.c.version)).scalar() == STORE_SCHEMA_VERSION
+        assert MEMBERS_BY_ACCOUNT in _indexes(engine)
+        assert OLD_INDEX not in _indexes(engine)
+        assert list(iter_accounts(engine)) == before  # the same records, member for member
+        # Nothing was stamped: a destination's feed position still sees no change.
+        assert current_position(engine) == position
+        assert not changes_since(engine, position).users
+        init_store(db_url).dispose()  # idempotent
+        assert MEMBERS_BY_ACCOUNT in _indexes(engine)
+    finally:
+        engine.dispose()
