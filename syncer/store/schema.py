@@ -13,6 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 from sqlalchemy import (
+    DDL,
     JSON,
     BigInteger,
     Column,
@@ -23,6 +24,7 @@ from sqlalchemy import (
     MetaData,
     String,
     Table,
+    event,
 )
 
 metadata = MetaData()
@@ -89,6 +91,17 @@ users = Table(
     *_described("lead_stage"),
     _change_seq(),
 )
+
+#: SQLite only (schema version 3): what an account shows of each member, by ``user_id``. The
+#: account-side reader looks every member row's user up here, one B-tree descent instead of two
+#: (the primary key's index, then the table by rowid), and names the index (``INDEXED BY``:
+#: SQLite's planner prefers the unique one). Not on PostgreSQL, which plans that join itself and
+#: limits an index entry to about 2.7 kB, which long names could pass.
+USER_NAMES = "ix_users_names"
+USER_NAMES_DDL = DDL(
+    f"CREATE INDEX IF NOT EXISTS {USER_NAMES} ON users (user_id, email, first_name, last_name)"
+)
+event.listen(users, "after_create", USER_NAMES_DDL.execute_if(dialect="sqlite"))
 
 memberships = Table(
     "memberships",
@@ -166,7 +179,7 @@ store_commits = Table(
 
 #: The store's schema version. ``syncer init`` records it; a run refuses a store at another one
 #: (a store made by another syncer release, or never initialised) instead of guessing.
-#: Version 2 added the change feed, version 3 the covering index of memberships by account
+#: Version 2 added the change feed, version 3 the covering indexes the account-side reader walks
 #: (``syncer init`` upgrades a store at an older version in place: :mod:`syncer.store.upgrade`).
 STORE_SCHEMA_VERSION = 3
 

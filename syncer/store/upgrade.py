@@ -6,9 +6,10 @@ tables and triggers, as on a new store, and stamps every existing row as one cha
 (:func:`syncer.store.triggers.stamp_existing`), so that a destination that has never read the
 feed reads them all.
 
-Version 2 → 3 replaces the index of memberships by account with a covering one
-(:func:`cover_members_by_account`): the data and the feed are untouched, and nothing is
-re-sent. Building it reads the memberships table once (seconds per million rows).
+Version 2 → 3 replaces the index of memberships by account with a covering one, and on SQLite
+adds the index of users' names by id (:func:`cover_members_by_account`): the data and the feed
+are untouched, and nothing is re-sent. Building them reads the memberships and users tables once
+(seconds per million rows).
 
 Each step checks first, so an upgrade cut short (SQLite runs DDL outside the transaction)
 completes when ``syncer init`` runs again.
@@ -19,15 +20,21 @@ from __future__ import annotations
 from sqlalchemy import BigInteger, inspect
 from sqlalchemy.engine import Connection
 
-from syncer.store.schema import FEED_COLUMNS, FEED_TABLES, MEMBERS_BY_ACCOUNT, memberships
+from syncer.store.schema import (
+    FEED_COLUMNS,
+    FEED_TABLES,
+    MEMBERS_BY_ACCOUNT,
+    USER_NAMES_DDL,
+    memberships,
+)
 
 #: The schema versions ``syncer init`` upgrades from.
 UPGRADABLE: frozenset[int] = frozenset({1, 2})
 
 #: What an upgrade from each version adds, for the message that asks for one.
 UPGRADE_ADDS: dict[int, str] = {
-    1: "it adds the change feed and an index; the data stays",
-    2: "it adds an index that makes reading accounts faster; the data stays",
+    1: "it adds the change feed and indexes; the data stays",
+    2: "it adds indexes that make reading accounts faster; the data stays",
 }
 
 # Version 2's index of memberships by account, which the covering one replaces.
@@ -49,10 +56,12 @@ def add_feed_columns(conn: Connection) -> None:
 
 
 def cover_members_by_account(conn: Connection) -> None:
-    """Create the covering index of memberships by account (schema version 3) and drop the
-    one it replaces (a version-1 or -2 store's)."""
+    """Create the covering indexes of schema version 3 (memberships by account; on SQLite,
+    users' names by id) and drop the one they replace (a version-1 or -2 store's)."""
     (index,) = (i for i in memberships.indexes if i.name == MEMBERS_BY_ACCOUNT)
     index.create(conn, checkfirst=True)
+    if conn.dialect.name == "sqlite":
+        conn.execute(USER_NAMES_DDL)
     present = {i["name"] for i in inspect(conn).get_indexes(memberships.name)}
     if _OLD_MEMBERS_BY_ACCOUNT in present:
         conn.exec_driver_sql(f"DROP INDEX {_OLD_MEMBERS_BY_ACCOUNT}")
