@@ -103,8 +103,16 @@ def _described(row: StoreRow, table: Table, record: type[_R]) -> _R:
     try:
         # SQLite's stored text, parsed as as_utc() parses it first, without its call per value.
         if created.__class__ is str and updated.__class__ is str:
+            at = _fromiso(created + _Z)  # equal texts (never updated) are one parse
             return record(
-                key, a, b, c, stage, attributes, _fromiso(created + _Z), _fromiso(updated + _Z)
+                key,
+                a,
+                b,
+                c,
+                stage,
+                attributes,
+                at,
+                at if updated == created else _fromiso(updated + _Z),
             )
     except ValueError:
         pass  # text with its own offset, or no timestamp at all: as_utc() tells which
