@@ -103,3 +103,21 @@ def test_init_upgrades_a_version_2_store_in_place(store: Engine, db_url: str) ->
         assert _expected(engine) <= _indexes(engine)
     finally:
         engine.dispose()
+
+
+def test_store_commands_ask_for_the_upgrade_and_init_does_it(store: Engine, db_url: str) -> None:
+    from typer.testing import CliRunner
+
+    from syncer.cli import app
+
+    _make_version_2(store)
+    store.dispose()
+    runner = CliRunner()
+    refused = runner.invoke(app, ["store", "stats", "--store", db_url])
+    assert isinstance(refused.exception, ConfigError)  # the CLI prints it as "error: ..."
+    message = str(refused.exception)
+    assert "schema version 2" in message
+    assert "syncer init" in message
+    assert "indexes that make reading accounts faster" in message
+    assert runner.invoke(app, ["init", "--store", db_url]).exit_code == 0
+    assert runner.invoke(app, ["store", "stats", "--store", db_url]).exit_code == 0
