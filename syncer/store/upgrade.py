@@ -24,6 +24,7 @@ from syncer.store.schema import (
     FEED_COLUMNS,
     FEED_TABLES,
     MEMBERS_BY_ACCOUNT,
+    MEMBERS_BY_ACCOUNT_KEYS,
     USER_NAMES_DDL,
     memberships,
 )
@@ -36,9 +37,6 @@ UPGRADE_ADDS: dict[int, str] = {
     1: "it adds the change feed and indexes; the data stays",
     2: "it adds indexes that make reading accounts faster; the data stays",
 }
-
-# Version 2's index of memberships by account, which the covering one replaces.
-_OLD_MEMBERS_BY_ACCOUNT = "ix_memberships_account_user"
 
 
 def add_feed_columns(conn: Connection) -> None:
@@ -56,12 +54,14 @@ def add_feed_columns(conn: Connection) -> None:
 
 
 def cover_members_by_account(conn: Connection) -> None:
-    """Create the covering indexes of schema version 3 (memberships by account; on SQLite,
-    users' names by id) and drop the one they replace (a version-1 or -2 store's)."""
+    """Create the covering indexes of schema version 3 on SQLite (memberships by account,
+    users' names by id) and drop the index of the two keys they replace (a version-1 or -2
+    store's). PostgreSQL keeps that index (``schema.memberships`` says why): nothing to do."""
+    if conn.dialect.name != "sqlite":
+        return
     (index,) = (i for i in memberships.indexes if i.name == MEMBERS_BY_ACCOUNT)
     index.create(conn, checkfirst=True)
-    if conn.dialect.name == "sqlite":
-        conn.execute(USER_NAMES_DDL)
+    conn.execute(USER_NAMES_DDL)
     present = {i["name"] for i in inspect(conn).get_indexes(memberships.name)}
-    if _OLD_MEMBERS_BY_ACCOUNT in present:
-        conn.exec_driver_sql(f"DROP INDEX {_OLD_MEMBERS_BY_ACCOUNT}")
+    if MEMBERS_BY_ACCOUNT_KEYS in present:
+        conn.exec_driver_sql(f"DROP INDEX {MEMBERS_BY_ACCOUNT_KEYS}")
