@@ -137,8 +137,6 @@ def test_postgres_keeps_long_rows(store: Engine) -> None:
     with store.begin() as conn:
         conn.execute(users.insert().values(user_id=user_id, attributes={}))
         conn.execute(accounts.insert().values(account_id=account_id, attributes={}))
-        conn.execute(
-            memberships.insert().values(user_id=user_id, account_id=account_id, role=long)
-        )
+        conn.execute(memberships.insert().values(user_id=user_id, account_id=account_id, role=long))
     (found,) = [a for a in iter_accounts(store) if a.account.account_id == account_id]
     assert [m.membership.role for m in found.members] == [long]
