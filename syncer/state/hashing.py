@@ -36,9 +36,11 @@ from __future__ import annotations
 
 import json
 import unicodedata
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from decimal import Decimal
+from functools import lru_cache
 from hashlib import blake2b
+from operator import itemgetter
 from typing import Any
 
 __all__ = ["canonical_text", "payload_hash"]
@@ -57,25 +59,59 @@ def payload_hash(payload: Mapping[str, object]) -> str:
 
 def canonical_text(payload: Mapping[str, object]) -> str:
     """The canonical text ``payload_hash`` digests (exposed for tests and debugging)."""
+    if not payload:
+        return ""  # the fast form of no fields
     try:
-        keys = sorted(payload)
-        values: list[Any] = [payload[k] for k in keys]
-        nones = values.count(None)
-        if nones:
-            values = [_NONE if v is None else v for v in values]
-        body = _SEP.join(keys + values)  # TypeError on a non-str key or value
-    except TypeError:
+        form = _fast_form(tuple(payload))
+    except TypeError:  # a key that cannot be hashed: not a payload the fast form takes
+        form = None
+    if form is None:
         return _encode_mapping(payload)
-    if keys and (body.count(_SEP) != 2 * len(keys) - 1 or body.count(_NONE) != nones):
-        return _encode_mapping(payload)  # a separator inside a key or value
+    head, values_of, count = form
+    values: Any = values_of(payload)
+    nones = values.count(None)
+    if nones:
+        values = [_NONE if v is None else v for v in values]
+    try:
+        body = _SEP.join(values)
+    except TypeError:  # a value that is not text or None
+        return _encode_mapping(payload)
+    if body.count(_SEP) != count - 1 or body.count(_NONE) != nones:
+        return _encode_mapping(payload)  # a separator inside a value
     if not body.isascii():
-        if not _SEP.join(keys).isascii():
-            # Normalising a key can change the sort order; the general form sorts after it.
-            return _encode_mapping(payload)
         # The control-character separators are NFC-stable boundaries (no composition or
-        # reordering crosses them), so normalising the whole body normalises each value.
+        # reordering crosses them), so normalising the values normalises each one, and the
+        # (ASCII) keys before them are as they were.
         body = unicodedata.normalize("NFC", body)
-    return body
+    return head + body
+
+
+_Form = tuple[str, Callable[[Mapping[str, object]], Any], int]
+
+
+@lru_cache(maxsize=256)
+def _fast_form(keys: tuple[object, ...]) -> _Form | None:
+    """For a payload with these keys (in its own order): the fast form's keys part (sorted,
+    each followed by the separator), a getter of the values in that order, and the number of
+    keys; ``None`` when the payload takes the general form whatever its values (a key that
+    is not ASCII text or holds a separator).
+
+    Cached by key tuple: a mapping formats every record of an object with the same fields in
+    the same order, so a plan sorts and checks its keys once, not once per record (the hash
+    runs once per record of every plan). The text is the same as sorting every time.
+    """
+    if not all(isinstance(k, str) for k in keys):
+        return None
+    ordered: list[str] = sorted(keys)  # type: ignore[arg-type]
+    head = _SEP.join(ordered) + _SEP
+    if head.count(_SEP) != len(ordered) or _NONE in head or not head.isascii():
+        # A separator in a key, or a key that normalisation could reorder: the general form
+        # (which the fast form gave these payloads too, whatever their values).
+        return None
+    if len(ordered) == 1:  # itemgetter of one key gives the value, not a 1-tuple
+        (key,) = ordered
+        return head, lambda payload: (payload[key],), 1
+    return head, itemgetter(*ordered), len(ordered)
 
 
 def _nfc(text: str) -> str:

@@ -20,7 +20,12 @@ from syncer.db import create_db_engine
 from syncer.errors import ConfigError
 from syncer.store.schema import STORE_SCHEMA_VERSION, metadata, store_version
 from syncer.store.triggers import install_feed, stamp_existing
-from syncer.store.upgrade import UPGRADABLE, add_feed_columns
+from syncer.store.upgrade import (
+    UPGRADABLE,
+    UPGRADE_ADDS,
+    add_feed_columns,
+    cover_members_by_account,
+)
 
 STORE_TABLES: tuple[str, ...] = tuple(metadata.tables)
 
@@ -37,24 +42,27 @@ def init_store(url: str) -> Engine:
     """Create the store's tables at ``url`` (those that are missing) and the change feed's
     triggers, record the schema version, and return an engine.
 
-    Idempotent: running it on an initialised store changes nothing. A version-1 store (before
-    the change feed) is upgraded in place (:mod:`syncer.store.upgrade`). A store
+    Idempotent: running it on an initialised store changes nothing. A store at an older
+    version (before the change feed, or its covering index) is upgraded in place
+    (:mod:`syncer.store.upgrade`). A store
     at a newer schema version is refused (:class:`ConfigError`).
     """
     engine = create_db_engine(url)
     try:
         with engine.begin() as conn:
             # One transaction (PostgreSQL's DDL is transactional): a failed upgrade leaves the
-            # store at version 1, as it was.
+            # store at the version it was at.
             found = _version(conn)
             if found is not None and found > STORE_SCHEMA_VERSION:
                 raise _other_version(display_url(url), found)
             metadata.create_all(conn)
-            upgrading = found in UPGRADABLE
-            if upgrading:
+            adds_feed = found == 1
+            if adds_feed:
                 add_feed_columns(conn)
+            if found in UPGRADABLE:
+                cover_members_by_account(conn)
             install_feed(conn)
-            if upgrading:
+            if adds_feed:
                 stamp_existing(conn)
             if found is None:
                 conn.execute(insert(store_version).values(version=STORE_SCHEMA_VERSION))
@@ -130,7 +138,7 @@ def _other_version(shown: str, found: int) -> ConfigError:
         return ConfigError(
             f"store at {shown} is at schema version {found}; this syncer reads version "
             f"{STORE_SCHEMA_VERSION}; run `syncer init --store {shown}` to upgrade it in place "
-            "(it adds the change feed; the data stays)"
+            f"({UPGRADE_ADDS[found]})"
         )
     return ConfigError(
         f"store at {shown} is at schema version {found}; this syncer reads version "

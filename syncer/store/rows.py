@@ -103,8 +103,16 @@ def _described(row: StoreRow, table: Table, record: type[_R]) -> _R:
     try:
         # SQLite's stored text, parsed as as_utc() parses it first, without its call per value.
         if created.__class__ is str and updated.__class__ is str:
+            at = _fromiso(created + _Z)  # equal texts (never updated) are one parse
             return record(
-                key, a, b, c, stage, attributes, _fromiso(created + _Z), _fromiso(updated + _Z)
+                key,
+                a,
+                b,
+                c,
+                stage,
+                attributes,
+                at,
+                at if updated == created else _fromiso(updated + _Z),
             )
     except ValueError:
         pass  # text with its own offset, or no timestamp at all: as_utc() tells which
@@ -132,8 +140,11 @@ def _membership(r: tuple[Any, ...]) -> tuple[Membership, Unreadable | None]:
     joined, updated = r[4], r[5]
     try:
         if joined.__class__ is str and updated.__class__ is str:
+            # Two equal texts are one parse: a membership that never changed after it began
+            # (the common row) has its join time as its update time.
+            at = _fromiso(joined + _Z)
             return Membership(
-                r[0], r[1], r[2], r[3], _fromiso(joined + _Z), _fromiso(updated + _Z)
+                r[0], r[1], r[2], r[3], at, at if updated == joined else _fromiso(updated + _Z)
             ), None
     except ValueError:
         pass
@@ -172,6 +183,25 @@ def users_page(
             if r[0] != user_id:
                 break
             i += 1
+            # _membership() inlined for SQLite's text (see _membership); its call is
+            # the fallback, for anything else.
+            joined, updated = r[4], r[5]
+            if joined.__class__ is str and updated.__class__ is str:
+                try:
+                    at = _fromiso(joined + _Z)
+                    mine.append(
+                        Membership(
+                            user_id,
+                            r[1],
+                            r[2],
+                            r[3],
+                            at,
+                            at if updated == joined else _fromiso(updated + _Z),
+                        )
+                    )
+                    continue
+                except ValueError:
+                    pass
             ms, unreadable = _membership(r)
             if unreadable is not None:  # a timestamp another job wrote: the user is rejected
                 bad = unreadable
@@ -208,6 +238,18 @@ def accounts_page(
                 return
             if r[1] != key:
                 continue  # the row's account is not in the page (not with foreign keys on)
+        # _membership() inlined for SQLite's text, as in users_page().
+        joined, updated = r[4], r[5]
+        if joined.__class__ is str and updated.__class__ is str:
+            try:
+                at = _fromiso(joined + _Z)
+                ms = Membership(
+                    r[0], key, r[2], r[3], at, at if updated == joined else _fromiso(updated + _Z)
+                )
+                members.append(MemberRow(ms, r[6], r[7], r[8]))
+                continue
+            except ValueError:
+                pass
         ms, unreadable = _membership(r)
         if unreadable is not None:  # a timestamp another job wrote: the account is rejected
             bad = unreadable

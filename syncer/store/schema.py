@@ -13,6 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 from sqlalchemy import (
+    DDL,
     JSON,
     BigInteger,
     Column,
@@ -23,6 +24,7 @@ from sqlalchemy import (
     MetaData,
     String,
     Table,
+    event,
 )
 
 metadata = MetaData()
@@ -55,6 +57,12 @@ def _change_seq() -> Column[Any]:
     return Column("change_seq", BigInteger, index=True)
 
 
+#: The covering index the account-side reader walks on SQLite (schema version 3); it replaced
+#: :data:`MEMBERS_BY_ACCOUNT_KEYS` there, which PostgreSQL keeps (see ``memberships``).
+MEMBERS_BY_ACCOUNT = "ix_memberships_by_account"
+MEMBERS_BY_ACCOUNT_KEYS = "ix_memberships_account_user"
+
+
 def data_columns(table: Table) -> list[Column[Any]]:
     """``table``'s columns without the feed's, in table order: what readers and loaders see."""
     return [c for c in table.c if c.name not in FEED_COLUMNS]
@@ -85,6 +93,17 @@ users = Table(
     _change_seq(),
 )
 
+#: SQLite only (schema version 3): what an account shows of each member, by ``user_id``. The
+#: account-side reader looks every member row's user up here, one B-tree descent instead of two
+#: (the primary key's index, then the table by rowid), and names the index (``INDEXED BY``:
+#: SQLite's planner prefers the unique one). Not on PostgreSQL, which plans that join itself and
+#: limits an index entry to about 2.7 kB, which long names could pass.
+USER_NAMES = "ix_users_names"
+USER_NAMES_DDL = DDL(
+    f"CREATE INDEX IF NOT EXISTS {USER_NAMES} ON users (user_id, email, first_name, last_name)"
+)
+event.listen(users, "after_create", USER_NAMES_DDL.execute_if(dialect="sqlite"))
+
 memberships = Table(
     "memberships",
     metadata,
@@ -97,8 +116,16 @@ memberships = Table(
     Column("joined_at", DateTime(timezone=True)),
     Column("updated_at", DateTime(timezone=True)),
     _change_seq(),
-    # The account-side reader walks memberships by account.
-    Index("ix_memberships_account_user", "account_id", "user_id"),
+    # The account-side reader walks memberships by account. On SQLite every column it reads is
+    # in the index (a covering index), so a member row costs one index step, not a step and a
+    # lookup of the row in the table by rowid (random: rows are stored in insertion order).
+    # PostgreSQL keeps the index of the two keys: it limits an index entry to 2,704 bytes, which
+    # two 255-character keys and a 255-character role in 4-byte UTF-8 pass (3,104 bytes: the
+    # load would fail), and it plans that read itself.
+    Index(
+        MEMBERS_BY_ACCOUNT, "account_id", "user_id", "role", "stage", "joined_at", "updated_at"
+    ).ddl_if(dialect="sqlite"),
+    Index(MEMBERS_BY_ACCOUNT_KEYS, "account_id", "user_id").ddl_if(dialect="postgresql"),
 )
 
 identities = Table(
@@ -159,8 +186,9 @@ store_commits = Table(
 
 #: The store's schema version. ``syncer init`` records it; a run refuses a store at another one
 #: (a store made by another syncer release, or never initialised) instead of guessing.
-#: Version 2 added the change feed (``syncer init`` upgrades a version-1 store in place).
-STORE_SCHEMA_VERSION = 2
+#: Version 2 added the change feed, version 3 the covering indexes the account-side reader walks
+#: (``syncer init`` upgrades a store at an older version in place: :mod:`syncer.store.upgrade`).
+STORE_SCHEMA_VERSION = 3
 
 # One row: the version ``init_store`` created the tables at. A table (not SQLite's
 # ``PRAGMA user_version``) so that SQLite and PostgreSQL read it the same way.
