@@ -24,8 +24,8 @@ from jinja2.sandbox import SandboxedEnvironment
 
 from syncer.fields import FieldSpec, FieldType, companion_names, format_field, scalar_function
 from syncer.mapping.compile import Evaluator, filter_call
-from syncer.mapping.filters import Collector, MappingEnvironment
-from syncer.tokens import BLANK_RUN, InvalidValue, token_texts
+from syncer.mapping.filters import PART_MARK, Collector, MappingEnvironment
+from syncer.tokens import BLANK_RUN, DELIMITER, SEPARATOR, InvalidValue
 
 Payload = dict[str, str | None]
 Writer = Callable[[Mapping[str, Any], Payload], None]
@@ -83,17 +83,50 @@ def _token_writer(spec: FieldSpec, inner: Evaluator, collect: Collector) -> Writ
     limit = spec.max_length
     if not spec.companions:
         return lambda ctx, payload: payload.__setitem__(
-            name, token_texts(collect(inner(ctx)), limit)[0]
+            name, fused_texts(collect(inner(ctx)), limit)[0]
         )
     count_name, truncated_name = companion_names(name, spec.suffix)
 
     def write_tokens(ctx: Mapping[str, Any], payload: Payload) -> None:
-        text, total, truncated = token_texts(collect(inner(ctx)), limit)
+        text, total, truncated = fused_texts(collect(inner(ctx)), limit)
         payload[name] = text
         payload[count_name] = str(total)
         payload[truncated_name] = "true" if truncated else "false"
 
     return write_tokens
+
+
+def fused_texts(best: dict[str, int], max_length: int | None) -> tuple[str | None, int, bool]:
+    """:func:`syncer.tokens.token_texts` for a fused collector's table (each token's key: its
+    encoded parts joined by PART_MARK, which sorts as the parts do): the (text, total,
+    truncated) of the field."""
+    count = len(best)
+    if count < 2:
+        if not count:
+            return None, 0, False
+        # One token (the common case of a user with one account): nothing to order.
+        text = (DELIMITER + next(iter(best)) + DELIMITER).replace(PART_MARK, SEPARATOR)
+        if max_length is not None and len(text) > max_length:
+            return None, 1, True
+        return text, 1, False
+    # Two C-level sorts instead of (-priority, parts) tuples built and compared in Python: by
+    # key, then by priority, highest first (a sort keeps equals in order, reversed or not).
+    ordered = sorted(best)
+    ordered.sort(key=best.__getitem__, reverse=True)
+    text = DELIMITER + DELIMITER.join(ordered) + DELIMITER
+    if max_length is None or len(text) <= max_length:
+        return text.replace(PART_MARK, SEPARATOR), count, False
+    used = 1  # the leading delimiter
+    kept = 0
+    for key in ordered:
+        used += len(key) + 1
+        if used > max_length:
+            break
+        kept += 1
+    if kept == 0:
+        return None, count, True
+    text = DELIMITER + DELIMITER.join(ordered[:kept]) + DELIMITER
+    return text.replace(PART_MARK, SEPARATOR), count, True
 
 
 def _fused(
