@@ -21,6 +21,7 @@ from hypothesis import strategies as st
 from syncer.connectors.registry import get_connector
 from syncer.fields import FieldSpec, FieldType, format_field
 from syncer.mapping import compile_value, context_for, load_mapping, make_environment
+from syncer.mapping.context import Attributes
 from syncer.mapping.objects import ObjectMapping
 from syncer.mapping.writers import field_writer
 from syncer.model import ResolvedMembership, ResolvedUser, StageLadder, User
@@ -173,6 +174,37 @@ def test_a_scalar_field_writes_what_format_field_gives(
         return payload
 
     assert _outcome(written) == _outcome(lambda: format_field(spec, value))
+
+
+@pytest.mark.parametrize("expression", ["o.a", "o.items", "o", "o.a | string"])
+@pytest.mark.parametrize("type_", [FieldType.STRING, FieldType.NUMBER])
+@settings(max_examples=100, deadline=None)
+@given(
+    value=st.one_of(values, st.sampled_from(["1.50", " x  y "])),
+    holder=st.sampled_from(["object", "dict", "attributes", "empty attributes", "none"]),
+)
+def test_a_field_read_by_its_writer_writes_what_format_field_gives(
+    expression: str, type_: FieldType, value: Any, holder: str
+) -> None:
+    # `name` and `name.attr` are read by the writer itself (an attributes mapping as an item):
+    # Jinja's rules all the same, dict's own names (`items`) included.
+    o: Any = {
+        "object": SimpleNamespace(a=value, items=value),
+        "dict": {"a": value, "items": value},
+        "attributes": Attributes({"a": value, "items": value}),
+        "empty attributes": Attributes(),
+        "none": None,
+    }[holder]
+    spec = FieldSpec("f", type_)
+    evaluate = compile_value(expression, ENV)
+    write = field_writer(spec, expression, evaluate, ENV)
+
+    def written() -> dict[str, str | None]:
+        payload: dict[str, str | None] = {}
+        write({"o": o}, payload)
+        return payload
+
+    assert _outcome(written) == _outcome(lambda: format_field(spec, evaluate({"o": o})))
 
 
 def test_printable_text_has_no_blank_but_the_space() -> None:

@@ -148,9 +148,41 @@ def _fast_filter(node: nodes.Filter, env: SandboxedEnvironment) -> Evaluator | N
     return lambda ctx: func(inner(ctx), *args)
 
 
-def filter_call(text: str, env: SandboxedEnvironment) -> tuple[str, Evaluator, tuple[Any, ...]]:
+#: An expression ``name`` or ``name.attr`` as (name, attr or None), for a writer to read itself.
+Path = tuple[str, str | None]
+
+
+def name_path(text: str, env: SandboxedEnvironment) -> Path | None:
+    """``text`` as a :data:`Path` when it is a plain name or one attribute of a name (its
+    evaluator is then ``ctx[name]``, or ``getattr`` of it with Jinja's item fallback); else
+    None."""
+    if is_template(text):
+        return None
+    try:
+        node = parse_value(text, env).body[0]
+    except TemplateSyntaxError:
+        return None
+    return _path(node.nodes[0]) if isinstance(node, nodes.Output) else None
+
+
+def _path(node: nodes.Node) -> Path | None:
+    if isinstance(node, nodes.Name):
+        return node.name, None
+    if (
+        isinstance(node, nodes.Getattr)
+        and isinstance(node.node, nodes.Name)
+        and not node.attr.startswith("_")
+    ):
+        return node.node.name, node.attr
+    return None
+
+
+def filter_call(
+    text: str, env: SandboxedEnvironment
+) -> tuple[str, Evaluator, tuple[Any, ...], Path | None]:
     """For an expression ``X | name(constants)`` whose input ``X`` takes the fast path: the
-    filter's name, ``X``'s evaluator and the arguments; ``ValueError`` for anything else."""
+    filter's name, ``X``'s evaluator, the arguments and ``X`` as a :data:`Path` (None when it
+    is not one); ``ValueError`` for anything else."""
     node = None if is_template(text) else parse_value(text, env).body[0]
     expr = node.nodes[0] if isinstance(node, nodes.Output) else None
     if not isinstance(expr, nodes.Filter) or (source := _filtered(expr)) is None:
@@ -158,4 +190,5 @@ def filter_call(text: str, env: SandboxedEnvironment) -> tuple[str, Evaluator, t
     inner = _fast(source, env)
     if inner is None:
         raise ValueError(f"the input of {text!r} does not take the fast path")
-    return expr.name, inner, tuple(a.value for a in expr.args)  # type: ignore[attr-defined]
+    args = tuple(a.value for a in expr.args)  # type: ignore[attr-defined]
+    return expr.name, inner, args, _path(source)

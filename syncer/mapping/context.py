@@ -55,7 +55,11 @@ def context_for(view: View, ladder: StageLadder) -> dict[str, Any]:
     """The names an expression sees for ``view`` (listed in ``docs/mappings.md``)."""
     if isinstance(view, ResolvedUser):
         active = [m for m in view.memberships if not m.churned]
-        primary = next((m for m in view.memberships if m.primary), None)
+        primary = None
+        for m in view.memberships:  # a loop, not next() over a generator: one frame fewer
+            if m.primary:
+                primary = m
+                break
         return {
             "user": view.user,
             "memberships": active,

@@ -14,7 +14,7 @@ from syncer.fields import FieldSpec, FieldType, companion_names, format_field
 from syncer.mapping.compile import Evaluator
 from syncer.mapping.context import Source, View, context_for
 from syncer.mapping.writers import Writer
-from syncer.model import ResolvedUser, StageLadder
+from syncer.model import ResolvedUser, StageLadder, fast_init
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,6 +37,7 @@ class AssociationMapping:
     to_object: str
 
 
+@fast_init  # one per record of a plan
 @dataclass(frozen=True, slots=True)
 class Formatted:
     """One view formatted for the destination: the full payload (token companions included),
@@ -61,6 +62,11 @@ class ObjectMapping:
     file: Path
     ladder: StageLadder = field(repr=False)
     _hints: tuple[tuple[str, Evaluator], ...] = field(repr=False, compare=False, default=())
+    #: The fields' writers, in order: read once here, not from each field for every record.
+    _writers: tuple[Writer, ...] = field(init=False, repr=False, compare=False, default=())
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_writers", tuple(f.write for f in self.fields))
 
     def key(self, view: View) -> str:
         """The product id of ``view``: the user's or the account's id."""
@@ -89,8 +95,8 @@ class ObjectMapping:
         ctx = context_for(view, self.ladder)
         payload: dict[str, str | None] = {self.key_field: key}
         try:  # one try for every field, not a frame each: the writers only know how to succeed
-            for f in self.fields:
-                f.write(ctx, payload)
+            for write in self._writers:
+                write(ctx, payload)
         except Exception:  # the reference path says why, or raises the same
             return self._format_checked(key, ctx)
         hints: dict[str, Any] = {}

@@ -23,7 +23,8 @@ from typing import Any
 from jinja2.sandbox import SandboxedEnvironment
 
 from syncer.fields import FieldSpec, FieldType, companion_names, format_field, scalar_function
-from syncer.mapping.compile import Evaluator, filter_call
+from syncer.mapping.compile import Evaluator, Path, filter_call, name_path
+from syncer.mapping.context import Attributes
 from syncer.mapping.filters import PART_MARK, Collector, MappingEnvironment
 from syncer.tokens import BLANK_RUN, DELIMITER, SEPARATOR, InvalidValue
 
@@ -40,18 +41,39 @@ def field_writer(
         if fused is None:
             return lambda ctx, payload: payload.update(format_field(spec, evaluate(ctx)))
         return _token_writer(spec, *fused)
-    return _scalar_writer(spec, evaluate)
+    return _scalar_writer(spec, evaluate, name_path(text, env))
 
 
-def _scalar_writer(spec: FieldSpec, evaluate: Evaluator) -> Writer:
+def _scalar_writer(spec: FieldSpec, evaluate: Evaluator, path: Path | None) -> Writer:
     name = spec.name
     limit = spec.max_length
     scalar = scalar_function(spec.type)
+    # A value `name` or `name.attr` (most fields) is read here, not through the evaluator's
+    # frame; anything unusual takes the evaluator, which knows Jinja's rules. An attributes
+    # mapping (`attributes.status`) is read as an item at once: Jinja's rules look for an
+    # attribute first, which such a mapping has only for dict's own names, and the failed
+    # lookups cost two exceptions a field.
+    source, attr = path if path is not None else ("", None)
+    named = path is not None
+    item = attr is not None and not hasattr(Attributes, attr)
+
     if spec.type is FieldType.STRING:
         blank_run = BLANK_RUN.sub
 
         def write_string(ctx: Mapping[str, Any], payload: Payload) -> None:
-            value = evaluate(ctx)
+            if attr is not None:
+                obj = ctx[source]
+                if item and type(obj) is Attributes:
+                    value = obj[attr]
+                else:
+                    try:
+                        value = getattr(obj, attr)
+                    except AttributeError:  # an item, or the evaluator's error
+                        value = evaluate(ctx)
+            elif named:
+                value = ctx[source]
+            else:
+                value = evaluate(ctx)
             if type(value) is str:  # the formatter's common case, without its frame
                 # In printable text the only blank is " " (every other whitespace or control
                 # character is not printable: tests/test_mapping_writers.py checks them all),
@@ -69,7 +91,19 @@ def _scalar_writer(spec: FieldSpec, evaluate: Evaluator) -> Writer:
         return write_string
 
     def write_scalar(ctx: Mapping[str, Any], payload: Payload) -> None:
-        value = evaluate(ctx)
+        if attr is not None:  # as write_string reads
+            obj = ctx[source]
+            if item and type(obj) is Attributes:
+                value = obj[attr]
+            else:
+                try:
+                    value = getattr(obj, attr)
+                except AttributeError:
+                    value = evaluate(ctx)
+        elif named:
+            value = ctx[source]
+        else:
+            value = evaluate(ctx)
         text = None if value is None else scalar(spec, value)
         if text is not None and limit is not None and len(text) > limit:
             raise InvalidValue("over max_length")  # the reference path says it in full
@@ -78,7 +112,9 @@ def _scalar_writer(spec: FieldSpec, evaluate: Evaluator) -> Writer:
     return write_scalar
 
 
-def _token_writer(spec: FieldSpec, inner: Evaluator, collect: Collector) -> Writer:
+def _token_writer(
+    spec: FieldSpec, inner: Evaluator, collect: Collector, path: Path | None
+) -> Writer:
     name = spec.name
     limit = spec.max_length
     if not spec.companions:
@@ -86,9 +122,12 @@ def _token_writer(spec: FieldSpec, inner: Evaluator, collect: Collector) -> Writ
             name, fused_texts(collect(inner(ctx)), limit)[0]
         )
     count_name, truncated_name = companion_names(name, spec.suffix)
+    # `members | ...`: the items read here, not through the evaluator's frame.
+    source = path[0] if path is not None and path[1] is None else None
 
     def write_tokens(ctx: Mapping[str, Any], payload: Payload) -> None:
-        text, total, truncated = fused_texts(collect(inner(ctx)), limit)
+        items = ctx[source] if source is not None else inner(ctx)
+        text, total, truncated = fused_texts(collect(items), limit)
         payload[name] = text
         payload[count_name] = str(total)
         payload[truncated_name] = "true" if truncated else "false"
@@ -131,15 +170,15 @@ def fused_texts(best: dict[str, int], max_length: int | None) -> tuple[str | Non
 
 def _fused(
     text: str, env: SandboxedEnvironment, case_insensitive: bool
-) -> tuple[Evaluator, Collector] | None:
+) -> tuple[Evaluator, Collector, Path | None] | None:
     """The evaluator of ``X`` and the fused filter, for a value ``X | tokens(...)`` or
     ``X | emails``; None for any other value (its writer formats what it evaluates to)."""
     if not isinstance(env, MappingEnvironment):
         return None
     try:
-        name, inner, args = filter_call(text, env)
+        name, inner, args, path = filter_call(text, env)
     except ValueError:
         return None
     source = env.token_sources.get(name)
     collect = None if source is None else source(args, case_insensitive)
-    return None if collect is None else (inner, collect)
+    return None if collect is None else (inner, collect, path)
