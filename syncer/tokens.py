@@ -47,16 +47,8 @@ EMPTY_PART = "ze"
 #: Characters with a short, mnemonic escape code (``z`` + code). Every other character outside
 #: the plain alphabet is written ``z<decimal code point>z``.
 ESCAPES: dict[str, str] = {
-    "x": "x",
-    "z": "z",
-    "@": "a",
-    ":": "c",
-    ".": "d",
-    "-": "h",
-    "+": "p",
-    " ": "s",
-    "_": "u",
-}
+    "x": "x", "z": "z", "@": "a", ":": "c", ".": "d", "-": "h", "+": "p", " ": "s", "_": "u"
+}  # fmt: skip
 _UNESCAPES = {code: char for char, code in ESCAPES.items()}
 
 MatchRule = Literal["substring", "word"]
@@ -157,10 +149,11 @@ _TABLE_CS = _escape_table(False)
 
 
 def _encode(part: str, case_insensitive: bool) -> str:
-    plain = _PLAIN_CI if case_insensitive else _PLAIN_CS
-    if plain(part):
-        return part
     text = part.lower() if case_insensitive else part
+    # Letters and digits (ids, mostly) are plain but for x and z: two C checks, not a regex.
+    if part.isalnum() and part.isascii() and "x" not in text and "z" not in text:
+        return text
+    plain = _PLAIN_CI if case_insensitive else _PLAIN_CS
     # Printable text has no blank but " " (test_mapping_writers checks every code point): with
     # no double space, collapsing blank runs would change nothing.
     if text.isprintable() and "  " not in text:
