@@ -260,7 +260,7 @@ def _one_attribute(
                 v = get_attribute(item, name)
             word = recall(v)  # a hit: text
             if word is None:
-                word = encode_part(_part(v), ci)
+                word = encode_part(v if type(v) is str else _part(v), ci)  # a miss: an id
             stage = getattr(item, "stage", None)
             rank = priority_of.get(stage) if type(stage) is str else None
             if rank is None:
@@ -294,7 +294,8 @@ def _attributes(
                 stage = values[at] if at >= 0 else getattr(item, "stage", None)
             parts: tuple[str | None, ...] = tuple(map(recall, values))  # a hit: text
             if None in parts:
-                parts = tuple([encode_part(_part(v), ci) for v in values])
+                # A miss (an id, an address): text goes to the encoder without _part's frame.
+                parts = tuple([encode_part(v if type(v) is str else _part(v), ci) for v in values])
             key = join(parts)  # type: ignore[arg-type]  # no None is left in parts here
             rank = priority_of.get(stage) if type(stage) is str else None
             if rank is None:
