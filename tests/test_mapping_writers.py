@@ -22,8 +22,9 @@ from syncer.connectors.registry import get_connector
 from syncer.fields import FieldSpec, FieldType, format_field
 from syncer.mapping import compile_value, context_for, load_mapping, make_environment
 from syncer.mapping.context import Attributes
+from syncer.mapping.filters import PART_MARK
 from syncer.mapping.objects import ObjectMapping
-from syncer.mapping.writers import field_writer
+from syncer.mapping.writers import field_writer, fused_texts
 from syncer.model import ResolvedMembership, ResolvedUser, StageLadder, User
 from syncer.tokens import BLANK_RUN, Token, format_tokens, token_texts
 
@@ -149,6 +150,24 @@ def test_token_texts_equals_format_tokens(
     # Parts that need no encoding: best is then exactly what format_tokens collects.
     tokens = [Token(parts, priority) for parts, priority in best.items()]
     assert token_texts(best, max_length) == tuple(format_tokens(tokens, max_length=max_length))
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    best=st.dictionaries(
+        st.lists(st.text("abxz019AZ", min_size=1, max_size=4), min_size=2, max_size=2).map(tuple),
+        st.integers(0, 5),
+        max_size=6,
+    ),
+    max_length=st.none() | st.integers(3, 30),
+)
+def test_fused_texts_orders_keys_as_token_texts_orders_parts(
+    best: dict[tuple[str, ...], int], max_length: int | None
+) -> None:
+    # The fused collectors key a token by its parts joined with PART_MARK, which must sort as
+    # the parts' tuples do (a part that is a prefix of another: "a" before "ab").
+    keys = {PART_MARK.join(parts): rank for parts, rank in best.items()}
+    assert fused_texts(keys, max_length) == token_texts(best, max_length)
 
 
 @pytest.mark.parametrize("type_", [t for t in FieldType if t is not FieldType.TOKENS])
