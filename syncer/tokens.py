@@ -41,6 +41,10 @@ from typing import Literal, NamedTuple
 
 DELIMITER = ";"
 SEPARATOR = "x"  # joins the parts of one token: a letter, so a token stays one word
+#: Joins a token's encoded parts in the tables :func:`token_texts` orders: it sorts below every
+#: character an encoded part holds, so the joined keys sort as the parts' tuples do ("a" before
+#: "ab"), and it becomes SEPARATOR in the text.
+PART_MARK = "\x00"
 ESCAPE = "z"
 EMPTY_PART = "ze"
 
@@ -224,7 +228,7 @@ def format_tokens(
     # map(), exact type checks first, the checked slow path only on a miss.
     recall = (_MEMO_CI if case_insensitive else _MEMO_CS).get
     ci = case_insensitive
-    best: dict[tuple[str, ...], int] = {}  # encoded parts -> highest priority seen
+    best: dict[str, int] = {}  # encoded parts, joined by PART_MARK -> highest priority
     for token in tokens:
         if type(token) is str:
             word = recall(token)
@@ -258,42 +262,45 @@ def format_tokens(
                 f"a token must be a Token or a string, got {type(token).__name__} "
                 f"{show_value(token)}; check the template that builds this field's tokens"
             )
-        seen = best.get(parts)  # type: ignore[arg-type]  # no None is left in parts here
+        key = PART_MARK.join(parts)  # type: ignore[arg-type]  # no None is left in parts here
+        seen = best.get(key)
         if seen is None or priority > seen:
-            best[parts] = priority  # type: ignore[index]
+            best[key] = priority
     return TokenList(*token_texts(best, max_length))
 
 
-def token_texts(
-    best: dict[tuple[str, ...], int], max_length: int | None
-) -> tuple[str | None, int, bool]:
-    """The (text, total, truncated) of ``best`` (encoded parts → highest priority, as
-    :func:`format_tokens` collects them): ordered, joined and cut to ``max_length``. The
-    mapping's fused token fields collect ``best`` from the records and finish here."""
-    if len(best) < 2:
-        if not best:
+def token_texts(best: dict[str, int], max_length: int | None) -> tuple[str | None, int, bool]:
+    """The (text, total, truncated) of ``best`` (each token's key: its encoded parts joined by
+    :data:`PART_MARK`, which sorts as the parts do, → its highest priority, as
+    :func:`format_tokens` and the mapping's fused token fields collect it): ordered, joined and
+    cut to ``max_length``."""
+    count = len(best)
+    if count < 2:
+        if not count:
             return None, 0, False
         # One token (the common case of a user with one account): nothing to order.
-        word = SEPARATOR.join(next(iter(best)))
-        if max_length is not None and len(word) + 2 > max_length:
+        text = (DELIMITER + next(iter(best)) + DELIMITER).replace(PART_MARK, SEPARATOR)
+        if max_length is not None and len(text) > max_length:
             return None, 1, True
-        return DELIMITER + word + DELIMITER, 1, False
-    # Sort (-priority, parts) tuples natively: no key function, no per-item Python call.
-    ordered = sorted([(-priority, parts) for parts, priority in best.items()])
-    words = [SEPARATOR.join(parts) for _, parts in ordered]
-    count = len(words)
-    if max_length is not None and sum(map(len, words)) + count + 1 > max_length:
-        used = 1  # the leading delimiter
-        kept = 0
-        for word in words:
-            used += len(word) + 1
-            if used > max_length:
-                break
-            kept += 1
-        if kept == 0:
-            return None, count, True
-        words = words[:kept]
-    return DELIMITER + DELIMITER.join(words) + DELIMITER, count, len(words) < count
+        return text, 1, False
+    # Two C-level sorts instead of (-priority, parts) tuples built and compared in Python: by
+    # key, then by priority, highest first (a sort keeps equals in order, reversed or not).
+    ordered = sorted(best)
+    ordered.sort(key=best.__getitem__, reverse=True)
+    text = DELIMITER + DELIMITER.join(ordered) + DELIMITER
+    if max_length is None or len(text) <= max_length:
+        return text.replace(PART_MARK, SEPARATOR), count, False
+    used = 1  # the leading delimiter
+    kept = 0
+    for key in ordered:
+        used += len(key) + 1
+        if used > max_length:
+            break
+        kept += 1
+    if kept == 0:
+        return None, count, True
+    text = DELIMITER + DELIMITER.join(ordered[:kept]) + DELIMITER
+    return text.replace(PART_MARK, SEPARATOR), count, True
 
 
 def contains_query(

@@ -22,11 +22,18 @@ from syncer.connectors.registry import get_connector
 from syncer.fields import FieldSpec, FieldType, format_field
 from syncer.mapping import compile_value, context_for, load_mapping, make_environment
 from syncer.mapping.context import Attributes
-from syncer.mapping.filters import PART_MARK
 from syncer.mapping.objects import ObjectMapping
-from syncer.mapping.writers import field_writer, fused_texts
+from syncer.mapping.writers import field_writer
 from syncer.model import ResolvedMembership, ResolvedUser, StageLadder, User
-from syncer.tokens import BLANK_RUN, Token, format_tokens, token_texts
+from syncer.tokens import (
+    BLANK_RUN,
+    DELIMITER,
+    PART_MARK,
+    SEPARATOR,
+    Token,
+    format_tokens,
+    token_texts,
+)
 
 LADDER = StageLadder()
 ENV = make_environment(LADDER)
@@ -149,7 +156,8 @@ def test_token_texts_equals_format_tokens(
 ) -> None:
     # Parts that need no encoding: best is then exactly what format_tokens collects.
     tokens = [Token(parts, priority) for parts, priority in best.items()]
-    assert token_texts(best, max_length) == tuple(format_tokens(tokens, max_length=max_length))
+    keys = {PART_MARK.join(parts): rank for parts, rank in best.items()}
+    assert token_texts(keys, max_length) == tuple(format_tokens(tokens, max_length=max_length))
 
 
 @settings(max_examples=500, deadline=None)
@@ -161,13 +169,25 @@ def test_token_texts_equals_format_tokens(
     ),
     max_length=st.none() | st.integers(3, 30),
 )
-def test_fused_texts_orders_keys_as_token_texts_orders_parts(
+def test_token_texts_orders_joined_keys_as_the_parts_tuples(
     best: dict[tuple[str, ...], int], max_length: int | None
 ) -> None:
-    # The fused collectors key a token by its parts joined with PART_MARK, which must sort as
-    # the parts' tuples do (a part that is a prefix of another: "a" before "ab").
+    # Tokens are keyed by their parts joined with PART_MARK, which must sort as the parts'
+    # tuples do (a part that is a prefix of another: "a" before "ab"): against the order of
+    # the tuples themselves, best priority first, cut to whole tokens.
     keys = {PART_MARK.join(parts): rank for parts, rank in best.items()}
-    assert fused_texts(keys, max_length) == token_texts(best, max_length)
+    assert token_texts(keys, max_length) == _by_parts(best, max_length)
+
+
+def _by_parts(
+    best: dict[tuple[str, ...], int], max_length: int | None
+) -> tuple[str | None, int, bool]:
+    words = [SEPARATOR.join(p) for _, p in sorted((-rank, p) for p, rank in best.items())]
+    kept = words
+    while kept and max_length is not None and sum(map(len, kept)) + len(kept) + 1 > max_length:
+        kept = kept[:-1]
+    text = DELIMITER + DELIMITER.join(kept) + DELIMITER if kept else None
+    return text, len(words), len(kept) < len(words)
 
 
 @pytest.mark.parametrize("type_", [t for t in FieldType if t is not FieldType.TOKENS])

@@ -13,7 +13,7 @@ from jinja2.sandbox import SandboxedEnvironment
 from syncer.fields import normalize_email
 from syncer.mapping.context import stage_rank
 from syncer.model import StageLadder
-from syncer.tokens import InvalidValue, Token, encode_part, part_text, word_memo
+from syncer.tokens import PART_MARK, InvalidValue, Token, encode_part, part_text, word_memo
 
 #: syncer's own filters (documented in docs/mappings.md).
 OUR_FILTERS = ("tokens", "emails", "at_least", "stage_rank", "isodate")
@@ -185,9 +185,6 @@ def _filters(ladder: StageLadder) -> dict[str, Callable[..., Any]]:
 # every item of every token field of every record passes through it, and a generator feeding a
 # shared loop cost a frame resume and a pair per item (a third of the field's time).
 
-#: Joins the encoded parts of a token in a collector's keys (see above): below "0".
-PART_MARK = "\x00"
-
 
 def _collect(pairs: Iterator[tuple[tuple[str, ...], int]], ci: bool) -> dict[str, int]:
     """:func:`syncer.tokens.format_tokens`'s first half over a filter's (parts, priority)
@@ -240,44 +237,16 @@ def _fused_tokens(
         return plain
     if not all(type(a) is str and a and "." not in a and a[0] != "_" for a in args):
         return lambda items: _collect(_token_pairs(items, args, priority), ci)
-    if len(args) == 1:
-        return _one_attribute(args[0], ci, priority_of, priority)
     return _attributes(args, ci, priority_of, priority)
-
-
-def _one_attribute(
-    name: str, ci: bool, priority_of: dict[str, int], priority: Callable[[Any], int]
-) -> Collector:
-    """``tokens(name)``: one part per token, the word itself is the key."""
-    recall = word_memo(ci).get
-
-    def one_attribute(items: Any) -> dict[str, int]:
-        best: dict[str, int] = {}
-        for item in items:
-            try:
-                v = getattr(item, name)
-            except AttributeError:  # a mapping, or a missing attribute: Jinja's rules say
-                v = get_attribute(item, name)
-            word = recall(v)  # a hit: text
-            if word is None:
-                word = encode_part(v if type(v) is str else _part(v), ci)  # a miss: an id
-            stage = getattr(item, "stage", None)
-            rank = priority_of.get(stage) if type(stage) is str else None
-            if rank is None:
-                rank = priority(stage)
-            if rank > best.get(word, -1):
-                best[word] = rank
-        return best
-
-    return one_attribute
 
 
 def _attributes(
     names: tuple[str, ...], ci: bool, priority_of: dict[str, int], priority: Callable[[Any], int]
 ) -> Collector:
-    """``tokens(*names)`` of two names or more: the key joins the words with PART_MARK."""
+    """``tokens(*names)``: the key joins the words with PART_MARK (one name: the word)."""
     recall = word_memo(ci).get
     get = attrgetter(*names)
+    single = len(names) == 1  # attrgetter gives the value itself, not a tuple of one
     join = PART_MARK.join
     # The stage the priority comes from, when it is one of the parts: read once, not twice.
     at = names.index("stage") if "stage" in names else -1
@@ -286,7 +255,7 @@ def _attributes(
         best: dict[str, int] = {}
         for item in items:
             try:
-                values = get(item)
+                values = (get(item),) if single else get(item)
             except AttributeError:  # a mapping, or a missing attribute: Jinja's rules say
                 values = tuple(get_attribute(item, a) for a in names)
                 stage = getattr(item, "stage", None)
@@ -317,20 +286,10 @@ def _fused_emails(
 
     def addresses(items: Any) -> dict[str, int]:
         best: dict[str, int] = {}
-        for item in items:
-            email = getattr(item, "email", None)
-            if type(email) is not str:
-                continue
-            try:
-                address = normalize_email(email)
-            except InvalidValue:
-                continue
-            if address is None:
-                continue
+        for address, stage in _addresses(items):  # the filter's own choice of addresses
             word = recall(address)
             if word is None:
                 word = encode_part(address, ci)
-            stage = getattr(item, "stage", None)
             rank = priority_of.get(stage) if type(stage) is str else None
             if rank is None:
                 rank = priority(stage)

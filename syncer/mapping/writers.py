@@ -18,6 +18,7 @@ path meets the same values and fails, or not, exactly as it would have alone.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from operator import itemgetter
 from typing import Any
 
 from jinja2.sandbox import SandboxedEnvironment
@@ -25,8 +26,8 @@ from jinja2.sandbox import SandboxedEnvironment
 from syncer.fields import FieldSpec, FieldType, companion_names, format_field, scalar_function
 from syncer.mapping.compile import Evaluator, Path, filter_call, name_path
 from syncer.mapping.context import Attributes
-from syncer.mapping.filters import PART_MARK, Collector, MappingEnvironment
-from syncer.tokens import BLANK_RUN, DELIMITER, SEPARATOR, InvalidValue
+from syncer.mapping.filters import Collector, MappingEnvironment
+from syncer.tokens import BLANK_RUN, InvalidValue, token_texts
 
 Payload = dict[str, str | None]
 Writer = Callable[[Mapping[str, Any], Payload], None]
@@ -48,32 +49,13 @@ def _scalar_writer(spec: FieldSpec, evaluate: Evaluator, path: Path | None) -> W
     name = spec.name
     limit = spec.max_length
     scalar = scalar_function(spec.type)
-    # A value `name` or `name.attr` (most fields) is read here, not through the evaluator's
-    # frame; anything unusual takes the evaluator, which knows Jinja's rules. An attributes
-    # mapping (`attributes.status`) is read as an item at once: Jinja's rules look for an
-    # attribute first, which such a mapping has only for dict's own names, and the failed
-    # lookups cost two exceptions a field.
-    source, attr = path if path is not None else ("", None)
-    named = path is not None
-    item = attr is not None and not hasattr(Attributes, attr)
+    read = _reader(evaluate, path)
 
     if spec.type is FieldType.STRING:
         blank_run = BLANK_RUN.sub
 
         def write_string(ctx: Mapping[str, Any], payload: Payload) -> None:
-            if attr is not None:
-                obj = ctx[source]
-                if item and type(obj) is Attributes:
-                    value = obj[attr]
-                else:
-                    try:
-                        value = getattr(obj, attr)
-                    except AttributeError:  # an item, or the evaluator's error
-                        value = evaluate(ctx)
-            elif named:
-                value = ctx[source]
-            else:
-                value = evaluate(ctx)
+            value = read(ctx)
             if type(value) is str:  # the formatter's common case, without its frame
                 # In printable text the only blank is " " (every other whitespace or control
                 # character is not printable: tests/test_mapping_writers.py checks them all),
@@ -91,25 +73,38 @@ def _scalar_writer(spec: FieldSpec, evaluate: Evaluator, path: Path | None) -> W
         return write_string
 
     def write_scalar(ctx: Mapping[str, Any], payload: Payload) -> None:
-        if attr is not None:  # as write_string reads
-            obj = ctx[source]
-            if item and type(obj) is Attributes:
-                value = obj[attr]
-            else:
-                try:
-                    value = getattr(obj, attr)
-                except AttributeError:
-                    value = evaluate(ctx)
-        elif named:
-            value = ctx[source]
-        else:
-            value = evaluate(ctx)
+        value = read(ctx)
         text = None if value is None else scalar(spec, value)
         if text is not None and limit is not None and len(text) > limit:
             raise InvalidValue("over max_length")  # the reference path says it in full
         payload[name] = text
 
     return write_scalar
+
+
+def _reader(evaluate: Evaluator, path: Path | None) -> Evaluator:
+    """How a scalar field reads its value. A value `name` or `name.attr` (most fields) is read
+    here, not through the evaluator's frame; anything unusual takes the evaluator, which knows
+    Jinja's rules. An attributes mapping (`attributes.status`) is read as an item at once:
+    Jinja's rules look for an attribute first, which such a mapping has only for dict's own
+    names, and the failed lookups cost two exceptions a field."""
+    if path is None:
+        return evaluate
+    source, attr = path
+    if attr is None:
+        return itemgetter(source)
+    item = not hasattr(Attributes, attr)
+
+    def read(ctx: Mapping[str, Any]) -> Any:
+        obj = ctx[source]
+        if item and type(obj) is Attributes:
+            return obj[attr]
+        try:
+            return getattr(obj, attr)
+        except AttributeError:  # an item, or the evaluator's error
+            return evaluate(ctx)
+
+    return read
 
 
 def _token_writer(
@@ -119,7 +114,7 @@ def _token_writer(
     limit = spec.max_length
     if not spec.companions:
         return lambda ctx, payload: payload.__setitem__(
-            name, fused_texts(collect(inner(ctx)), limit)[0]
+            name, token_texts(collect(inner(ctx)), limit)[0]
         )
     count_name, truncated_name = companion_names(name, spec.suffix)
     # `members | ...`: the items read here, not through the evaluator's frame.
@@ -127,45 +122,12 @@ def _token_writer(
 
     def write_tokens(ctx: Mapping[str, Any], payload: Payload) -> None:
         items = ctx[source] if source is not None else inner(ctx)
-        text, total, truncated = fused_texts(collect(items), limit)
+        text, total, truncated = token_texts(collect(items), limit)
         payload[name] = text
         payload[count_name] = str(total)
         payload[truncated_name] = "true" if truncated else "false"
 
     return write_tokens
-
-
-def fused_texts(best: dict[str, int], max_length: int | None) -> tuple[str | None, int, bool]:
-    """:func:`syncer.tokens.token_texts` for a fused collector's table (each token's key: its
-    encoded parts joined by PART_MARK, which sorts as the parts do): the (text, total,
-    truncated) of the field."""
-    count = len(best)
-    if count < 2:
-        if not count:
-            return None, 0, False
-        # One token (the common case of a user with one account): nothing to order.
-        text = (DELIMITER + next(iter(best)) + DELIMITER).replace(PART_MARK, SEPARATOR)
-        if max_length is not None and len(text) > max_length:
-            return None, 1, True
-        return text, 1, False
-    # Two C-level sorts instead of (-priority, parts) tuples built and compared in Python: by
-    # key, then by priority, highest first (a sort keeps equals in order, reversed or not).
-    ordered = sorted(best)
-    ordered.sort(key=best.__getitem__, reverse=True)
-    text = DELIMITER + DELIMITER.join(ordered) + DELIMITER
-    if max_length is None or len(text) <= max_length:
-        return text.replace(PART_MARK, SEPARATOR), count, False
-    used = 1  # the leading delimiter
-    kept = 0
-    for key in ordered:
-        used += len(key) + 1
-        if used > max_length:
-            break
-        kept += 1
-    if kept == 0:
-        return None, count, True
-    text = DELIMITER + DELIMITER.join(ordered[:kept]) + DELIMITER
-    return text.replace(PART_MARK, SEPARATOR), count, True
 
 
 def _fused(

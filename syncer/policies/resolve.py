@@ -40,7 +40,7 @@ from syncer.policies.hierarchy import Hierarchy
 from syncer.policies.primary import choose_ranked_primary
 from syncer.policies.stage import (
     StageScale,
-    decide_user_lists,
+    decide_user,
     member_mark,
     resolve_account_stage,
     unknown_stage,
@@ -89,7 +89,7 @@ class Resolver:
         if type(attrs) is UnreadableAttributes or type(attrs) is UnreadableTimestamp:
             return self._refused(user, attrs.rejection("users", uid)), []
         try:
-            stage, rule, churned, memberships, _kept, changed, _gone = decide_user_lists(
+            stage, rule, churned, memberships, _kept, decided, _gone = decide_user(
                 user, item.memberships, marks, self.scale, facts=self._facts, now=now
             )
         except UnknownStageError as exc:
@@ -107,6 +107,7 @@ class Resolver:
         primary, why = choose_ranked_primary(
             memberships, self.settings.primary, self.scale, previous=previous
         )
+        changed = [*decided]  # and the primary's marks
         for old in live_primaries:
             if old != primary:
                 changed.append(_new_mark(PRIMARY_MARK, uid, old, None, True, now))

@@ -61,7 +61,6 @@ __all__ = [
     "UserStage",
     "as_scale",
     "decide_user",
-    "decide_user_lists",
     "lookup_stage",
     "member_mark",
     "resolve_account_stage",
@@ -156,24 +155,7 @@ def decide_user(
     now: datetime,
 ) -> UserStage:
     """:func:`resolve_user_stage` for a ready :class:`StageScale` and facts table (``account_id
-    -> (name, parent_account_id)``, :meth:`~syncer.policies.hierarchy.Hierarchy.facts`)."""
-    stage, rule, churned, rows, kept, changed, gone = decide_user_lists(
-        user, memberships, marks, scale, facts=facts, now=now
-    )
-    return UserStage(stage, rule, churned, rows, tuple(kept), tuple(changed), tuple(gone))
-
-
-def decide_user_lists(
-    user: User,
-    memberships: Iterable[Membership],
-    marks: Iterable[Mark],
-    scale: StageScale,
-    *,
-    facts: FactsTable | None,
-    now: datetime,
-) -> tuple[str, str, bool, tuple[ResolvedMembership, ...], list[Mark], list[Mark], list[str]]:
-    """:func:`decide_user` as the resolver reads it: the :class:`UserStage` fields, the marks as
-    the lists they were built in (the resolver appends its primary marks to ``changed``).
+    -> (name, parent_account_id)``, :meth:`~syncer.policies.hierarchy.Hierarchy.facts`).
 
     This runs once per user of every plan and its loop once per membership: the common cases of
     :func:`advance_mark` are inlined, every name in the loop is a local, and the best active
@@ -239,7 +221,9 @@ def decide_user_lists(
     stage, rule, churned = _decide(
         rows, lead, kept, seen=seen, churned_here=churned_here, gone=gone, scale=scale
     )
-    return stage, rule, churned, tuple([r[3] for r in rows]), kept, changed, sorted(gone)
+    # tuple.__new__ skips the named tuple's Python-level __new__: a frame per user of every plan.
+    done = (stage, rule, churned, tuple([r[3] for r in rows]), tuple(kept), tuple(changed))
+    return tuple.__new__(UserStage, (*done, tuple(sorted(gone))))
 
 
 # The lead's live mark (stage, rank) or None, whether it churned, and the lead stage now.

@@ -183,25 +183,6 @@ def users_page(
             if r[0] != user_id:
                 break
             i += 1
-            # _membership() inlined for SQLite's text (see _membership); its call is
-            # the fallback, for anything else.
-            joined, updated = r[4], r[5]
-            if joined.__class__ is str and updated.__class__ is str:
-                try:
-                    at = _fromiso(joined + _Z)
-                    mine.append(
-                        Membership(
-                            user_id,
-                            r[1],
-                            r[2],
-                            r[3],
-                            at,
-                            at if updated == joined else _fromiso(updated + _Z),
-                        )
-                    )
-                    continue
-                except ValueError:
-                    pass
             ms, unreadable = _membership(r)
             if unreadable is not None:  # a timestamp another job wrote: the user is rejected
                 bad = unreadable
@@ -238,18 +219,6 @@ def accounts_page(
                 return
             if r[1] != key:
                 continue  # the row's account is not in the page (not with foreign keys on)
-        # _membership() inlined for SQLite's text, as in users_page().
-        joined, updated = r[4], r[5]
-        if joined.__class__ is str and updated.__class__ is str:
-            try:
-                at = _fromiso(joined + _Z)
-                ms = Membership(
-                    r[0], key, r[2], r[3], at, at if updated == joined else _fromiso(updated + _Z)
-                )
-                members.append(MemberRow(ms, r[6], r[7], r[8]))
-                continue
-            except ValueError:
-                pass
         ms, unreadable = _membership(r)
         if unreadable is not None:  # a timestamp another job wrote: the account is rejected
             bad = unreadable
