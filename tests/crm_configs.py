@@ -1,6 +1,6 @@
 """syncer.yaml files for runs against the emulators, shared by the preflight, result-contract,
 incremental and cluster tests: the examples/ store (plus bulk users), a HubSpot or a Salesforce
-destination."""
+destination; and a store brought up from an older schema version (the upgrade tests)."""
 
 from __future__ import annotations
 
@@ -8,9 +8,14 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from syncer.store.database import init_store
+import pytest
+from sqlalchemy import select
+from sqlalchemy.engine import Engine
+
+from syncer.errors import ConfigError
+from syncer.store.database import init_store, open_store
 from syncer.store.loaders import load_paths
-from syncer.store.schema import users
+from syncer.store.schema import STORE_SCHEMA_VERSION, store_version, users
 
 if TYPE_CHECKING:
     from syncer.testing.hubspot_emulator import HubSpotEmulator
@@ -35,6 +40,19 @@ def load_examples(url: str, *, extra_users: int = 0, load: bool = True) -> str:
             conn.execute(users.insert(), rows)
     engine.dispose()
     return url
+
+
+def upgraded(url: str, found: int) -> Engine:
+    """The store at ``url``, left at schema version ``found``: refused with the command that
+    upgrades it, upgraded by ``syncer init``'s ``init_store``, and opened at this version."""
+    refusal = rf"schema version {found}; .*run `syncer init --store .*` to"
+    with pytest.raises(ConfigError, match=refusal):
+        open_store(url)
+    init_store(url).dispose()
+    engine = open_store(url)
+    with engine.connect() as conn:
+        assert conn.execute(select(store_version.c.version)).scalar() == STORE_SCHEMA_VERSION
+    return engine
 
 
 def destination_yaml(
