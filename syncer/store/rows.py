@@ -122,9 +122,10 @@ def _described(row: StoreRow, table: Table, record: type[_R]) -> _R:
         return unreadable_record(table.name, record, values, attributes)
 
 
-# The first step of as_utc() on SQLite's text (see there), inlined in the loops below: they run
-# once per membership row of every plan, and the call costs as much as the parse. Any text it
-# does not take goes through as_utc() itself, so the values, and the rejections, are the same.
+# The first step of as_utc() on SQLite's text (see there), inlined in _described and
+# _membership: they run once per record and membership row of every plan, and the call costs as
+# much as the parse. Any text it does not take goes through as_utc() itself, so the values, and
+# the rejections, are the same.
 _fromiso = datetime.fromisoformat
 _Z = "+00:00"
 
@@ -167,9 +168,9 @@ def users_page(
 ) -> Iterator[UserWithMemberships]:
     """One page of users with their membership rows, both in ``user_id`` order, merged.
 
-    Runs once per user and membership of every plan: the memberships are built inline, and
-    records are yielded one at a time (a page built into a list first costs more in garbage
-    collection).
+    Runs once per user and membership of every plan: one index walks the rows (no iterator per
+    user), and records are yielded one at a time (a page built into a list first costs more in
+    garbage collection).
     """
     i, n = 0, len(rows)
     for u in page:
@@ -197,7 +198,7 @@ def accounts_page(
     """One page of accounts with their member rows, both in ``account_id`` order, merged.
 
     Runs once per member row of every plan: one loop over the rows (no call per row to fetch
-    the next), the timestamps parsed inline, each account yielded once its rows are over.
+    the next), each account yielded once its rows are over.
     """
     accounts_left = iter(page)
     a = next(accounts_left, None)
