@@ -140,6 +140,14 @@ def change(db: Path, table: str, key: str, column: str, *, share: float, tag: st
     return len(picked)
 
 
+#: The change phases: the table, key and column each changes in 1% of its rows.
+CHANGES = {
+    "users1": ("users", "user_id", "first_name"),
+    "accounts1": ("accounts", "account_id", "name"),
+    "users1email": ("users", "user_id", "email"),
+}
+
+
 def _run(config: Path) -> dict[str, Any]:
     wall = time.perf_counter()
     out = subprocess.run(
@@ -173,11 +181,20 @@ def main() -> None:
     parser.add_argument(
         "--skip-full", action="store_true", help="go on from the last invocation's full run"
     )
+    parser.add_argument(
+        "--phases",
+        default="none,users1,accounts1,users1email",
+        help="the phases after the full runs, in order (default: all of them)",
+    )
     parser.add_argument("--measure", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.measure:
         print(json.dumps(measure(args.measure)))
         return
+    chosen = args.phases.split(",")
+    unknown = set(chosen) - {"none", *CHANGES}
+    if unknown:
+        parser.error(f"unknown phases {sorted(unknown)}: choose from none, {', '.join(CHANGES)}")
     from benchmarks.generate import populate
 
     DATA.mkdir(exist_ok=True)
@@ -197,14 +214,11 @@ def main() -> None:
         phases.setdefault("full", []).append(_run(_config(work, links=not args.no_links)))
         print("full", phases["full"][-1], flush=True)
     config = _config(work, links=not args.no_links)
-    for _ in range(args.runs):
+    for _ in range(args.runs if "none" in chosen else 0):
         phases.setdefault("none", []).append(_run(config))
         print("none", phases["none"][-1], flush=True)
-    for name, table, key, column in (
-        ("users1", "users", "user_id", "first_name"),
-        ("accounts1", "accounts", "account_id", "name"),
-        ("users1email", "users", "user_id", "email"),
-    ):
+    for name in (p for p in chosen if p != "none"):
+        table, key, column = CHANGES[name]
         for i in range(args.runs):
             n = change(work, table, key, column, share=0.01, tag=f"{name}{i}")
             result = _run(config)
