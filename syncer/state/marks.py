@@ -16,8 +16,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
-from sqlalchemy import Column, inspect, select
-from sqlalchemy.engine import Engine
+from sqlalchemy import Column, Select, inspect, select
+from sqlalchemy.engine import Connection, Engine
 
 from syncer.db import ALL_KEYS, KeyRange, as_utc, key_order, raw_columns, stream_rows, upsert
 from syncer.model import ACCOUNT_MARK, LEAD_MARK, MEMBERSHIP_MARK, PRIMARY_MARK, Mark
@@ -40,6 +40,21 @@ _COLUMNS = raw_columns(policy_marks)
 def _mark(row: Sequence[Any]) -> Mark:
     subject, user_id, account_id, stage, churned, updated_at = row
     return Mark(subject, user_id, account_id, stage, bool(churned), as_utc(updated_at))
+
+
+def marks_query(
+    subjects: Sequence[str], by: Column[Any], then: Column[Any], conn: Connection
+) -> Select[Any]:
+    """The marks of ``subjects`` ordered by ``(by, then, subject)``; the caller adds which
+    ``by`` keys (``ix_policy_marks_by_account`` serves ``by`` = ``account_id``, the primary key
+    ``user_id``)."""
+    return (
+        select(*_COLUMNS)
+        .where(policy_marks.c.subject.in_(subjects))
+        .order_by(
+            key_order(by, conn), key_order(then, conn), key_order(policy_marks.c.subject, conn)
+        )
+    )
 
 
 class MarkStore:
@@ -66,13 +81,8 @@ class MarkStore:
         subject)``, streamed: memory holds one chunk however many marks there are. A
         steady-state run reads every mark of every user, about four per user: the columns come
         raw (_COLUMNS: no result processors)."""
-        c = policy_marks.c
         with self.engine.connect() as conn:
-            query = (
-                select(*_COLUMNS)
-                .where(c.subject.in_(subjects))
-                .order_by(key_order(by, conn), key_order(then, conn), key_order(c.subject, conn))
-            )
+            query = marks_query(subjects, by, then, conn)
             if isinstance(keys, KeyRange):
                 for row in stream_rows(
                     conn, query.where(*keys.conditions(by, conn)), self.chunk_size

@@ -99,6 +99,9 @@ policy_marks = Table(
     Column("stage", String(64)),
     Column("churned", Boolean, nullable=False, default=False),
     _when("updated_at"),
+    # An account's own mark and its members' marks, read by account (an incremental run reads
+    # a few accounts' marks: without it, each chunk of accounts scanned every membership mark).
+    Index("ix_policy_marks_by_account", "account_id", "user_id", "subject"),
 )
 
 # Associations syncer created in a destination (e.g. HubSpot contact -> company), so that it
