@@ -18,6 +18,8 @@ from sqlalchemy import (
     ColumnElement,
     Executable,
     Table,
+    TableClause,
+    column,
     event,
     func,
     select,
@@ -25,6 +27,9 @@ from sqlalchemy import (
 )
 from sqlalchemy.engine import Connection, Engine, Row, make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.sql.visitors import InternalTraversal, _TraverseInternalsType
 from sqlalchemy.types import NullType
 
 from syncer.errors import ConfigError
@@ -80,6 +85,36 @@ class RawType(NullType):
     """A column type without a result processor: the driver's value as it comes."""
 
     cache_ok = True
+
+
+class IndexedBy(TableClause):
+    """A table as a FROM entry that, on SQLite, names the index to search (``INDEXED BY``).
+
+    For the few reads where SQLite's planner, with no statistics, takes the primary key's index
+    and filters or sorts a table's worth of rows, when another index serves the query directly:
+    a list of keys ``IN (...)`` weighs more for it than an equality on a leading column. Other
+    databases get the plain table (PostgreSQL's planner has statistics). SQLAlchemy's
+    ``with_hint`` renders nothing on SQLite. Columns come raw (:class:`RawType`)."""
+
+    inherit_cache = True
+    # The index is part of the statement cache key: two indexes, two compiled statements.
+    _traverse_internals: _TraverseInternalsType = [  # noqa: RUF012 - SQLAlchemy's own shape
+        *TableClause._traverse_internals,
+        ("index", InternalTraversal.dp_string),
+    ]
+
+    def __init__(self, table: Table, index: str, names: Sequence[str] | None = None) -> None:
+        chosen = [c.name for c in table.columns] if names is None else list(names)
+        super().__init__(table.name, *(column(name, RawType()) for name in chosen))
+        self.index = index
+
+
+@compiles(IndexedBy)
+def _indexed_by_from(element: IndexedBy, compiler: SQLCompiler, **kw: Any) -> str:
+    text: str = compiler.visit_table(element, **kw)
+    if kw.get("asfrom") and compiler.dialect.name == "sqlite":
+        text += f" INDEXED BY {element.index}"
+    return text
 
 
 def raw_columns(table: Table) -> list[ColumnElement[Any]]:

@@ -19,10 +19,19 @@ from typing import Any
 from sqlalchemy import Column, Select, inspect, select
 from sqlalchemy.engine import Connection, Engine
 
-from syncer.db import ALL_KEYS, KeyRange, as_utc, key_order, raw_columns, stream_rows, upsert
+from syncer.db import (
+    ALL_KEYS,
+    IndexedBy,
+    KeyRange,
+    as_utc,
+    key_order,
+    raw_columns,
+    stream_rows,
+    upsert,
+)
 from syncer.model import ACCOUNT_MARK, LEAD_MARK, MEMBERSHIP_MARK, PRIMARY_MARK, Mark
 from syncer.state.database import StateKeys, key_chunks
-from syncer.state.schema import metadata, policy_marks
+from syncer.state.schema import MARKS_BY_ACCOUNT, metadata, policy_marks
 
 USER_SUBJECTS: tuple[str, ...] = (MEMBERSHIP_MARK, LEAD_MARK, PRIMARY_MARK)
 """The subjects user resolution reads and writes."""
@@ -35,6 +44,11 @@ _KEY = ("subject", "user_id", "account_id")
 # integers as they are (as_utc and bool() in _mark convert them, several times cheaper than the
 # processors' regex parse), PostgreSQL's driver values unchanged.
 _COLUMNS = raw_columns(policy_marks)
+#: The table read by account, through ``ix_policy_marks_by_account``: with a list of accounts,
+#: SQLite's planner would take the primary key's index (its leading ``subject`` an equality)
+#: and read every membership mark, then sort them (at 1M users, 2.5M rows per chunk of 500
+#: accounts).
+_BY_ACCOUNT = IndexedBy(policy_marks, MARKS_BY_ACCOUNT)
 
 
 def _mark(row: Sequence[Any]) -> Mark:
@@ -42,18 +56,18 @@ def _mark(row: Sequence[Any]) -> Mark:
     return Mark(subject, user_id, account_id, stage, bool(churned), as_utc(updated_at))
 
 
-def marks_query(
-    subjects: Sequence[str], by: Column[Any], then: Column[Any], conn: Connection
-) -> Select[Any]:
-    """The marks of ``subjects`` ordered by ``(by, then, subject)``; the caller adds which
-    ``by`` keys (``ix_policy_marks_by_account`` serves ``by`` = ``account_id``, the primary key
-    ``user_id``)."""
-    return (
-        select(*_COLUMNS)
-        .where(policy_marks.c.subject.in_(subjects))
-        .order_by(
-            key_order(by, conn), key_order(then, conn), key_order(policy_marks.c.subject, conn)
-        )
+def marks_query(subjects: Sequence[str], by: str, conn: Connection) -> Select[Any]:
+    """The marks of ``subjects`` ordered by ``by`` (``"user_id"`` or ``"account_id"``), then
+    the other key, then subject; the caller adds which ``by`` keys."""
+    if by == "user_id":  # the primary key's index (subject, user_id, account_id) serves it
+        query = select(*_COLUMNS).where(policy_marks.c.subject.in_(subjects))
+        then = "account_id"
+    else:
+        query = select(*_BY_ACCOUNT.c).where(_BY_ACCOUNT.c.subject.in_(subjects))
+        then = "user_id"
+    c = query.selected_columns
+    return query.order_by(
+        key_order(c[by], conn), key_order(c[then], conn), key_order(c.subject, conn)
     )
 
 
@@ -74,23 +88,22 @@ class MarkStore:
         """Whether the marks table exists: a read-only caller treats "no" as "no marks yet"."""
         return inspect(self.engine).has_table(policy_marks.name)
 
-    def _stream(
-        self, subjects: Sequence[str], by: Column[Any], then: Column[Any], keys: StateKeys
-    ) -> Iterator[Mark]:
-        """Marks of ``subjects`` whose ``by`` column is in ``keys``, ordered by ``(by, then,
-        subject)``, streamed: memory holds one chunk however many marks there are. A
-        steady-state run reads every mark of every user, about four per user: the columns come
-        raw (_COLUMNS: no result processors)."""
+    def _stream(self, subjects: Sequence[str], by: str, keys: StateKeys) -> Iterator[Mark]:
+        """Marks of ``subjects`` whose ``by`` column is in ``keys``, ordered by ``(by, the
+        other key, subject)`` (:func:`marks_query`), streamed: memory holds one chunk however
+        many marks there are. A steady-state run reads every mark of every user, about four per
+        user: the columns come raw (no result processors)."""
         with self.engine.connect() as conn:
-            query = marks_query(subjects, by, then, conn)
+            query = marks_query(subjects, by, conn)
+            column = query.selected_columns[by]
             if isinstance(keys, KeyRange):
                 for row in stream_rows(
-                    conn, query.where(*keys.conditions(by, conn)), self.chunk_size
+                    conn, query.where(*keys.conditions(column, conn)), self.chunk_size
                 ):
                     yield _mark(row)
                 return
             for chunk in key_chunks(keys):  # exactly these keys, chunk after chunk in order
-                for row in conn.execute(query.where(by.in_(chunk))):
+                for row in conn.execute(query.where(column.in_(chunk))):
                     yield _mark(row)
 
     def iter_marks(
@@ -98,8 +111,7 @@ class MarkStore:
     ) -> Iterator[Mark]:
         """Marks of ``subjects`` (of users in ``keys``) in ``(user_id, account_id, subject)``
         code-point order."""
-        c = policy_marks.c
-        return self._stream(list(subjects), c.user_id, c.account_id, keys)
+        return self._stream(list(subjects), "user_id", keys)
 
     def iter_account_marks(
         self, *, include_memberships: bool = True, keys: StateKeys = ALL_KEYS
@@ -111,8 +123,7 @@ class MarkStore:
         members' membership marks, which give the account view each member's high-water mark.
         """
         subjects = _ACCOUNT_SUBJECTS if include_memberships else (ACCOUNT_MARK,)
-        c = policy_marks.c
-        return self._stream(subjects, c.account_id, c.user_id, keys)
+        return self._stream(subjects, "account_id", keys)
 
     def get_user_marks(self, user_id: str) -> list[Mark]:
         """Every user-side mark of one user, in ``(account_id, subject)`` order."""

@@ -16,7 +16,7 @@ from sqlalchemy.exc import OperationalError, ProgrammingError
 from sqlalchemy.schema import CreateIndex
 
 from syncer.db import is_postgres
-from syncer.state.schema import policy_marks, sync_locks
+from syncer.state.schema import MARKS_BY_ACCOUNT, policy_marks, sync_locks
 
 __all__ = ["ADDED_COLUMNS", "ADDED_INDEXES", "add_new_columns", "add_new_indexes"]
 
@@ -55,7 +55,7 @@ def add_new_columns(engine: Engine) -> list[str]:
 
 #: Every index added to a state table after the table first shipped.
 ADDED_INDEXES: tuple[Index, ...] = tuple(
-    index for index in policy_marks.indexes if index.name == "ix_policy_marks_by_account"
+    index for index in policy_marks.indexes if index.name == MARKS_BY_ACCOUNT
 )
 
 

@@ -20,18 +20,15 @@ from sqlalchemy import (
     CursorResult,
     Select,
     Table,
-    TableClause,
     and_,
-    column,
     select,
     type_coerce,
 )
 from sqlalchemy.engine import Connection, Engine, Row
-from sqlalchemy.ext.compiler import compiles
-from sqlalchemy.sql.compiler import SQLCompiler
 
 from syncer.db import (
     ALL_KEYS,
+    IndexedBy,
     KeyRange,
     RawType,
     key_order,
@@ -188,26 +185,10 @@ def iter_users(
             yield from users_page(page, rows)
 
 
-class _MemberNames(TableClause):
-    """The ``users`` table as the account-side reader joins it: by ``user_id``, for what an
-    account shows of each member. On SQLite its FROM entry names the covering index
-    (:data:`syncer.store.schema.USER_NAMES`) that the planner would pass over for the
-    primary key's: one B-tree descent per member row instead of two."""
-
-    inherit_cache = True
-
-
-@compiles(_MemberNames)
-def _member_names_from(element: _MemberNames, compiler: SQLCompiler, **kw: Any) -> str:
-    text: str = compiler.visit_table(element, **kw)
-    if kw.get("asfrom") and compiler.dialect.name == "sqlite":
-        text += f" INDEXED BY {USER_NAMES}"
-    return text
-
-
-_member_names = _MemberNames(
-    users.name, *(column(c) for c in ("user_id", "email", "first_name", "last_name"))
-)
+#: The ``users`` table as the account-side reader joins it, by ``user_id``, for what an account
+#: shows of each member: on SQLite it names the covering index (:data:`USER_NAMES`) the planner
+#: would pass over for the primary key's, one B-tree descent per member row instead of two.
+_member_names = IndexedBy(users, USER_NAMES, ("user_id", "email", "first_name", "last_name"))
 
 
 def _account_members_query(conn: Connection) -> Select[Any]:
