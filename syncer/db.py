@@ -11,7 +11,7 @@ import os
 from collections.abc import Generator, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, overload
+from typing import Any, TypeVar, overload
 
 from sqlalchemy import (
     Column,
@@ -33,6 +33,8 @@ from sqlalchemy.sql.visitors import InternalTraversal, _TraverseInternalsType
 from sqlalchemy.types import NullType
 
 from syncer.errors import ConfigError
+
+T = TypeVar("T")
 
 DEFAULT_STORE_URL = "sqlite:///syncer.db"
 STORE_URL_ENV = "SYNCER_STORE_URL"
@@ -289,19 +291,46 @@ def _weighted_cuts(conn: Connection, col: Column[Any], parts: int, per_key: floa
     rows, keys = conn.execute(
         select(func.count(), func.count(col.distinct())).select_from(col.table)
     ).one()
-    total = rows + per_key * keys
-    ordered = key_order(col, conn)
-    query = select(col, func.count()).group_by(col).order_by(ordered)
-    cuts: list[str] = []
+    query = select(col, func.count()).group_by(col).order_by(key_order(col, conn))
+    counted = conn.execution_options(yield_per=10_000).execute(query)
+    costs = ((key, count + per_key) for key, count in counted)
+    return _even_cuts(costs, rows + per_key * keys, parts)
+
+
+def split_keys(
+    engine: Engine, col: Column[Any], keys: Sequence[str], parts: int, *, per_key: float = 0.0
+) -> list[int]:
+    """Where to cut ``keys`` (distinct, in key order) into at most ``parts`` slices of about
+    equal cost, as :func:`split_key_space` weighs a key: the index in ``keys`` where each slice
+    after the first starts. One grouped count per :data:`IN_LIST` keys."""
+    if parts < 1:
+        raise ValueError(f"parts must be at least 1, not {parts}")
+    counts: dict[str, int] = {}
+    with engine.connect() as conn:
+        for start in range(0, len(keys), IN_LIST):
+            chunk = keys[start : start + IN_LIST]
+            query = select(col, func.count()).where(col.in_(chunk)).group_by(col)
+            counts.update(conn.execute(query).tuples().all())
+    costs = [counts.get(key, 0) + per_key for key in keys]
+    return _even_cuts(enumerate(costs), sum(costs), parts)
+
+
+#: Keys per ``IN (...)`` list of :func:`split_keys`.
+IN_LIST = 500
+
+
+def _even_cuts(costs: Iterable[tuple[T, float]], total: float, parts: int) -> list[T]:
+    """The keys (of ``(key, cost)`` in key order) where each range after the first starts."""
+    cuts: list[T] = []
     seen = 0.0  # the cost of the keys before this one
     target = total / parts  # where the next range starts
-    for key, count in conn.execution_options(yield_per=10_000).execute(query):
+    for key, cost in costs:
         if seen >= target and len(cuts) < parts - 1:
             cuts.append(key)
             # What is left is shared by the ranges left: after a key that cost more than a
             # range, the next ranges are even, not one small one.
             target = seen + (total - seen) / (parts - len(cuts))
-        seen += count + per_key
+        seen += cost
     return cuts
 
 

@@ -4,14 +4,15 @@ cluster started in the background while the partitions are cut."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from itertools import pairwise
 
 import psutil
 import pytest
 from sqlalchemy import Column, Integer, MetaData, String, Table, insert
+from sqlalchemy.engine import Engine
 
-from syncer.db import KeyRange, create_db_engine, split_key_space
+from syncer.db import KeyRange, create_db_engine, split_key_space, split_keys
 from syncer.engine import Sync
 from syncer.engine.cluster import DaskPool
 from syncer.engine.coordinator import ClusterSpec
@@ -27,10 +28,12 @@ def _cost(rows: dict[str, int], part: KeyRange, per_key: float) -> float:
     )
 
 
-def test_weighted_cuts_even_the_cost_of_keys_and_their_rows(db_url: str) -> None:
-    # One key of many rows (a large account's members) among keys of one row each.
-    rows = {chr(ord("a") + i): 1 for i in range(20)}
-    rows["b"] = 30
+#: One key of many rows (a large account's members) among keys of one row each.
+ROWS = {chr(ord("a") + i): 1 for i in range(20)} | {"b": 30}
+
+
+@pytest.fixture
+def members(db_url: str) -> Iterator[tuple[Engine, Table]]:
     table = Table(
         "members", MetaData(), Column("key", String(8), primary_key=True),
         Column("n", Integer, primary_key=True),
@@ -40,18 +43,25 @@ def test_weighted_cuts_even_the_cost_of_keys_and_their_rows(db_url: str) -> None
         table.create(engine)
         with engine.begin() as conn:
             conn.execute(
-                insert(table), [{"key": k, "n": i} for k, n in rows.items() for i in range(n)]
+                insert(table), [{"key": k, "n": i} for k, n in ROWS.items() for i in range(n)]
             )
-        parts = split_key_space(engine, table.c.key, 4, per_key=2)
-        by_rows = split_key_space(engine, table.c.key, 4)
+        yield engine, table
     finally:
         engine.dispose()
+
+
+def test_weighted_cuts_even_the_cost_of_keys_and_their_rows(
+    members: tuple[Engine, Table],
+) -> None:
+    engine, table = members
+    parts = split_key_space(engine, table.c.key, 4, per_key=2)
+    by_rows = split_key_space(engine, table.c.key, 4)
     for cut in (parts, by_rows):
         assert cut[0].start is None
         assert cut[-1].stop is None
         assert all(a.stop == b.start for a, b in pairwise(cut))
-    costs = [_cost(rows, p, 2) for p in parts]
-    assert sum(costs) == sum(rows.values()) + 2 * len(rows)
+    costs = [_cost(ROWS, p, 2) for p in parts]
+    assert sum(costs) == sum(ROWS.values()) + 2 * len(ROWS)
     # The large key's range costs what it costs; what is left is shared evenly (to one key's
     # cost, 3) by the ranges after it, none of them left small.
     assert costs[0] >= 32
@@ -60,6 +70,23 @@ def test_weighted_cuts_even_the_cost_of_keys_and_their_rows(db_url: str) -> None
     # Cut by rows only (the cut by default), the large key's rows fill two of four ranges:
     # one range fewer.
     assert [p.start for p in by_rows] == [None, "b", "h"]
+
+
+def test_a_key_set_is_cut_where_its_keys_rows_even_out(members: tuple[Engine, Table]) -> None:
+    """An incremental run's accounts: a slice of equal length would hand the large key and
+    its neighbours to one worker. Keys without rows cost ``per_key`` alone."""
+    engine, table = members
+    keys = ["a", "b", "c", "d", "e", "f", "g", "h", "zz1", "zz2"]  # zz*: no rows
+    cuts = split_keys(engine, table.c.key, keys, 3, per_key=2)
+    slices = [keys[a:b] for a, b in pairwise([0, *cuts, len(keys)])]
+    cost = [sum(ROWS.get(k, 0) + 2 for k in part) for part in slices]
+    assert [k for part in slices for k in part] == keys  # each key once, in order
+    assert slices[0] == ["a", "b"]  # the large key ends the first slice
+    assert cost == [35, 12, 10]  # what is left after the large key, shared to one key
+    assert split_keys(engine, table.c.key, keys, 1) == []
+    assert split_keys(engine, table.c.key, [], 3) == []
+    with pytest.raises(ValueError, match="at least 1"):
+        split_keys(engine, table.c.key, keys, 0)
 
 
 def test_a_coordinator_that_resolves_nothing_counts_the_forest_without_reading_it(

@@ -8,6 +8,7 @@ them). Nothing here imports Dask: :mod:`syncer.engine.cluster` and the Prefect f
 from __future__ import annotations
 
 import dataclasses
+import itertools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -15,7 +16,7 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy.engine import make_url
 
-from syncer.db import KeyRange, split_key_space
+from syncer.db import KeyRange, split_key_space, split_keys
 from syncer.errors import ConfigError
 from syncer.mapping import ObjectMapping
 from syncer.store.schema import memberships, users
@@ -112,8 +113,16 @@ def partitions(sync: Sync, obj: ObjectMapping, keys: Keys, count: int) -> Sequen
     if isinstance(keys, KeySet):
         if not keys:
             return []
-        size = -(-len(keys) // count)  # ceiling: at most ``count`` slices
-        return [KeySet(keys.keys[i : i + size]) for i in range(0, len(keys), size)]
+        if obj.source == "users":
+            size = -(-len(keys) // count)  # ceiling: at most ``count`` slices
+            return [KeySet(keys.keys[i : i + size]) for i in range(0, len(keys), size)]
+        # Accounts cost their members: the biggest accounts have the lowest keys in many stores
+        # (the oldest), so slices of equal length would leave one worker most of the work.
+        cuts = split_keys(
+            sync.store, memberships.c.account_id, keys.keys, count, per_key=ACCOUNT_COST
+        )
+        bounds = [0, *cuts, len(keys)]
+        return [KeySet(keys.keys[a:b]) for a, b in itertools.pairwise(bounds)]
     if keys != KeyRange():
         return [keys]
     if obj.source == "users":  # a user costs about as much as any other
