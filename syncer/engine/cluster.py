@@ -32,7 +32,6 @@ import uuid
 from collections.abc import Iterator, Sequence
 from concurrent.futures import Future
 from contextlib import contextmanager, suppress
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from distributed import Client, Event, LocalCluster, as_completed, get_worker, wait
@@ -205,19 +204,6 @@ def _plugin(name: str) -> _WorkerSync:
     return plugin
 
 
-def _job(sync: Sync, dest: Destination, **fields: Any) -> PartitionJob:
-    return PartitionJob(
-        type(sync),
-        sync.config,
-        dest.name,
-        sync.now or datetime.now(UTC),
-        sync.retry,
-        environ=sync.environ,
-        secret_loader=sync.secret_loader,
-        **fields,
-    )
-
-
 # --- plan ---------------------------------------------------------------------------------------
 
 
@@ -236,7 +222,7 @@ def plan_on_cluster(
     count = PLAN_PARTS_PER_THREAD * pool.threads()
     objects = dest.mapping.objects
     cuts = [partitions(sync, o, scope.keys_for(o), count) for o in objects]
-    job = _job(sync, dest)
+    job = PartitionJob.of(sync, dest.name, scope)
     with pool.syncs(job) as name:
         jobs = [
             [

@@ -11,7 +11,6 @@ import dataclasses
 import itertools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from sqlalchemy.engine import make_url
@@ -183,22 +182,14 @@ def merge_runs(
 
 def partition_job(session: RunSession, rate_share: int) -> PartitionJob:
     """The job of ``session``'s partitions, ``rate_share`` of them writing at once."""
-    sync, scope = session.sync, session.scope
-    assert scope is not None
-    return PartitionJob(
-        type(sync),
-        sync.config,
+    assert session.scope is not None
+    return PartitionJob.of(
+        session.sync,
         session.dest.name,
-        sync.now or datetime.now(UTC),
-        sync.retry,
-        environ=sync.environ,
-        secret_loader=sync.secret_loader,
+        session.scope,
         run_id=session.run_id,
         lease_ttl=session.lease.ttl_seconds,
         rate_share=rate_share,
-        mode=scope.mode,
-        position=scope.position,
-        config_hash=scope.config_hash,
     )
 
 
