@@ -17,6 +17,10 @@ time that a real destination would not: ``plan_s`` is the engine's own figure):
 * ``accounts1`` — 1% of the accounts changed (their name: shown by their members' contacts),
   then a run.
 
+With ``--plan-cluster local:2``, each phase's plan is also timed on a Dask cluster started
+and closed inside the timing (``cluster_plan_s``), before the run; ``command_s`` leaves it out
+(``cpu_s`` holds this process's share of it, not the workers').
+
 Each prints wall seconds (plan and run), CPU seconds, peak RSS, the store rows read (``read``:
 the tables' rows, the forest's rows among the accounts, the feed's rows apart), the closure (the
 users and accounts the run resolves: ``closure_users``, ``closure_accounts``), ``per_key`` (the
@@ -67,9 +71,11 @@ def _config(db: Path, *, links: bool = True) -> Path:
     return path
 
 
-def measure(config: Path) -> dict[str, object]:
+def measure(config: Path, cluster: str | None = None) -> dict[str, object]:
     """One plan, then one run, in this process; the memory destination's content is kept in
-    a file beside the config between processes (not timed)."""
+    a file beside the config between processes (not timed). With ``cluster``, the plan is timed
+    once more on it (``cluster_plan_s``: a Dask cluster started and closed inside, as
+    ``syncer plan --cluster`` does), before the run."""
     from syncer.config import load_config
     from syncer.engine import Sync
     from syncer.testing.memory import MemoryConnector, MemoryStore
@@ -98,6 +104,11 @@ def measure(config: Path) -> dict[str, object]:
     with Sync(load_config(config)) as sync:
         plan = sync.plan("crm", samples=0)
         t1 = time.perf_counter()
+        on_cluster = None
+        if cluster is not None:
+            sync.plan("crm", samples=0, cluster=cluster)
+            on_cluster = time.perf_counter() - t1
+        t1b = time.perf_counter()
         report = sync.run("crm", connector=MemoryConnector(store=dest))
     t2 = time.perf_counter()
     usage = resource.getrusage(resource.RUSAGE_SELF)
@@ -109,7 +120,8 @@ def measure(config: Path) -> dict[str, object]:
     return {
         "mode": report.mode,
         "plan_s": round(t1 - t0, 3),
-        "run_s": round(t2 - t1 - sum(loaded[:1]), 3),
+        "cluster_plan_s": None if on_cluster is None else round(on_cluster, 3),
+        "run_s": round(t2 - t1b - sum(loaded[:1]), 3),
         "harness_s": round(sum(loaded), 3),  # loading and saving the destination's content
         "cpu_s": round(usage.ru_utime + usage.ru_stime - sum(spent[:1]), 3),  # the load
         # With the destination's content once it was loaded (a run that wrote something).
@@ -140,6 +152,8 @@ def change(db: Path, table: str, key: str, column: str, *, share: float, tag: st
     return len(picked)
 
 
+TIMED = ("plan_s", "cluster_plan_s")
+
 #: The change phases: the table, key and column each changes in 1% of its rows.
 CHANGES = {
     "users1": ("users", "user_id", "first_name"),
@@ -148,16 +162,19 @@ CHANGES = {
 }
 
 
-def _run(config: Path) -> dict[str, Any]:
+def _run(config: Path, cluster: str | None = None) -> dict[str, Any]:
     wall = time.perf_counter()
     out = subprocess.run(
-        [sys.executable, __file__, "--measure", str(config)],
+        [sys.executable, __file__, "--measure", str(config)]
+        + (["--plan-cluster", cluster] if cluster else []),
         check=True,
         capture_output=True,
         text=True,
     )
     result: dict[str, Any] = json.loads(out.stdout.splitlines()[-1])
+    # The command's own cost: neither the harness nor the extra plan on a cluster.
     wall = time.perf_counter() - wall - float(result["harness_s"])
+    wall -= float(result["cluster_plan_s"] or 0)
     result["command_s"] = round(wall, 3)
     read = result["read"]
     keys = read.get("closure_users", 0) + read.get("closure_accounts", 0)
@@ -186,10 +203,14 @@ def main() -> None:
         default="none,users1,accounts1,users1email",
         help="the phases after the full runs, in order (default: all of them)",
     )
+    parser.add_argument(
+        "--plan-cluster",
+        help="also time each phase's plan on this cluster (local:N or tcp://HOST:PORT)",
+    )
     parser.add_argument("--measure", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.measure:
-        print(json.dumps(measure(args.measure)))
+        print(json.dumps(measure(args.measure, args.plan_cluster)))
         return
     chosen = args.phases.split(",")
     unknown = set(chosen) - {"none", *CHANGES}
@@ -215,13 +236,13 @@ def main() -> None:
         print("full", phases["full"][-1], flush=True)
     config = _config(work, links=not args.no_links)
     for _ in range(args.runs if "none" in chosen else 0):
-        phases.setdefault("none", []).append(_run(config))
+        phases.setdefault("none", []).append(_run(config, args.plan_cluster))
         print("none", phases["none"][-1], flush=True)
     for name in (p for p in chosen if p != "none"):
         table, key, column = CHANGES[name]
         for i in range(args.runs):
             n = change(work, table, key, column, share=0.01, tag=f"{name}{i}")
-            result = _run(config)
+            result = _run(config, args.plan_cluster)
             result["changed"] = n
             phases.setdefault(name, []).append(result)
             print(name, result, flush=True)
@@ -229,7 +250,8 @@ def main() -> None:
     for name, results in phases.items():
         med = {
             k: statistics.median(float(r[k]) for r in results)
-            for k in ("plan_s", "run_s", "command_s", "cpu_s", "rss_mb", "requests")
+            for k in (*TIMED, "run_s", "command_s", "cpu_s", "rss_mb", "requests")
+            if results[0].get(k) is not None
         }
         ratios = [float(r["per_key"]) for r in results if r.get("per_key") is not None]
         if ratios:
