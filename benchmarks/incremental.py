@@ -204,6 +204,13 @@ def main() -> None:
         help="the phases after the full runs, in order (default: all of them)",
     )
     parser.add_argument(
+        "--seed",
+        type=int,
+        default=0,
+        help="picks other rows and values: needed to go on from a work store whose phases "
+        "already ran (--skip-full), where the same seed writes the values it wrote before",
+    )
+    parser.add_argument(
         "--plan-cluster",
         help="also time each phase's plan on this cluster (local:N or tcp://HOST:PORT)",
     )
@@ -241,7 +248,8 @@ def main() -> None:
     for name in (p for p in chosen if p != "none"):
         table, key, column = CHANGES[name]
         for i in range(args.runs):
-            n = change(work, table, key, column, share=0.01, tag=f"{name}{i}")
+            tag = f"{name}{i}" if not args.seed else f"{name}{args.seed}-{i}"
+            n = change(work, table, key, column, share=0.01, tag=tag)
             result = _run(config, args.plan_cluster)
             result["changed"] = n
             phases.setdefault(name, []).append(result)

@@ -1,15 +1,16 @@
 """Partitions: one object's keys cut into slices that are planned, and in a run written and
 recorded, where they run — on a Dask worker (:mod:`syncer.engine.cluster`) or in a Prefect task.
 
-A partition is a :class:`~syncer.db.KeyRange` of a full run (cut where the work is even: an
-account costs about its member count, a user about the same as any other) or a slice of an
-incremental run's :class:`~syncer.store.keys.KeySet`, in key order. Every stream a pass reads —
+A partition is a :class:`~syncer.db.KeyRange` of a full run or a slice of an incremental run's
+:class:`~syncer.store.keys.KeySet`, in key order, cut where the work is even (an account costs
+about its member count, a user about the same as any other). Every stream a pass reads —
 the store, the policy marks, the sync state — is read for the partition's keys only, so each key
 is planned in exactly one partition, removals included. :mod:`syncer.engine.coordinator` cuts
 them and hands them out.
 
 Whoever runs a partition opens its own :class:`~syncer.engine.Sync` from the pickled
-:class:`PartitionJob` (config, destination, clock, run id): the coordinator hands out keys and
+:class:`PartitionJob` (config, destination, clock, run id, and in an incremental run the part of
+the account forest the coordinator read): the coordinator hands out keys and
 gets counts back, never records. In a run, a partition writes through the one write pipeline
 with a limiter of ``1 / rate_share`` of the destination's rate limit, records what the
 destination acknowledged, saves its policy marks, and then sends the association differences of

@@ -204,9 +204,9 @@ class Sync:
 
         ``cluster`` (``local:N``, ``tcp://HOST:PORT``) plans key-range partitions on Dask
         workers (:mod:`syncer.engine.cluster`): the same report, in about ``1 / N`` of the time
-        on a large store (each worker also starts up and reads the account forest, so it only
-        pays off beyond some ten thousand records). ``on_change`` needs the changes in this
-        process, so it plans in one.
+        on a large store (each worker also starts up, and in a full plan reads the account
+        forest, so it only pays off beyond some ten thousand records). ``on_change`` needs the
+        changes in this process, so it plans in one.
 
         The plan reads what changed since the last completed run and what that affects, or
         everything (``full``, or when the run would be full): :mod:`syncer.engine.incremental`.
@@ -214,7 +214,8 @@ class Sync:
         """
         spec = self._cluster_spec(cluster) if on_change is None else None
         dest = self.destination(name)
-        # On a cluster, each worker reads the forest and resolves: this process only counts it.
+        # On a cluster, each worker resolves: in a full plan it reads the forest itself and this
+        # process only counts it; an incremental scope's part of it is read here and sent along.
         scope = read_scope(self, dest, full=full, explain=keys is not None, resolves=spec is None)
         objects = dest.mapping.objects
         if spec is not None and _reads_anything(scope, objects):
