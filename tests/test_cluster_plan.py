@@ -8,6 +8,7 @@ real ``dask scheduler`` and two ``dask worker`` processes).
 from __future__ import annotations
 
 import json
+import pickle
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -21,6 +22,7 @@ from syncer.engine import PlanReport, Sync
 from syncer.engine.cluster import DaskPool, plan_on_cluster
 from syncer.engine.coordinator import ClusterSpec, partitions
 from syncer.engine.incremental import read_scope
+from syncer.engine.partitions import PartitionJob, plan_partition
 from syncer.errors import ConfigError
 from syncer.model import AccountWithMembers, UserWithMemberships
 from syncer.state.marks import MarkStore
@@ -215,3 +217,39 @@ def test_without_the_dask_extra_a_cluster_run_says_what_to_install(
     with Sync(load_config(memory_config)) as sync, pytest.raises(ConfigError) as caught:
         sync.plan("crm", cluster="local:2")
     assert "pip install 'syncer[dask]'" in str(caught.value)
+
+
+def test_an_incremental_job_carries_the_part_of_the_forest_its_scope_read(
+    synced: Sync, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each worker of an incremental plan or run resolves against the part of the account
+    forest the coordinator read after it took the feed position, sent with the job, instead of
+    reading the whole forest; a full run's workers read the whole forest themselves."""
+    with synced as sync:
+        dest = sync.destination("crm")
+        companies = next(o for o in dest.mapping.objects if o.source == "accounts")
+        full_job = PartitionJob.of(sync, dest.name, read_scope(sync, dest, full=True))
+        whole = len(sync.hierarchy)
+        scope = read_scope(sync, dest)
+        job = PartitionJob.of(sync, dest.name, scope)
+        here = plan_partition(sync, job, companies.name, scope.keys_for(companies), samples=50,
+                              explain=None)  # fmt: skip
+    assert full_job.hierarchy is None
+    assert scope.incremental
+    assert job.hierarchy is not None
+    assert 0 < len(job.hierarchy) < whole  # the part the changed keys need, not the forest
+
+    def whole_forest(*args: object, **kwargs: object) -> object:
+        raise AssertionError("a worker of an incremental job read the whole forest")
+
+    monkeypatch.setattr("syncer.engine.sync.iter_all_accounts", whole_forest)
+    with pickle.loads(pickle.dumps(job)).open() as worker:  # as a worker gets it
+        assert len(worker.hierarchy) == len(job.hierarchy)
+        there = plan_partition(
+            worker, job, companies.name, scope.keys_for(companies), samples=50, explain=None
+        )
+    assert (there.counts.as_dict(), [(c.key, c.action) for c in there.samples]) == (
+        here.counts.as_dict(),
+        [(c.key, c.action) for c in here.samples],
+    )
+    assert sum(here.counts.as_dict().values()) > 0
