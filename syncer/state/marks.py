@@ -147,8 +147,13 @@ class MarkStore:
             )
             return [_mark(r) for r in conn.execute(query)]
 
-    def save(self, marks: Iterable[Mark], *, batch_size: int = 1000) -> int:
+    def save(self, marks: Iterable[Mark], *, batch_size: int = 10_000) -> int:
         """Upsert ``marks`` in batches, one transaction per batch; returns how many were given.
+
+        A run saves what it buffered (up to a few thousand marks) in one transaction: each
+        commit writes every page it dirtied, and the inserts into ``ix_policy_marks_by_account``
+        land on scattered pages, so fewer, larger commits write less (the 100k benchmark's first
+        run: 26.6-26.9 s in transactions of 1,000, 25.8 s in one per flush).
 
         Idempotent: saving the same marks again changes nothing. A crash between batches leaves
         the earlier batches saved, which is safe: a mark only ever records what a run decided.
