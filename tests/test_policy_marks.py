@@ -5,9 +5,12 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 from sqlalchemy import inspect, text
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import OperationalError
 
 from syncer.model import (
     ACCOUNT_MARK,
@@ -29,7 +32,7 @@ from syncer.policies import (
 )
 from syncer.state import init_state
 from syncer.state.marks import MarkStore, marks_query
-from syncer.state.upgrade import add_new_indexes
+from syncer.state.schema import MARKS_BY_ACCOUNT
 from syncer.store.keys import KeySet
 
 NOW = datetime(2024, 5, 1, tzinfo=UTC)
@@ -152,12 +155,17 @@ def test_the_streaming_resolver_churns_the_marks_of_a_user_gone_from_the_store(
     assert _stored(marks, "u2", "A").stage == "MAL"
 
 
-def test_an_accounts_marks_are_read_through_the_index_a_state_from_before_gains(
+def _indexes(engine: Engine) -> set[str]:
+    return {str(i["name"]) for i in inspect(engine).get_indexes("policy_marks")}
+
+
+def test_an_accounts_marks_are_read_through_an_index_the_first_such_read_builds(
     db_url: str,
 ) -> None:
     """An incremental run reads a few accounts' marks: by ``ix_policy_marks_by_account``, not a
-    scan of every membership mark per chunk of accounts (at 1M users, 2.5M rows a chunk). A
-    state made before the index gets it from the next ``init_state``."""
+    scan of every membership mark per chunk of accounts (at 1M users, 2.5M rows a chunk). The
+    index is not made with the table (a first run writes a mark per membership): the first read
+    of a list of accounts builds it; a read of a key range (a full run) does not need it."""
     engine = init_state(db_url)
     try:
         marks = MarkStore(engine)
@@ -168,21 +176,24 @@ def test_an_accounts_marks_are_read_through_the_index_a_state_from_before_gains(
             [Mark(MEMBERSHIP_MARK, f"u{i}", f"A{i % 7}", "CUS", False, NOW) for i in range(50)]
             + [Mark(ACCOUNT_MARK, "", "A3", "PRO", False, NOW), wide]
         )
-        with engine.begin() as conn:  # a state database from before the index
-            conn.execute(text("DROP INDEX ix_policy_marks_by_account"))
-        init_state(engine)
-        assert "ix_policy_marks_by_account" in {
-            i["name"] for i in inspect(engine).get_indexes("policy_marks")
-        }
-        assert add_new_indexes(engine) == []  # again: nothing to add
-        got = list(marks.iter_account_marks(keys=KeySet.of(["A3", "A5"])))
-        assert list(marks.iter_account_marks(keys=KeySet.of([wide.account_id]))) == [wide]
-        assert [(m.account_id, m.user_id) for m in got] == sorted(
+        expected = sorted(
             [("A3", "")] + [(f"A{i % 7}", f"u{i}") for i in range(50) if i % 7 in (3, 5)]
         )
+        assert MARKS_BY_ACCOUNT not in _indexes(engine)
+        everything = list(marks.iter_account_marks())  # a key range: read as it always was
+        assert len(everything) == 52
+        assert MARKS_BY_ACCOUNT not in _indexes(engine)
+        got = list(MarkStore(engine).iter_account_marks(keys=KeySet.of(["A3", "A5"])))
+        assert MARKS_BY_ACCOUNT in _indexes(engine)
+        assert [(m.account_id, m.user_id) for m in got] == expected
+        assert list(marks.iter_account_marks(keys=KeySet.of([wide.account_id]))) == [wide]
+        # The marks written after it are in it too (the index is the table's from now on).
+        marks.save([Mark(MEMBERSHIP_MARK, "u99", "A5", "MQL", False, NOW)])
+        again = MarkStore(engine).iter_account_marks(keys=KeySet.of(["A3", "A5"]))
+        assert [(m.account_id, m.user_id) for m in again] == sorted([*expected, ("A5", "u99")])
         if engine.dialect.name == "sqlite":  # the plan searches the index alone: no table, no sort
             with engine.connect() as conn:
-                query = marks_query(("account", "membership"), "account_id", conn)
+                query = marks_query(("account", "membership"), "account_id", conn, indexed=True)
                 by = query.selected_columns.account_id
                 compiled = query.where(by.in_(["A3", "A5"])).compile(
                     conn, compile_kwargs={"literal_binds": True}
@@ -192,5 +203,29 @@ def test_an_accounts_marks_are_read_through_the_index_a_state_from_before_gains(
                 )
             assert "USING COVERING INDEX ix_policy_marks_by_account (account_id=?)" in plan, plan
             assert "TEMP B-TREE" not in plan, plan
+    finally:
+        engine.dispose()
+
+
+def test_the_accounts_marks_are_read_without_the_index_when_it_cannot_be_built(
+    db_url: str, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A state this process may not change (a read-only role, a read-only file): the marks are
+    read without the index, with a warning, not a failed plan."""
+    engine = init_state(db_url)
+    try:
+        MarkStore(engine).save([Mark(MEMBERSHIP_MARK, "u1", "A1", "CUS", False, NOW)])
+        refused = OperationalError("CREATE INDEX", {}, Exception("a readonly database"))
+
+        def read_only() -> Any:
+            raise refused
+
+        marks = MarkStore(engine)
+        monkeypatch.setattr(marks.engine, "begin", read_only)
+        with caplog.at_level("WARNING", logger="syncer.state"):
+            got = list(marks.iter_account_marks(keys=KeySet.of(["A1"])))
+        assert [(m.account_id, m.user_id, m.stage) for m in got] == [("A1", "u1", "CUS")]
+        assert "cannot be built" in caplog.text
+        assert MARKS_BY_ACCOUNT not in _indexes(engine)
     finally:
         engine.dispose()

@@ -20,7 +20,7 @@ from sqlalchemy.exc import ArgumentError, OperationalError
 from syncer.db import KeyRange, as_utc, create_db_engine
 from syncer.errors import ConfigError
 from syncer.state.schema import metadata
-from syncer.state.upgrade import add_new_columns, add_new_indexes
+from syncer.state.upgrade import add_new_columns
 
 __all__ = ["as_utc", "init_state", "open_state", "utcnow"]
 
@@ -39,7 +39,6 @@ def init_state(url: str | Engine) -> Engine:
     engine = url if isinstance(url, Engine) else create_db_engine(url)
     metadata.create_all(engine)
     add_new_columns(engine)  # to tables made by an earlier syncer
-    add_new_indexes(engine)
     return engine
 
 

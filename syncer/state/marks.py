@@ -13,11 +13,13 @@ merge-join them with the store's streams; :meth:`MarkStore.save` is an idempoten
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
-from sqlalchemy import Column, Select, inspect, select
+from sqlalchemy import Column, Select, inspect, select, text
 from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import DBAPIError
 
 from syncer.db import (
     ALL_KEYS,
@@ -31,7 +33,7 @@ from syncer.db import (
 )
 from syncer.model import ACCOUNT_MARK, LEAD_MARK, MEMBERSHIP_MARK, PRIMARY_MARK, Mark
 from syncer.state.database import StateKeys, key_chunks
-from syncer.state.schema import MARKS_BY_ACCOUNT, metadata, policy_marks
+from syncer.state.schema import MARKS_BY_ACCOUNT, MARKS_BY_ACCOUNT_DDL, metadata, policy_marks
 
 USER_SUBJECTS: tuple[str, ...] = (MEMBERSHIP_MARK, LEAD_MARK, PRIMARY_MARK)
 """The subjects user resolution reads and writes."""
@@ -44,11 +46,12 @@ _KEY = ("subject", "user_id", "account_id")
 # integers as they are (as_utc and bool() in _mark convert them, several times cheaper than the
 # processors' regex parse), PostgreSQL's driver values unchanged.
 _COLUMNS = raw_columns(policy_marks)
-#: The table read by account, through ``ix_policy_marks_by_account``: with a list of accounts,
-#: SQLite's planner would take the primary key's index (its leading ``subject`` an equality)
-#: and read every membership mark, then sort them (at 1M users, 2.5M rows per chunk of 500
-#: accounts).
+#: The table read by a list of accounts, through ``ix_policy_marks_by_account``, named: SQLite's
+#: planner would take the primary key's index (its leading ``subject`` an equality), read every
+#: membership mark and sort the matches (at 1M users, 2.5M rows per chunk of 500 accounts).
 _BY_ACCOUNT = IndexedBy(policy_marks, MARKS_BY_ACCOUNT)
+
+log = logging.getLogger("syncer.state")
 
 
 def _mark(row: Sequence[Any]) -> Mark:
@@ -56,15 +59,16 @@ def _mark(row: Sequence[Any]) -> Mark:
     return Mark(subject, user_id, account_id, stage, bool(churned), as_utc(updated_at))
 
 
-def marks_query(subjects: Sequence[str], by: str, conn: Connection) -> Select[Any]:
+def marks_query(
+    subjects: Sequence[str], by: str, conn: Connection, *, indexed: bool = False
+) -> Select[Any]:
     """The marks of ``subjects`` ordered by ``by`` (``"user_id"`` or ``"account_id"``), then
-    the other key, then subject; the caller adds which ``by`` keys."""
-    if by == "user_id":  # the primary key's index (subject, user_id, account_id) serves it
-        query = select(*_COLUMNS).where(policy_marks.c.subject.in_(subjects))
-        then = "account_id"
-    else:
-        query = select(*_BY_ACCOUNT.c).where(_BY_ACCOUNT.c.subject.in_(subjects))
-        then = "user_id"
+    the other key, then subject; the caller adds which ``by`` keys. ``indexed``: by account,
+    through ``ix_policy_marks_by_account`` (which must exist)."""
+    table: Any = _BY_ACCOUNT if indexed and by == "account_id" else policy_marks
+    columns = _BY_ACCOUNT.c if table is _BY_ACCOUNT else _COLUMNS
+    query = select(*columns).where(table.c.subject.in_(subjects))
+    then = "account_id" if by == "user_id" else "user_id"
     c = query.selected_columns
     return query.order_by(
         key_order(c[by], conn), key_order(c[then], conn), key_order(c.subject, conn)
@@ -79,6 +83,7 @@ class MarkStore:
             raise ValueError(f"chunk_size must be at least 1, not {chunk_size}")
         self.engine = engine
         self.chunk_size = chunk_size
+        self._by_account: bool | None = None  # whether ix_policy_marks_by_account is there
 
     def init(self) -> None:
         """Create the sync-state tables that are missing (idempotent)."""
@@ -93,8 +98,11 @@ class MarkStore:
         other key, subject)`` (:func:`marks_query`), streamed: memory holds one chunk however
         many marks there are. A steady-state run reads every mark of every user, about four per
         user: the columns come raw (no result processors)."""
+        # A list of accounts is read through the marks' index by account; a range (a full
+        # run) as it was before that index, which it does not need.
+        indexed = by == "account_id" and not isinstance(keys, KeyRange) and self._account_index()
         with self.engine.connect() as conn:
-            query = marks_query(subjects, by, conn)
+            query = marks_query(subjects, by, conn, indexed=indexed)
             column = query.selected_columns[by]
             if isinstance(keys, KeyRange):
                 for row in stream_rows(
@@ -105,6 +113,29 @@ class MarkStore:
             for chunk in key_chunks(keys):  # exactly these keys, chunk after chunk in order
                 for row in conn.execute(query.where(column.in_(chunk))):
                     yield _mark(row)
+
+    def _account_index(self) -> bool:
+        """Whether the marks' index by account is there, built first if not (once, by the
+        first read of a list of accounts: a first run, which writes a mark per membership, does
+        not pay for inserting each one into it; later runs write few). False when it cannot be
+        built (a state this process may not change): the marks are read without it."""
+        if self._by_account is None:
+            present = {i["name"] for i in inspect(self.engine).get_indexes(policy_marks.name)}
+            if MARKS_BY_ACCOUNT in present:
+                self._by_account = True
+            else:
+                try:
+                    with self.engine.begin() as conn:  # IF NOT EXISTS: another run may race
+                        conn.execute(text(MARKS_BY_ACCOUNT_DDL))
+                    self._by_account = True
+                except DBAPIError as exc:
+                    log.warning(
+                        "the policy marks' index by account cannot be built (%s): an "
+                        "incremental run reads them more slowly",
+                        exc.orig,
+                    )
+                    self._by_account = False
+        return self._by_account
 
     def iter_marks(
         self, subjects: Iterable[str] = USER_SUBJECTS, *, keys: StateKeys = ALL_KEYS

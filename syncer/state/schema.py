@@ -88,7 +88,6 @@ sync_errors = _per_record(
     _when("last_seen", nullable=False),
 )
 
-MARKS_BY_ACCOUNT = "ix_policy_marks_by_account"
 # High-water marks of the monotonic stage policy. subject "membership": (user_id, account_id);
 # subject "account": ("", account_id). stage NULL + churned = tombstone of a churned subject.
 policy_marks = Table(
@@ -100,12 +99,18 @@ policy_marks = Table(
     Column("stage", String(64)),
     Column("churned", Boolean, nullable=False, default=False),
     _when("updated_at"),
-    # An account's own mark and its members' marks, read by account: an incremental run reads a
-    # few accounts' marks (without it, each chunk of accounts scanned every membership mark),
-    # a full one all of them in account order (without it, sorted). Covering: no table lookup
-    # per mark. Its widest entry (255-character keys in 4-byte UTF-8) stays under PostgreSQL's
-    # 2,704-byte limit.
-    Index(MARKS_BY_ACCOUNT, "account_id", "user_id", "subject", "stage", "churned", "updated_at"),
+)
+
+#: The marks by account: an account's own mark and its members' marks, which an incremental
+#: run reads for the few accounts it resolves (without it, SQLite scanned every membership mark
+#: for each chunk of 500 accounts). Covering: no table lookup per mark; its widest entry
+#: (255-character keys in 4-byte UTF-8) stays under PostgreSQL's 2,704-byte limit. Not made with
+#: the table: the first read that needs it builds it (:class:`syncer.state.marks.MarkStore`), so
+#: a first run, which writes a mark per membership, does not also insert each one here.
+MARKS_BY_ACCOUNT = "ix_policy_marks_by_account"
+MARKS_BY_ACCOUNT_DDL = (
+    f"CREATE INDEX IF NOT EXISTS {MARKS_BY_ACCOUNT} "
+    "ON policy_marks (account_id, user_id, subject, stage, churned, updated_at)"
 )
 
 # Associations syncer created in a destination (e.g. HubSpot contact -> company), so that it

@@ -1,24 +1,22 @@
-"""Columns and indexes added to the state tables after their first release, added to databases
-made before.
+"""Columns added to the state tables after their first release, added to databases made before.
 
 There is no migration framework: ``metadata.create_all`` creates missing tables but leaves an
 existing table as it is. A column added later is therefore nullable (rows written before it read
 as NULL) and listed in :data:`ADDED_COLUMNS`; :func:`add_new_columns` (run by ``init_state``)
-adds those an existing table lacks, and :func:`add_new_indexes` the :data:`ADDED_INDEXES`.
-Idempotent and safe to race: two processes upgrading at once both end with the column or index.
+adds those an existing table lacks. Idempotent and safe to race: two processes upgrading at once
+both end with the column.
 """
 
 from __future__ import annotations
 
-from sqlalchemy import Column, Index, inspect, text
+from sqlalchemy import Column, inspect, text
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import OperationalError, ProgrammingError
-from sqlalchemy.schema import CreateIndex
 
 from syncer.db import is_postgres
-from syncer.state.schema import MARKS_BY_ACCOUNT, policy_marks, sync_locks
+from syncer.state.schema import sync_locks
 
-__all__ = ["ADDED_COLUMNS", "ADDED_INDEXES", "add_new_columns", "add_new_indexes"]
+__all__ = ["ADDED_COLUMNS", "add_new_columns"]
 
 #: Every column added to a state table after the table first shipped.
 ADDED_COLUMNS: tuple[Column[object], ...] = (
@@ -50,27 +48,6 @@ def add_new_columns(engine: Engine) -> list[str]:
                 raise
             continue  # another process added it between our look and our ALTER
         added.append(f"{table}.{column.name}")
-    return added
-
-
-#: Every index added to a state table after the table first shipped.
-ADDED_INDEXES: tuple[Index, ...] = tuple(
-    index for index in policy_marks.indexes if index.name == MARKS_BY_ACCOUNT
-)
-
-
-def add_new_indexes(engine: Engine) -> list[str]:
-    """Create the :data:`ADDED_INDEXES` an existing table lacks; returns the names of those
-    created. Building one reads its table once (seconds for millions of rows), in the first
-    run after an upgrade."""
-    added = []
-    for index in ADDED_INDEXES:
-        assert index.table is not None
-        if index.name in {i["name"] for i in inspect(engine).get_indexes(index.table.name)}:
-            continue
-        with engine.begin() as conn:  # IF NOT EXISTS: a racing process may create it first
-            conn.execute(CreateIndex(index, if_not_exists=True))
-        added.append(str(index.name))
     return added
 
 
