@@ -32,7 +32,7 @@ from syncer.policies import (
 )
 from syncer.state import init_state
 from syncer.state.marks import MarkStore, marks_query
-from syncer.state.schema import MARKS_BY_ACCOUNT
+from syncer.state.schema import MARKS_BY_ACCOUNT, MARKS_BY_ACCOUNT_DDL
 from syncer.store.keys import KeySet
 
 NOW = datetime(2024, 5, 1, tzinfo=UTC)
@@ -227,5 +227,31 @@ def test_the_accounts_marks_are_read_without_the_index_when_it_cannot_be_built(
         assert [(m.account_id, m.user_id, m.stage) for m in got] == [("A1", "u1", "CUS")]
         assert "cannot be built" in caplog.text
         assert MARKS_BY_ACCOUNT not in _indexes(engine)
+    finally:
+        engine.dispose()
+
+
+def test_a_build_that_loses_the_race_to_another_uses_the_index_that_one_built(
+    db_url: str, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Two runs build the index at once: the one whose CREATE fails (PostgreSQL's IF NOT EXISTS
+    can still fail in a race) finds the index the other built, and reads through it."""
+    engine = init_state(db_url)
+    try:
+        MarkStore(engine).save([Mark(MEMBERSHIP_MARK, "u1", "A1", "CUS", False, NOW)])
+        marks = MarkStore(engine)
+        original = engine.begin
+
+        def the_other_run_first() -> Any:
+            with original() as conn:  # the other run's build commits first
+                conn.execute(text(MARKS_BY_ACCOUNT_DDL))
+            raise OperationalError("CREATE INDEX", {}, Exception("duplicate key value"))
+
+        monkeypatch.setattr(marks.engine, "begin", the_other_run_first)
+        with caplog.at_level("WARNING", logger="syncer.state"):
+            got = list(marks.iter_account_marks(keys=KeySet.of(["A1"])))
+        assert [(m.account_id, m.user_id) for m in got] == [("A1", "u1")]
+        assert marks._by_account is True
+        assert "cannot be built" not in caplog.text
     finally:
         engine.dispose()

@@ -120,22 +120,26 @@ class MarkStore:
         not pay for inserting each one into it; later runs write few). False when it cannot be
         built (a state this process may not change): the marks are read without it."""
         if self._by_account is None:
-            present = {i["name"] for i in inspect(self.engine).get_indexes(policy_marks.name)}
-            if MARKS_BY_ACCOUNT in present:
-                self._by_account = True
-            else:
+            self._by_account = self._has_account_index()
+            if not self._by_account:
                 try:
                     with self.engine.begin() as conn:  # IF NOT EXISTS: another run may race
                         conn.execute(text(MARKS_BY_ACCOUNT_DDL))
                     self._by_account = True
                 except DBAPIError as exc:
-                    log.warning(
-                        "the policy marks' index by account cannot be built (%s): an "
-                        "incremental run reads them more slowly",
-                        exc.orig,
-                    )
-                    self._by_account = False
+                    # PostgreSQL's IF NOT EXISTS can still lose a race with another builder.
+                    self._by_account = self._has_account_index()
+                    if not self._by_account:
+                        log.warning(
+                            "the policy marks' index by account cannot be built (%s): an "
+                            "incremental run reads them more slowly",
+                            exc.orig,
+                        )
         return self._by_account
+
+    def _has_account_index(self) -> bool:
+        indexes = inspect(self.engine).get_indexes(policy_marks.name)
+        return any(i["name"] == MARKS_BY_ACCOUNT for i in indexes)
 
     def iter_marks(
         self, subjects: Iterable[str] = USER_SUBJECTS, *, keys: StateKeys = ALL_KEYS
