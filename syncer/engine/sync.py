@@ -200,7 +200,9 @@ class Sync:
     ) -> PlanReport:
         """Dry run of destination ``name``: counts per action and up to ``samples`` changes per
         object that would send something (``keys``: keep exactly those keys' changes instead).
-        Writes nothing.
+        Writes nothing: no record, mark or position (like any command, it may create what the
+        sync state's schema lacks, such as the marks' index by account an incremental plan reads
+        through).
 
         ``cluster`` (``local:N``, ``tcp://HOST:PORT``) plans key-range partitions on Dask
         workers (:mod:`syncer.engine.cluster`): the same report, in about ``1 / N`` of the time
