@@ -8,7 +8,7 @@ about either's tables: engine creation, key ordering, and dialect-aware upserts.
 from __future__ import annotations
 
 import os
-from collections.abc import Generator, Iterable, Mapping, Sequence
+from collections.abc import Generator, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, TypeVar, overload
@@ -302,21 +302,26 @@ def split_keys(
 ) -> list[int]:
     """Where to cut ``keys`` (distinct, in key order) into at most ``parts`` slices of about
     equal cost, as :func:`split_key_space` weighs a key: the index in ``keys`` where each slice
-    after the first starts. One grouped count per :data:`IN_LIST` keys."""
+    after the first starts. One grouped count per :data:`IN_CHUNK` keys."""
     if parts < 1:
         raise ValueError(f"parts must be at least 1, not {parts}")
     counts: dict[str, int] = {}
     with engine.connect() as conn:
-        for start in range(0, len(keys), IN_LIST):
-            chunk = keys[start : start + IN_LIST]
+        for chunk in chunked(keys):
             query = select(col, func.count()).where(col.in_(chunk)).group_by(col)
             counts.update(conn.execute(query).tuples().all())
     costs = [counts.get(key, 0) + per_key for key in keys]
     return _even_cuts(enumerate(costs), sum(costs), parts)
 
 
-#: Keys per ``IN (...)`` list of :func:`split_keys`.
-IN_LIST = 500
+# Keys per IN (...) list: well under SQLite's bound-parameter limit and PostgreSQL's 65535.
+IN_CHUNK = 500
+
+
+def chunked(items: Sequence[T], size: int = IN_CHUNK) -> Iterator[Sequence[T]]:
+    """``items`` in slices of at most ``size``."""
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
 
 
 def _even_cuts(costs: Iterable[tuple[T, float]], total: float, parts: int) -> list[T]:

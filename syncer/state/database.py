@@ -10,21 +10,19 @@ from __future__ import annotations
 from collections.abc import Collection, Iterable, Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TypeVar
 
 from sqlalchemy import Table, delete, inspect
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import ArgumentError, OperationalError
 
 # dialect_insert is the store's too: re-exported here for the state modules.
-from syncer.db import KeyRange, as_utc, create_db_engine
+from syncer.db import IN_CHUNK, KeyRange, as_utc, chunked, create_db_engine
 from syncer.errors import ConfigError
 from syncer.state.schema import metadata
 from syncer.state.upgrade import add_new_columns
 
 __all__ = ["as_utc", "init_state", "open_state", "utcnow"]
 
-T = TypeVar("T")
 
 #: State tables added after the first release: their absence does not make a state uninitialised.
 _LATER = frozenset({"sync_feed_positions"})
@@ -106,9 +104,6 @@ def to_db(value: datetime) -> datetime:
     return value.astimezone(UTC)
 
 
-# Keys per IN (...) list: well under SQLite's bound-parameter limit and PostgreSQL's 65535.
-IN_CHUNK = 500
-
 StateKeys = KeyRange | Collection[str]
 """Which keys a state reader streams: a key range, or exactly a collection of keys (an incremental
 run's closure, :class:`syncer.store.keys.KeySet`)."""
@@ -118,12 +113,6 @@ def key_chunks(keys: Collection[str], size: int = IN_CHUNK) -> Iterator[Sequence
     """``keys`` in code-point order, ``size`` at a time: a reader that queries each chunk in
     key order streams the whole collection in key order."""
     return chunked(sorted(keys), size)
-
-
-def chunked(items: Sequence[T], size: int = IN_CHUNK) -> Iterator[Sequence[T]]:
-    """``items`` in slices of at most ``size``."""
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
 
 
 def delete_keys(
