@@ -63,11 +63,12 @@ def marks_query(
     subjects: Sequence[str], by: str, conn: Connection, *, indexed: bool = False
 ) -> Select[Any]:
     """The marks of ``subjects`` ordered by ``by`` (``"user_id"`` or ``"account_id"``), then
-    the other key, then subject; the caller adds which ``by`` keys. ``indexed``: by account,
-    through ``ix_policy_marks_by_account`` (which must exist)."""
-    table: Any = _BY_ACCOUNT if indexed and by == "account_id" else policy_marks
-    columns = _BY_ACCOUNT.c if table is _BY_ACCOUNT else _COLUMNS
-    query = select(*columns).where(table.c.subject.in_(subjects))
+    the other key, then subject; the caller adds which ``by`` keys. ``indexed``: through
+    ``ix_policy_marks_by_account``, for a read by account (the index must exist)."""
+    if indexed:
+        query = select(*_BY_ACCOUNT.c).where(_BY_ACCOUNT.c.subject.in_(subjects))
+    else:
+        query = select(*_COLUMNS).where(policy_marks.c.subject.in_(subjects))
     then = "account_id" if by == "user_id" else "user_id"
     c = query.selected_columns
     return query.order_by(
