@@ -187,9 +187,9 @@ class MarkStore:
         """Upsert ``marks`` in batches, one transaction per batch; returns how many were given.
 
         A run saves what it buffered (up to a few thousand marks) in one transaction: each
-        commit writes every page it dirtied, and the inserts into ``ix_policy_marks_by_account``
-        land on scattered pages, so fewer, larger commits write less (the 100k benchmark's first
-        run: 26.6-26.9 s in transactions of 1,000, 25.8 s in one per flush).
+        commit writes every page it dirtied, and once ``ix_policy_marks_by_account`` exists its
+        inserts land on scattered pages, so fewer, larger commits write less (400,000 marks
+        saved with the index: 8.7 s in transactions of 1,000, 5.7 s in transactions of 10,000).
 
         Idempotent: saving the same marks again changes nothing. A crash between batches leaves
         the earlier batches saved, which is safe: a mark only ever records what a run decided.
