@@ -39,8 +39,8 @@ UNIT = "\x1f"  # between a member's fields in the table
 RANK = "\x1e"  # between a token's key and its priority
 
 
-def _fields(obj: Any) -> list[tuple[str, Any, int | None]]:
-    """(name, collector, max length) of each fused token field over ``members``."""
+def _fields(obj: Any) -> list[tuple[Any, Any]]:
+    """(spec, collector) of each fused token field over ``members``."""
     from syncer.mapping import make_environment
     from syncer.mapping.writers import _fused
 
@@ -49,7 +49,7 @@ def _fields(obj: Any) -> list[tuple[str, Any, int | None]]:
     for f in obj.fields:
         fused = _fused(f.template, env, f.spec.case_insensitive)
         if fused is not None and fused[2] == ("members", None):
-            out.append((f.spec.name, fused[1], f.spec.max_length))
+            out.append((f.spec, fused[1]))
     return out
 
 
@@ -71,7 +71,7 @@ def build(sync: Any, obj: Any, table: Path) -> None:
         t = time.perf_counter()
         for m in view.members:
             parts = []
-            for _, collect, _ in fields:
+            for _, collect in fields:
                 parts.append("".join(f"{k}{RANK}{p}" for k, p in collect([m]).items()))
             batch.append((view.account.account_id, m.user_id, UNIT.join(parts)))
         spent["collect"] += time.perf_counter() - t
@@ -97,8 +97,6 @@ def build(sync: Any, obj: Any, table: Path) -> None:
 
 def render(table: Path, keys: list[str], fields: list[Any]) -> dict[str, dict[str, Any]]:
     """Each account's fields (text, count, truncated), re-rendered from the table."""
-    from syncer.tokens import token_texts
-
     db = sqlite3.connect(f"file:{table}?mode=ro", uri=True)
     out: dict[str, dict[str, Any]] = {}
     for i in range(0, len(keys), 500):
@@ -113,7 +111,7 @@ def render(table: Path, keys: list[str], fields: list[Any]) -> dict[str, dict[st
         for account_id, tokens in rows:
             if account_id != account:
                 if account is not None:
-                    out[account] = _texts(bests, fields, token_texts)
+                    out[account] = _texts(bests, fields)
                 account, bests = account_id, [{} for _ in fields]
             for best, part in zip(bests, tokens.split(UNIT), strict=True):
                 if part:
@@ -122,14 +120,17 @@ def render(table: Path, keys: list[str], fields: list[Any]) -> dict[str, dict[st
                     if rank > best.get(key, -1):
                         best[key] = rank
         if account is not None:
-            out[account] = _texts(bests, fields, token_texts)
+            out[account] = _texts(bests, fields)
     db.close()
     return out
 
 
-def _texts(bests: list[dict[str, int]], fields: list[Any], token_texts: Any) -> dict[str, Any]:
+def _texts(bests: list[dict[str, int]], fields: list[Any]) -> dict[str, Any]:
+    from syncer.tokens import token_texts
+
     return {
-        name: token_texts(best, limit) for best, (name, _, limit) in zip(bests, fields, strict=True)
+        spec.name: token_texts(best, spec.max_length)
+        for best, (spec, _) in zip(bests, fields, strict=True)
     }
 
 
@@ -186,11 +187,10 @@ def main() -> None:
         formatted = {f.key: f.payload for f in formatted_records(sync, obj, keys=KeySet.of(keys))}
         differ = 0
         for account, texts in rendered.items():
-            for name, (text, total, truncated) in texts.items():
-                spec = next(f.spec for f in obj.fields if f.spec.name == name)
-                count, cut = companion_names(name, spec.suffix)
+            for (spec, _), (text, total, truncated) in zip(fields, texts.values(), strict=True):
+                count, cut = companion_names(spec.name, spec.suffix)
                 payload = formatted[account]
-                want = (payload.get(name), payload.get(count), payload.get(cut))
+                want = (payload.get(spec.name), payload.get(count), payload.get(cut))
                 differ += want != (text, str(total), "true" if truncated else "false")
         print(
             f"accounts {len(keys)}, rendered {len(rendered)}, fields that differ from the "
