@@ -143,6 +143,17 @@ def test_a_run_on_local_workers_leaves_hubspot_as_one_process_does(tmp_path: Pat
         assert second.totals()["remove"] == 1
         assert one.run("hubspot", full=True).status == "succeeded"
         assert held(many_hs) == held(one_hs)
+        # Members' emails change: the companies listing them are made on the workers from the
+        # member tokens the partitions of the earlier runs kept (u01's XYZ, u05's GLOBEX...).
+        with store.begin() as conn:
+            conn.execute(
+                text("UPDATE users SET email = 'new.' || email WHERE user_id IN ('u01', 'u05')")
+            )
+        third = many.run("hubspot", cluster="local:2")
+        assert (third.mode, third.status) == ("incremental", "succeeded"), third.message
+        assert third.read.get("member_tokens", 0) > 0
+        assert one.run("hubspot", full=True).status == "succeeded"
+        assert held(many_hs) == held(one_hs)
         many_hs.reset_log()
         again = many.run("hubspot", full=True)
         assert again.run_counts()["sent"] == 0

@@ -30,6 +30,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal
 
@@ -48,6 +49,8 @@ from syncer.store.feed import changes_since, current_position, prune_tombstones
 from syncer.store.keys import KeySet, RowsRead
 from syncer.store.schema import accounts as account_rows
 from syncer.store.schema import memberships
+
+from .member_tokens import TokenScope
 
 if TYPE_CHECKING:
     from .reports import PlanReport
@@ -87,6 +90,9 @@ class ReadScope:
     read: RowsRead = field(default_factory=RowsRead)  # store rows read, counted as they are
     #: the number of users and accounts an incremental scope resolves (set by read_scope)
     resolved: dict[str, int] | None = None
+    #: accounts in the scope only because some members' shown columns changed, with those
+    #: members (:func:`syncer.store.closure.affected`): made again from kept member tokens
+    member_updates: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
 
     @property
     def incremental(self) -> bool:
@@ -99,6 +105,11 @@ class ReadScope:
         if isinstance(base, KeyRange) or not extra:
             return base
         return KeySet.of((*base.keys, *extra.keys))
+
+    def tokens(self, *, write: bool) -> TokenScope:
+        """What an account object's pass uses of member tokens kept in the state, and whether
+        it keeps its own (a run does, a plan does not): :mod:`syncer.engine.member_tokens`."""
+        return TokenScope(self.position, self.config_hash, self.member_updates, write)
 
     def closure_size(self) -> dict[str, int] | None:
         """``{"users": N, "accounts": N}``: the keys an incremental scope resolves (retries
@@ -164,16 +175,25 @@ def read_scope(
         for obj in dest.mapping.objects
         if (keys := failures.keys_to_retry(dest.name, obj.name))
     }
+    updates: Mapping[str, tuple[str, ...]] = {}
     if changes:
         shown = member_fields(dest.mapping.objects)
         closure = affected(sync.store, changes, member_columns=shown, read=read)
-        users, accounts = closure.users, closure.accounts
+        users, accounts, updates = closure
     else:
         users, accounts = KeySet(), KeySet()
     waiting = _waiting_links(sync, dest, failures, read)
     if waiting:
         users = KeySet.of((*users.keys, *waiting))
-    scope = ReadScope("incremental", changes.position, digest, users, accounts, retry=retry)
+    scope = ReadScope(
+        "incremental",
+        changes.position,
+        digest,
+        users,
+        accounts,
+        retry=retry,
+        member_updates=updates,
+    )
     scope.read = read
     _partial_hierarchy(sync, dest, scope)
     return scope

@@ -90,6 +90,7 @@ class PartitionJob:
     mode: Mode = "full"
     position: int = 0
     config_hash: str = ""
+    member_updates: Mapping[str, tuple[str, ...]] = dataclasses.field(default_factory=dict)
 
     @classmethod
     def of(cls, sync: Sync, destination: str, scope: ReadScope, **fields: Any) -> PartitionJob:
@@ -107,7 +108,21 @@ class PartitionJob:
             mode=scope.mode,
             position=scope.position,
             config_hash=scope.config_hash,
+            member_updates=scope.member_updates,
             **fields,
+        )
+
+    def scope(self, keys: Keys, source: str) -> ReadScope:
+        """The scope of one partition: ``keys`` of the ``source`` view, nothing of the other."""
+        base = KeySet() if isinstance(keys, KeySet) else KeyRange()
+        users, accounts = (keys, base) if source == "users" else (base, keys)
+        return ReadScope(
+            self.mode,
+            self.position,
+            self.config_hash,
+            users,
+            accounts,
+            member_updates=self.member_updates,
         )
 
     def open(self) -> Sync:
@@ -142,7 +157,8 @@ def plan_partition(
     """One partition's plan: counts, samples and rows read, written nowhere."""
     dest = sync.destination(job.destination)
     obj = dest.mapping.object(object_name)
-    return plan_object(sync, dest, obj, shard=keys, samples=samples, keys=explain)
+    tokens = job.scope(keys, obj.source).tokens(write=False)
+    return plan_object(sync, dest, obj, shard=keys, samples=samples, keys=explain, tokens=tokens)
 
 
 def apply_partition(
@@ -156,9 +172,7 @@ def apply_partition(
     obj = dest.mapping.object(object_name)
     lease = PartitionLease(sync.state, dest.name, job.run_id, job.lease_ttl, stopped)
     lease.renew()  # before anything is read: a run stopped meanwhile starts nothing here
-    base = KeySet() if isinstance(keys, KeySet) else KeyRange()
-    users_keys, accounts_keys = (keys, base) if obj.source == "users" else (base, keys)
-    scope = ReadScope(job.mode, job.position, job.config_hash, users_keys, accounts_keys)
+    scope = job.scope(keys, obj.source)
     session = _PartitionSession(
         sync, dest, sync.connect(dest), lease, job.run_id, owns_connector=True, scope=scope,
         rate_share=job.rate_share,

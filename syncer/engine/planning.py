@@ -25,6 +25,7 @@ from syncer.state.marks import MarkStore
 from syncer.store.readers import iter_accounts, iter_users
 
 from .incremental import Keys, KeySet, RowsRead
+from .member_tokens import TokenScope, member_token_records
 from .reports import ObjectReport
 
 if TYPE_CHECKING:
@@ -98,18 +99,26 @@ def changes(
     on_change: Callable[[Change], None] | None = None,
     keys: Keys = ALL_KEYS,
     read: RowsRead | None = None,
+    tokens: TokenScope | None = None,
 ) -> Generator[Change, None, None]:
     """The plan of one object: one :class:`Change` per key (in ``keys``) of the source or
     the state. With a key set (an incremental run), a key of the state that is in the set but
-    no longer in the source is a removal; a key outside the set is not looked at."""
+    no longer in the source is a removal; a key outside the set is not looked at. ``tokens``:
+    the scope's member tokens to use, and in a run to keep (:mod:`.member_tokens`)."""
     if isinstance(keys, KeySet) and not keys:
         return _nothing()  # an incremental run with no change: not even the forest is read
     aside = FailureLog(sync.state).set_aside_keys(dest.name, obj.name)
     stored = RecordState(sync.state).iter_records(dest.name, obj.name, keys=keys)
+
+    def rebuild(part: Keys, see: Callable[[View], None] | None) -> Iterator[Formatted]:
+        return formatted(sync, obj, on_marks=on_marks, on_view=see, keys=part, read=read)
+
     return plan_changes(
         obj.name,
         obj.key_field,
-        formatted(sync, obj, on_marks=on_marks, on_view=on_view, keys=keys, read=read),
+        member_token_records(
+            sync, dest, obj, tokens, keys=keys, read=read, on_view=on_view, rebuild=rebuild
+        ),
         stored,
         removal=dest.config.removal,
         required=dest.connector_cls.object_spec(obj.name).required_fields,
@@ -131,13 +140,14 @@ def plan_object(
     samples: int,
     keys: Sequence[str] | None,
     on_change: Callable[[Change], None] | None = None,
+    tokens: TokenScope | None = None,
 ) -> ObjectReport:
     """Counts and samples of one object's plan over the keys in ``shard`` (a key range, or an
     incremental run's key set), with the store rows its pass read."""
     rep = ObjectReport(obj.name)
     wanted = set(keys) if keys is not None else None
     read = RowsRead()
-    stream = changes(sync, dest, obj, on_change=on_change, keys=shard, read=read)
+    stream = changes(sync, dest, obj, on_change=on_change, keys=shard, read=read, tokens=tokens)
     with closing(stream):
         for change in stream:
             rep.counts.add(change.action)

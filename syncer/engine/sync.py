@@ -227,7 +227,14 @@ class Sync:
                 )
             report = PlanReport(name, parts)
         else:
-            plan = partial(plan_object, self, dest, samples=samples, keys=keys)
+            plan = partial(
+                plan_object,
+                self,
+                dest,
+                samples=samples,
+                keys=keys,
+                tokens=scope.tokens(write=False),
+            )
             report = PlanReport(
                 name, [plan(o, shard=scope.keys_for(o), on_change=on_change) for o in objects]
             )

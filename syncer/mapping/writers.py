@@ -110,24 +110,38 @@ def _reader(evaluate: Evaluator, path: Path | None) -> Evaluator:
 def _token_writer(
     spec: FieldSpec, inner: Evaluator, collect: Collector, path: Path | None
 ) -> Writer:
+    put = token_setter(spec)
+    # `members | ...`: the items read here, not through the evaluator's frame.
+    source = path[0] if path is not None and path[1] is None else None
+    if source is not None:
+        return lambda ctx, payload: put(collect(ctx[source]), payload)
+    return lambda ctx, payload: put(collect(inner(ctx)), payload)
+
+
+TokenSetter = Callable[[dict[str, int], Payload], None]
+
+
+def token_setter(spec: FieldSpec) -> TokenSetter:
+    """What writes a token field (and its companions, if it has them) into a payload from its
+    collected tokens (each key → its highest priority): the fused writer's last step, and how
+    :mod:`syncer.mapping.member_tokens` renders an account's fields from kept member tokens."""
     name = spec.name
     limit = spec.max_length
     if not spec.companions:
-        return lambda ctx, payload: payload.__setitem__(
-            name, token_texts(collect(inner(ctx)), limit)[0]
-        )
-    count_name, truncated_name = companion_names(name, spec.suffix)
-    # `members | ...`: the items read here, not through the evaluator's frame.
-    source = path[0] if path is not None and path[1] is None else None
 
-    def write_tokens(ctx: Mapping[str, Any], payload: Payload) -> None:
-        items = ctx[source] if source is not None else inner(ctx)
-        text, total, truncated = token_texts(collect(items), limit)
+        def put_text(best: dict[str, int], payload: Payload) -> None:
+            payload[name] = token_texts(best, limit)[0]
+
+        return put_text
+    count_name, truncated_name = companion_names(name, spec.suffix)
+
+    def put_all(best: dict[str, int], payload: Payload) -> None:
+        text, total, truncated = token_texts(best, limit)
         payload[name] = text
         payload[count_name] = str(total)
         payload[truncated_name] = "true" if truncated else "false"
 
-    return write_tokens
+    return put_all
 
 
 def _fused(

@@ -28,6 +28,7 @@ from syncer.model import (
     PRIMARY_MARK,
     AccountWithMembers,
     Mark,
+    MemberRow,
     ResolvedAccount,
     ResolvedMember,
     ResolvedMembership,
@@ -176,7 +177,7 @@ class Resolver:
         else:
             try:
                 decided = resolve_account_stage(account, own, scale, now=self.now)
-                ranked = self._members(item, member_marks)
+                ranked = self.members(aid, item.members, member_marks)
             except UnknownStageError as exc:
                 why = _rejection(exc)
         if why is not None:
@@ -198,10 +199,12 @@ class Resolver:
             changed,
         )
 
-    def _members(
-        self, item: AccountWithMembers, member_marks: dict[str, Mark]
+    def members(
+        self, aid: str, rows: Iterable[MemberRow], member_marks: dict[str, Mark]
     ) -> list[tuple[int, str, ResolvedMember]]:
-        """The account's active members, best stage first, then user_id.
+        """The active members among ``rows`` (member rows of account ``aid``, by user_id, and
+        their membership marks by user_id), best stage first, then user_id: the whole list of
+        an account, or a few of its members (:mod:`syncer.engine.member_tokens`).
 
         Runs once per member row of every plan: stage spellings are looked up in the scale's
         table directly (its method only on a miss), and a member with no mark (every member,
@@ -213,12 +216,11 @@ class Resolver:
         spelled = scale.spellings.get
         lowest = scale.lowest
         mark_of = member_marks.get if member_marks else None
-        aid = item.account.account_id
         ranked: list[tuple[int, str, ResolvedMember]] = []
         append = ranked.append
         last = ""
         ordered = True  # user_ids strictly increasing so far
-        for row in item.members:
+        for row in rows:
             ms = row.membership
             raw = ms.stage
             if raw is None:

@@ -25,7 +25,7 @@ __all__ = ["as_utc", "init_state", "open_state", "utcnow"]
 
 
 #: State tables added after the first release: their absence does not make a state uninitialised.
-_LATER = frozenset({"sync_feed_positions"})
+_LATER = frozenset({"sync_feed_positions", "sync_member_tokens", "sync_member_token_accounts"})
 
 
 def init_state(url: str | Engine) -> Engine:

@@ -14,7 +14,7 @@ merge-join them with the store's streams; :meth:`MarkStore.save` is an idempoten
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 from sqlalchemy import Column, Select, inspect, select, text
@@ -160,6 +160,26 @@ class MarkStore:
         """
         subjects = _ACCOUNT_SUBJECTS if include_memberships else (ACCOUNT_MARK,)
         return self._stream(subjects, "account_id", keys)
+
+    def membership_marks(self, wanted: Mapping[str, Collection[str]]) -> dict[str, dict[str, Mark]]:
+        """The membership marks of the pairs ``wanted`` (``account_id → user_ids``), by account
+        and user id: what :meth:`iter_account_marks` gives an account view of those members."""
+        found: dict[str, dict[str, Mark]] = {}
+        if not wanted or not self.exists():
+            return found
+        c = policy_marks.c
+        with self.engine.connect() as conn:
+            for chunk in key_chunks(wanted):
+                users = {u for a in chunk for u in wanted[a]}
+                for part in key_chunks(users):
+                    query = select(*_COLUMNS).where(
+                        c.subject == MEMBERSHIP_MARK, c.account_id.in_(chunk), c.user_id.in_(part)
+                    )
+                    for row in conn.execute(query):
+                        mark = _mark(row)
+                        if mark.user_id in wanted[mark.account_id]:
+                            found.setdefault(mark.account_id, {})[mark.user_id] = mark
+        return found
 
     def get_user_marks(self, user_id: str) -> list[Mark]:
         """Every user-side mark of one user, in ``(account_id, subject)`` order."""

@@ -29,6 +29,7 @@ from syncer.state.database import (
 )
 from syncer.state.feed import FeedPositions
 from syncer.state.hashing import payload_hash
+from syncer.state.member_tokens import MemberTokenStore
 from syncer.state.schema import sync_records
 
 __all__ = ["Ack", "RecordState", "StoredRecord"]
@@ -252,6 +253,7 @@ class RecordState:
         """Forget everything about ``destination`` (one object, or all): a full refresh (its
         feed position goes too, so the next run reads the whole store)."""
         FeedPositions(self.engine).forget(destination)
+        MemberTokenStore(self.engine).reset(destination, object_name)
         stmt = delete(_T).where(_T.c.destination == destination)
         if object_name is not None:
             stmt = stmt.where(_T.c.object == object_name)

@@ -143,6 +143,35 @@ sync_locks = Table(
     Column("pid", Integer),
 )
 
+# Each member's contribution to an account record's member token fields (``members | tokens``,
+# ``members | emails``), kept so that an account whose members changed only in the user columns
+# it shows is re-rendered from these rows and the changed members instead of rebuilt from every
+# member (syncer.engine.member_tokens). Derived from the store, never from what a destination
+# acknowledged; an account's rows count only while its ``sync_member_token_accounts`` stamp is
+# current. Clustered by account on SQLite (WITHOUT ROWID): an account's rows are read together.
+sync_member_tokens = Table(
+    "sync_member_tokens",
+    metadata,
+    Column("destination", DESTINATION, primary_key=True),
+    Column("object", String(128), primary_key=True),
+    Column("account_id", ORDERED_KEY, primary_key=True),
+    Column("user_id", KEY, primary_key=True),
+    Column("tokens", Text, nullable=False),
+    sqlite_with_rowid=False,
+)
+
+# When an account's member tokens were taken: the store's feed position of the run that wrote
+# them (they reflect the store at or after it) and the hash of the mapping, policies and config.
+sync_member_token_accounts = Table(
+    "sync_member_token_accounts",
+    metadata,
+    Column("destination", DESTINATION, primary_key=True),
+    Column("object", String(128), primary_key=True),
+    Column("account_id", ORDERED_KEY, primary_key=True),
+    Column("position", BigInteger, nullable=False),
+    Column("config_hash", String(64), nullable=False),
+)
+
 # The store's change-feed position per destination: the position its last *completed* run planned
 # from (every store change stamped at or below it is reflected in the destination), and the hash
 # of the mapping, policies and config that run planned with (a different hash means a full run).

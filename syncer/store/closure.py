@@ -25,7 +25,8 @@ included, read from the store as it is now with recursive queries (``WITH RECURS
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from types import MappingProxyType
 from typing import NamedTuple
 
 from sqlalchemy import select, type_coerce
@@ -43,10 +44,13 @@ _CHUNK = 500
 
 
 class Closure(NamedTuple):
-    """The users and accounts a change set affects, ready for the readers' ``keys``."""
+    """The users and accounts a change set affects, ready for the readers' ``keys``;
+    ``member_updates``: those of the accounts that are in it only because some members' shown
+    columns changed (the members neither arrived nor left), each with those members."""
 
     users: KeySet
     accounts: KeySet
+    member_updates: Mapping[str, tuple[str, ...]] = MappingProxyType({})
 
 
 def affected(
@@ -86,30 +90,53 @@ def affected(
         *(k for e, k in identity_keys if e == "account"),
     }
     shown = changes.shown(member_columns)  # users whose accounts show what changed
+    columns_only = changes.column_changes(member_columns)
     old_parents = {p for p in gone_accounts.values() if p}
     old_parents |= {t.other for t in moved if t.other}
     shaken = {*changes.structural, *gone_accounts, *(t.key for t in moved)}
     with engine.connect() as conn:
-        user_ids |= _other_side(conn, own_accounts, read, by_account=True)
-        account_ids |= _other_side(conn, shown, read, by_account=False)
+        user_ids |= _other_side(conn, own_accounts, read)
+        seen = _accounts_of(conn, shown, read)
         starts = {*own_accounts, *old_parents}
         account_ids |= starts | ancestors(conn, starts, read)
         if shaken:
             account_ids |= shaken | descendants(conn, shaken, read)
+    # An account reached only through members whose shown columns changed keeps everything
+    # else it showed: its record can be made again from those members alone.
+    updates: dict[str, list[str]] = {}
+    for user, account in seen:
+        if user in columns_only and account not in account_ids:
+            updates.setdefault(account, []).append(user)
+        else:
+            account_ids.add(account)
     account_ids.discard("")
-    return Closure(KeySet.of(user_ids), KeySet.of(account_ids))
+    member_updates = {  # not if the account is in the closure for another reason too
+        a: tuple(sorted(u)) for a, u in updates.items() if a not in account_ids
+    }
+    accounts_all = KeySet.of((*account_ids, *member_updates))
+    return Closure(KeySet.of(user_ids), accounts_all, member_updates)
 
 
-def _other_side(
-    conn: Connection, keys: Iterable[str], read: RowsRead | None, *, by_account: bool
-) -> set[str]:
-    """The members of accounts ``keys`` (``by_account``), or the accounts of users ``keys``,
-    from the memberships table."""
+def _accounts_of(
+    conn: Connection, users: Iterable[str], read: RowsRead | None
+) -> set[tuple[str, str]]:
+    """The (user_id, account_id) memberships of ``users``."""
     m = memberships.c
-    key_col, other = (m.account_id, m.user_id) if by_account else (m.user_id, m.account_id)
+    found: set[tuple[str, str]] = set()
+    for chunk in KeySet.of(users).chunks(_CHUNK):
+        rows = conn.execute(select(m.user_id, m.account_id).where(m.user_id.in_(chunk))).all()
+        if read is not None:
+            read.memberships += len(rows)
+        found.update((u, a) for u, a in rows)
+    return found
+
+
+def _other_side(conn: Connection, accounts: Iterable[str], read: RowsRead | None) -> set[str]:
+    """The members of ``accounts``, from the memberships table."""
+    m = memberships.c
     found: set[str] = set()
-    for chunk in KeySet.of(keys).chunks(_CHUNK):
-        rows = conn.execute(select(other).where(key_col.in_(chunk))).scalars().all()
+    for chunk in KeySet.of(accounts).chunks(_CHUNK):
+        rows = conn.execute(select(m.user_id).where(m.account_id.in_(chunk))).scalars().all()
         if read is not None:
             read.memberships += len(rows)
         found.update(rows)

@@ -121,6 +121,22 @@ class ChangeSet:
                 gone.add(t.key)
         return gone
 
+    def column_changes(self, columns: Iterable[str]) -> set[str]:
+        """Of :meth:`shown`: the users whose accounts see only new values of ``columns`` (the
+        user neither arrived, nor was re-keyed, nor left). Empty when the feed cannot tell."""
+        if not self.members_known:
+            return set()
+        wanted = set(columns)
+        changed: set[str] = set()
+        other: set[str] = {t.key for t in self.gone("user")}
+        for t in self.gone("member"):
+            names = set((t.other or "*").split(","))
+            if "*" in names:
+                other.add(t.key)
+            elif names & wanted:
+                changed.add(t.key)
+        return changed - other
+
     def __bool__(self) -> bool:
         """Whether anything changed (or everything must be re-read)."""
         return self.full or any(

@@ -49,7 +49,14 @@ class RowsRead:
     accounts: int = 0
     memberships: int = 0
     extra: dict[str, int] = field(default_factory=dict)  # feed and tombstone rows, by table
+    #: kept member token rows read from the sync state instead of members from the store
+    #: (:mod:`syncer.engine.member_tokens`)
+    member_tokens: int = 0
 
     def as_dict(self) -> dict[str, int]:
-        """``{"users": N, "accounts": N, "memberships": N}``."""
-        return {"users": self.users, "accounts": self.accounts, "memberships": self.memberships}
+        """``{"users": N, "accounts": N, "memberships": N}``, and ``"member_tokens": N`` when
+        some were read."""
+        out = {"users": self.users, "accounts": self.accounts, "memberships": self.memberships}
+        if self.member_tokens:
+            out["member_tokens"] = self.member_tokens
+        return out

@@ -11,7 +11,7 @@ order is code-point order (Python's ``sorted()``) on every database.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator, Mapping
 from itertools import chain
 from typing import Any
 
@@ -48,6 +48,7 @@ from syncer.store.rows import (  # the row builders moved there; still importabl
     account_from_row,
     accounts_page,
     json_value,
+    member_rows,
     membership_from_row,
     user_from_row,
     users_page,
@@ -232,6 +233,33 @@ def iter_accounts(
                 yield from accounts_page(page, chain.from_iterable(pages), read)
             finally:
                 pages.close()
+
+
+def read_members(
+    engine: Engine, wanted: Mapping[str, Collection[str]], *, read: RowsRead | None = None
+) -> tuple[dict[str, list[MemberRow]], set[str]]:
+    """The member rows of the pairs ``wanted`` (``account_id → user_ids``), as
+    :func:`iter_accounts` reads them (a membership whose user row is missing is no member),
+    by account and user_id; and the accounts of which one such row is unreadable. ``read``
+    counts the membership rows read."""
+    found: dict[str, list[MemberRow]] = {}
+    bad: set[str] = set()
+    ma, mu = memberships.c.account_id, memberships.c.user_id
+    with engine.connect() as conn:
+        query = _account_members_query(conn)
+        for chunk in KeySet.of(wanted).chunks(500):
+            users = sorted({u for a in chunk for u in wanted[a]})
+            for part in KeySet.of(users).chunks(500):
+                rows = _tuples(conn.execute(query.where(ma.in_(chunk), mu.in_(part))))
+                if read is not None:
+                    read.memberships += len(rows)
+                more, unreadable = member_rows(rows, wanted)
+                for account, members in more.items():
+                    found.setdefault(account, []).extend(members)
+                bad |= unreadable
+    for members in found.values():
+        members.sort(key=lambda m: m.membership.user_id)
+    return found, bad
 
 
 def read_user(engine: Engine, user_id: str) -> UserWithMemberships | None:

@@ -8,7 +8,7 @@ parsed inline, records yielded one at a time. :mod:`syncer.store.readers` runs t
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Collection, Iterable, Iterator, Mapping
 from datetime import datetime
 from typing import Any, TypeVar
 
@@ -237,3 +237,22 @@ def _account(
         read.memberships += len(members)
     account = account_from_row(a)
     return AccountWithMembers(account if bad is None else marked(account, bad), tuple(members))
+
+
+def member_rows(
+    rows: Iterable[Any], wanted: Mapping[str, Collection[str]]
+) -> tuple[dict[str, list[MemberRow]], set[str]]:
+    """Account-side member rows (the account reader's columns) of the pairs ``wanted``
+    (``account_id → user_ids``) by account, in the rows' order; and the accounts of which one
+    such row is unreadable (their members are read whole instead: the account is rejected)."""
+    found: dict[str, list[MemberRow]] = {}
+    bad: set[str] = set()
+    for r in rows:
+        users = wanted.get(r[1])
+        if users is None or r[0] not in users:
+            continue
+        ms, unreadable = _membership(r)
+        if unreadable is not None:
+            bad.add(r[1])
+        found.setdefault(r[1], []).append(MemberRow(ms, r[6], r[7], r[8]))
+    return found, bad

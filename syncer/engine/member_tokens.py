@@ -1,0 +1,245 @@
+"""Account records made again from kept member tokens, when only some members' columns changed.
+
+An email change of 1% of the users puts, at 1M users, about 20,000 accounts and their 800,000
+member rows in an incremental run's closure: their member token fields (``members | emails``,
+``members | tokens('email', 'stage')``) show the changed addresses. Rebuilding such an account
+reads, resolves and formats every member. Instead, a run keeps each member's tokens
+(:class:`~syncer.mapping.member_tokens.MemberTokenFields`) in the state
+(:class:`~syncer.state.member_tokens.MemberTokenStore`), and an account that is in the closure
+*only* because some members' shown columns changed (``ReadScope.member_updates``) is made from:
+
+* its kept rows, with the changed members' tokens taken again from their rows in the store
+  (their memberships, user columns and membership marks, resolved by the same
+  :meth:`~syncer.policies.resolve.Resolver.members`) — a member no longer active leaves;
+* and every other field of its last acknowledged payload: nothing else it shows changed, or it
+  would be in the closure for that reason too.
+
+Such an account is rebuilt as before whenever that does not hold or cannot be shown to: it has
+no current rows (none, or of another config hash), it has no acknowledged record, it is waiting
+for a retry or set aside, a changed member's row is unreadable or its stage unknown, or a token
+cannot be encoded. A run (not a plan) writes the rows of every account it rebuilds and of every
+account it made from them, stamped with its scope's position, and drops those of the accounts it
+held that the store no longer has (a pass over a key range, in a full run, clears the range's
+first): every account its window's changes reach, which is what keeps the rows current
+(:mod:`syncer.state.member_tokens`).
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from operator import attrgetter
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any
+
+from syncer.db import KeyRange
+from syncer.errors import UnknownStageError
+from syncer.mapping import Formatted, ObjectMapping
+from syncer.mapping.member_tokens import MemberTokenFields
+from syncer.policies.hierarchy import Hierarchy
+from syncer.policies.resolve import Resolver
+from syncer.state import FailureLog, RecordState
+from syncer.state.marks import MarkStore
+from syncer.state.member_tokens import MemberTokenStore, TokenWrites
+from syncer.store.keys import KeySet, RowsRead
+from syncer.store.readers import read_members
+
+if TYPE_CHECKING:
+    from .incremental import Keys
+    from .sync import Destination, Sync
+
+__all__ = ["TokenScope", "member_token_records"]
+
+#: Accounts whose rows are written per transaction.
+FLUSH_ACCOUNTS = 2000
+
+
+@dataclass(frozen=True, slots=True)
+class TokenScope:
+    """What a pass over an account object needs of its scope to use and keep member tokens."""
+
+    position: int  # the scope's feed position: the stamp of rows written
+    config_hash: str
+    #: the accounts an incremental scope holds only for some members' shown columns, with
+    #: those members (empty in a full scope)
+    updates: Mapping[str, tuple[str, ...]] = field(default_factory=lambda: MappingProxyType({}))
+    write: bool = False  # keep what the pass computes (a run; not a plan)
+
+
+View = Any
+Formatter = Callable[[Any, Callable[[View], None] | None], Iterator[Formatted]]
+
+
+def member_token_records(
+    sync: Sync,
+    dest: Destination,
+    obj: ObjectMapping,
+    tokens: TokenScope | None,
+    *,
+    keys: Keys,
+    read: RowsRead | None,
+    on_view: Callable[[View], None] | None,
+    rebuild: Formatter,
+) -> Iterator[Formatted]:
+    """``obj``'s formatted records of ``keys`` in key order: those that can be made from kept
+    member tokens made so, the others by ``rebuild(keys, on_view)`` (the mapping's format of
+    resolved views); in a run, the member tokens of both kept (module docstring)."""
+    if tokens is None or not (tokens.write or tokens.updates):
+        return rebuild(keys, on_view)  # nothing to use, nothing to keep (a full plan)
+    fields = MemberTokenFields.of(obj)
+    if fields is None:
+        return rebuild(keys, on_view)
+    return _Pass(sync, dest, obj, fields, tokens=tokens, read=read).records(keys, on_view, rebuild)
+
+
+class _Pass:
+    def __init__(
+        self,
+        sync: Sync,
+        dest: Destination,
+        obj: ObjectMapping,
+        fields: MemberTokenFields,
+        *,
+        tokens: TokenScope,
+        read: RowsRead | None,
+    ) -> None:
+        self.sync, self.dest, self.obj = sync, dest, obj
+        self.fields, self.tokens, self.read = fields, tokens, read
+        self.kept = MemberTokenStore(sync.state)
+        self.writes = TokenWrites()
+        self.seen: set[str] = set()  # accounts rebuilt in a run
+
+    def records(
+        self, keys: Keys, on_view: Callable[[View], None] | None, rebuild: Formatter
+    ) -> Iterator[Formatted]:
+        remade: list[Formatted] = []
+        rest = keys
+        if isinstance(keys, KeySet) and self.tokens.updates:
+            candidates = [k for k in keys if k in self.tokens.updates]
+            if candidates:
+                remade = self._remade(candidates)
+                done = {f.key for f in remade}
+                rest = KeySet(tuple(k for k in keys if k not in done))
+        see = on_view
+        if self.tokens.write:
+            see = self._capture(on_view)
+            if isinstance(rest, KeyRange):  # every account of the range is rebuilt: its rows too
+                self.kept.clear(self.dest.name, self.obj.name, rest)
+        if isinstance(rest, KeySet) and not rest:
+            yield from remade
+        elif remade:
+            yield from heapq.merge(rebuild(rest, see), remade, key=attrgetter("key"))
+        else:
+            yield from rebuild(rest, see)
+        if self.tokens.write and isinstance(rest, KeySet):
+            # Keys of the set the store no longer has: no view, so no rows either.
+            self.writes.dropped.update(k for k in rest if k not in self.seen)
+        self._flush()
+
+    # --- accounts made from kept rows -------------------------------------------------------
+
+    def _remade(self, candidates: list[str]) -> list[Formatted]:
+        """The records of those of ``candidates`` that can be made from kept rows."""
+        sync, dest, obj, tokens = self.sync, self.dest, self.obj, self.tokens
+        failures = FailureLog(sync.state)
+        waiting = failures.keys_to_retry(dest.name, obj.name)
+        waiting.update(failures.set_aside_keys(dest.name, obj.name))
+        stored = {
+            r.key: r
+            for r in RecordState(sync.state).iter_records(
+                dest.name, obj.name, keys=KeySet.of(k for k in candidates if k not in waiting)
+            )
+            if not r.removed
+        }
+        rows = self.kept.load(dest.name, obj.name, stored, config_hash=tokens.config_hash)
+        if not rows:
+            return []
+        if self.read is not None:
+            self.read.member_tokens += sum(map(len, rows.values()))
+        wanted = {a: tokens.updates[a] for a in rows}
+        members, unreadable = read_members(sync.store, wanted, read=self.read)
+        marks = MarkStore(sync.state).membership_marks(wanted)
+        # Members are resolved on their own: nothing of the forest is needed.
+        resolver = Resolver(
+            sync.settings, Hierarchy.from_accounts([], sync.settings.rollups), now=sync.now
+        )
+        out: list[Formatted] = []
+        for account in sorted(wanted):
+            if account in unreadable:
+                continue
+            texts = self._texts(resolver, account, members.get(account, []), marks, rows[account])
+            if texts is None:
+                continue
+            payload = stored[account].payload
+            self.fields.render(texts.values(), payload)
+            out.append(Formatted(account, payload, {}))
+        return out
+
+    def _texts(
+        self,
+        resolver: Resolver,
+        account: str,
+        rows: list[Any],
+        marks: Mapping[str, Mapping[str, Any]],
+        kept: dict[str, str],
+    ) -> dict[str, str] | None:
+        """Every member's text of ``account`` with its changed members' taken again; None if
+        one cannot be (the account is rebuilt)."""
+        try:
+            ranked = resolver.members(account, rows, dict(marks.get(account, {})))
+        except UnknownStageError:
+            return None
+        active = {m.user_id: m for _, _, m in ranked}
+        changed: dict[str, str | None] = {}
+        for user in self.tokens.updates[account]:
+            member = active.get(user)
+            if member is None:
+                kept.pop(user, None)
+                changed[user] = None
+                continue
+            text = self.fields.encode(member)
+            if text is None:
+                return None
+            kept[user] = changed[user] = text
+        if self.tokens.write:
+            self.writes.updated[account] = changed
+            self._flush_if_full()
+        return kept
+
+    # --- accounts rebuilt --------------------------------------------------------------------
+
+    def _capture(self, on_view: Callable[[View], None] | None) -> Callable[[View], None]:
+        """``on_view``, keeping each rebuilt account's member tokens first."""
+        encode_all, writes = self.fields.encode_all, self.writes
+
+        seen = self.seen
+
+        def see(view: View) -> None:
+            key = view.account.account_id
+            seen.add(key)
+            texts = encode_all(view.members) if view.problem is None else None
+            if texts is None:
+                writes.dropped.add(key)
+            else:
+                writes.replaced[key] = texts
+            self._flush_if_full()
+            if on_view is not None:
+                on_view(view)
+
+        return see
+
+    def _flush_if_full(self) -> None:
+        if len(self.writes) >= FLUSH_ACCOUNTS:
+            self._flush()
+
+    def _flush(self) -> None:
+        if self.writes:
+            self.kept.save(
+                self.dest.name,
+                self.obj.name,
+                self.writes,
+                position=self.tokens.position,
+                config_hash=self.tokens.config_hash,
+            )
+            self.writes.clear()
