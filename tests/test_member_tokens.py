@@ -139,6 +139,30 @@ def test_truncated_fields_are_remade_as_a_rebuild_truncates_them() -> None:
             ref.check(dest)
 
 
+def test_members_sharing_an_address_keep_its_best_stage() -> None:
+    """Two members with one email: the company's token of it carries the better stage, in a
+    rebuild and in a company made from kept tokens alike (each key keeps its highest rank)."""
+    dest = MemoryStore()
+    with syncs() as (engine, inc, ref):
+        _members(engine, "a1", ["MQL", "PRO", "CUS"])
+        with engine.begin() as conn:
+            conn.execute(update(users).where(users.c.user_id == "u1").values(email="u0@x.example"))
+        inc.run("crm", connector=MemoryConnector(store=dest))
+        ref.check(dest)
+        apply_step(engine, ("user", "u2", None, "A", "y"))
+        run = inc.run("crm", connector=MemoryConnector(store=dest))
+        assert run.read["member_tokens"] == 3
+        ref.check(dest)
+        # The PRO member takes another address: the shared one falls back to MQL.
+        with engine.begin() as conn:
+            conn.execute(update(users).where(users.c.user_id == "u1").values(email="u1@z.example"))
+        run = inc.run("crm", connector=MemoryConnector(store=dest))
+        assert run.read["member_tokens"] == 3
+        stages = dest.records["companies"]["a1"].fields["syncer_user_stages"] or ""
+        assert "u0zazxzdezxamplexmql" in stages
+        ref.check(dest)
+
+
 def test_a_name_change_is_remade_where_companies_list_names() -> None:
     dest = MemoryStore()
     with syncs(NAMES) as (engine, inc, ref):

@@ -26,6 +26,7 @@ first): every account its window's changes reach, which is what keeps the rows c
 
 from __future__ import annotations
 
+import hashlib
 import heapq
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -36,7 +37,7 @@ from typing import TYPE_CHECKING, Any
 from syncer.db import KeyRange
 from syncer.errors import UnknownStageError
 from syncer.mapping import Formatted, ObjectMapping
-from syncer.mapping.member_tokens import MemberTokenFields
+from syncer.mapping.member_tokens import ENCODING, MemberTokenFields
 from syncer.policies.hierarchy import Hierarchy
 from syncer.policies.resolve import Resolver
 from syncer.state import FailureLog, RecordState
@@ -107,6 +108,8 @@ class _Pass:
         self.sync, self.dest, self.obj = sync, dest, obj
         self.fields, self.tokens, self.read = fields, tokens, read
         self.kept = MemberTokenStore(sync.state)
+        # What the rows are stamped with and read by: the config and the encoding of the text.
+        self.stamp = hashlib.sha256(f"{tokens.config_hash}/{ENCODING}".encode()).hexdigest()
         self.writes = TokenWrites()
         self.seen: set[str] = set()  # accounts rebuilt in a run
 
@@ -152,7 +155,7 @@ class _Pass:
             )
             if not r.removed
         }
-        rows = self.kept.load(dest.name, obj.name, stored, config_hash=tokens.config_hash)
+        rows = self.kept.load(dest.name, obj.name, stored, config_hash=self.stamp)
         if not rows:
             return []
         if self.read is not None:
@@ -172,7 +175,10 @@ class _Pass:
             if texts is None:
                 continue
             payload = stored[account].payload
-            self.fields.render(texts.values(), payload)
+            try:
+                self.fields.render(texts.values(), payload)
+            except ValueError:  # rows of another shape: rebuilt, and written again
+                continue
             out.append(Formatted(account, payload, {}))
         return out
 
@@ -240,6 +246,6 @@ class _Pass:
                 self.obj.name,
                 self.writes,
                 position=self.tokens.position,
-                config_hash=self.tokens.config_hash,
+                config_hash=self.stamp,
             )
             self.writes.clear()

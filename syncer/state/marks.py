@@ -163,22 +163,21 @@ class MarkStore:
 
     def membership_marks(self, wanted: Mapping[str, Collection[str]]) -> dict[str, dict[str, Mark]]:
         """The membership marks of the pairs ``wanted`` (``account_id → user_ids``), by account
-        and user id: what :meth:`iter_account_marks` gives an account view of those members."""
+        and user id: what :meth:`iter_account_marks` gives an account view of those members.
+        Read by user, through the primary key: a few users' marks, whatever their accounts'
+        sizes (by account, SQLite walks every member of each account)."""
         found: dict[str, dict[str, Mark]] = {}
         if not wanted or not self.exists():
             return found
         c = policy_marks.c
+        users = {u for members in wanted.values() for u in members}
         with self.engine.connect() as conn:
-            for chunk in key_chunks(wanted):
-                users = {u for a in chunk for u in wanted[a]}
-                for part in key_chunks(users):
-                    query = select(*_COLUMNS).where(
-                        c.subject == MEMBERSHIP_MARK, c.account_id.in_(chunk), c.user_id.in_(part)
-                    )
-                    for row in conn.execute(query):
-                        mark = _mark(row)
-                        if mark.user_id in wanted[mark.account_id]:
-                            found.setdefault(mark.account_id, {})[mark.user_id] = mark
+            for part in key_chunks(users):
+                query = select(*_COLUMNS).where(c.subject == MEMBERSHIP_MARK, c.user_id.in_(part))
+                for row in conn.execute(query):
+                    mark = _mark(row)
+                    if mark.user_id in wanted.get(mark.account_id, ()):
+                        found.setdefault(mark.account_id, {})[mark.user_id] = mark
         return found
 
     def get_user_marks(self, user_id: str) -> list[Mark]:

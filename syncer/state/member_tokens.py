@@ -99,13 +99,17 @@ class MemberTokenStore:
                     found[account] = {}
                 if not valid:
                     continue
-                rows = conn.execute(
+                result = conn.execute(
                     select(r.account_id, r.user_id, r.tokens).where(
                         r.destination == destination,
                         r.object == object_name,
                         r.account_id.in_(valid),
                     )
                 )
+                try:  # the driver's tuples: three texts a row, no Row objects
+                    rows = result.cursor.fetchall()
+                finally:
+                    result.close()
                 for account, user, tokens in rows:
                     found[account][user] = tokens
         return found

@@ -33,16 +33,22 @@ ORDERED_KEY = String(255).with_variant(String(255, collation="C"), "postgresql")
 DESTINATION = String(128)
 
 
-def _per_record(name: str, key: String, *columns: Column[Any]) -> Table:
-    """A table with one row per (destination, object, key) record, and a ``run_id``."""
+def _per_object(name: str, *columns: Column[Any], **options: Any) -> Table:
+    """A table keyed by (destination, object, …): the rest of the key is in ``columns``."""
     return Table(
         name,
         metadata,
         Column("destination", DESTINATION, primary_key=True),
         Column("object", String(128), primary_key=True),
-        Column("key", key, primary_key=True),
         *columns,
-        Column("run_id", String(64)),
+        **options,
+    )
+
+
+def _per_record(name: str, key: String, *columns: Column[Any]) -> Table:
+    """A table with one row per (destination, object, key) record, and a ``run_id``."""
+    return _per_object(
+        name, Column("key", key, primary_key=True), *columns, Column("run_id", String(64))
     )
 
 
@@ -143,17 +149,16 @@ sync_locks = Table(
     Column("pid", Integer),
 )
 
+
 # Each member's contribution to an account record's member token fields (``members | tokens``,
 # ``members | emails``), kept so that an account whose members changed only in the user columns
 # it shows is re-rendered from these rows and the changed members instead of rebuilt from every
 # member (syncer.engine.member_tokens). Derived from the store, never from what a destination
-# acknowledged; an account's rows count only while its ``sync_member_token_accounts`` stamp is
-# current. Clustered by account on SQLite (WITHOUT ROWID): an account's rows are read together.
-sync_member_tokens = Table(
+# acknowledged; an account's rows count only with its ``sync_member_token_accounts`` stamp of
+# the run's config hash (syncer.state.member_tokens says why). Clustered by account on SQLite
+# (WITHOUT ROWID): an account's rows are read together.
+sync_member_tokens = _per_object(
     "sync_member_tokens",
-    metadata,
-    Column("destination", DESTINATION, primary_key=True),
-    Column("object", String(128), primary_key=True),
     Column("account_id", ORDERED_KEY, primary_key=True),
     Column("user_id", KEY, primary_key=True),
     Column("tokens", Text, nullable=False),
@@ -161,12 +166,10 @@ sync_member_tokens = Table(
 )
 
 # When an account's member tokens were taken: the store's feed position of the run that wrote
-# them (they reflect the store at or after it) and the hash of the mapping, policies and config.
-sync_member_token_accounts = Table(
+# them (they reflect the store at or after it), and a hash of the run's config hash (mapping,
+# policies, config) and of the encoding of the rows' text.
+sync_member_token_accounts = _per_object(
     "sync_member_token_accounts",
-    metadata,
-    Column("destination", DESTINATION, primary_key=True),
-    Column("object", String(128), primary_key=True),
     Column("account_id", ORDERED_KEY, primary_key=True),
     Column("position", BigInteger, nullable=False),
     Column("config_hash", String(64), nullable=False),

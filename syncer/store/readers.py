@@ -240,23 +240,26 @@ def read_members(
 ) -> tuple[dict[str, list[MemberRow]], set[str]]:
     """The member rows of the pairs ``wanted`` (``account_id → user_ids``), as
     :func:`iter_accounts` reads them (a membership whose user row is missing is no member),
-    by account and user_id; and the accounts of which one such row is unreadable. ``read``
+    by account and user_id; and the accounts of which one such row is unreadable. Read by
+    user, through the primary key: a few members, whatever their accounts' sizes. ``read``
     counts the membership rows read."""
     found: dict[str, list[MemberRow]] = {}
     bad: set[str] = set()
-    ma, mu = memberships.c.account_id, memberships.c.user_id
+    mu = memberships.c.user_id
+    u = _member_names.c
+    query = select(*_raw(memberships), u.email, u.first_name, u.last_name).join(
+        _member_names, u.user_id == mu
+    )
+    users = {user for members in wanted.values() for user in members}
     with engine.connect() as conn:
-        query = _account_members_query(conn)
-        for chunk in KeySet.of(wanted).chunks(500):
-            users = sorted({u for a in chunk for u in wanted[a]})
-            for part in KeySet.of(users).chunks(500):
-                rows = _tuples(conn.execute(query.where(ma.in_(chunk), mu.in_(part))))
-                if read is not None:
-                    read.memberships += len(rows)
-                more, unreadable = member_rows(rows, wanted)
-                for account, members in more.items():
-                    found.setdefault(account, []).extend(members)
-                bad |= unreadable
+        for part in KeySet.of(users).chunks(500):
+            rows = _tuples(conn.execute(query.where(mu.in_(part))))
+            if read is not None:
+                read.memberships += len(rows)
+            more, unreadable = member_rows(rows, wanted)
+            for account, members in more.items():
+                found.setdefault(account, []).extend(members)
+            bad |= unreadable
     for members in found.values():
         members.sort(key=lambda m: m.membership.user_id)
     return found, bad
