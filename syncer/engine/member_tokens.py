@@ -111,13 +111,14 @@ class _Pass:
         # What the rows are stamped with and read by: the config and the encoding of the text.
         self.stamp = hashlib.sha256(f"{tokens.config_hash}/{ENCODING}".encode()).hexdigest()
         self.writes = TokenWrites()
-        self.seen: set[str] = set()  # accounts rebuilt in a run
+        self.seen: set[str] = set()  # accounts of a key set rebuilt in a run
+        self.keys: Keys = KeySet()  # what the pass reads
 
     def records(
         self, keys: Keys, on_view: Callable[[View], None] | None, rebuild: Formatter
     ) -> Iterator[Formatted]:
         remade: list[Formatted] = []
-        rest = keys
+        self.keys = rest = keys
         if isinstance(keys, KeySet) and self.tokens.updates:
             candidates = [k for k in keys if k in self.tokens.updates]
             if candidates:
@@ -219,11 +220,13 @@ class _Pass:
         """``on_view``, keeping each rebuilt account's member tokens first."""
         encode_all, writes = self.fields.encode_all, self.writes
 
-        seen = self.seen
+        # Only a key set's accounts are told apart from those the store no longer has.
+        seen = self.seen if isinstance(self.keys, KeySet) else None
 
         def see(view: View) -> None:
             key = view.account.account_id
-            seen.add(key)
+            if seen is not None:
+                seen.add(key)
             texts = encode_all(view.members) if view.problem is None else None
             if texts is None:
                 writes.dropped.add(key)
