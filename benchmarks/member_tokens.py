@@ -1,5 +1,9 @@
 """A design measurement: account token fields re-rendered from per-member tokens kept aside.
 
+The design is built since (:mod:`syncer.engine.member_tokens`; measure it with
+``benchmarks/incremental.py --phases users1email``). This script, with its own table and text,
+stays to rerun the figures of ``docs/performance.md``'s "2026-12-05" section as they were taken.
+
     python benchmarks/member_tokens.py --users 1000000 [--runs 3]
 
 An email change of 1% of the users rebuilds the companies that list their members' emails:

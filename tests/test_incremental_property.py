@@ -195,7 +195,12 @@ MAPPINGS = {
 }
 
 
-def _mapping(base: Path, variant: str) -> Path:
+def _mapping(base: Path, variant: str, text: str | None = None) -> Path:
+    """The mapping file of ``variant``, or one of the whole ``text`` when given."""
+    if text is not None:
+        out = base / "mapping.yaml"
+        out.write_text(text, encoding="utf-8")
+        return out
     path = ROOT / "mappings" / "hubspot.yaml"
     if not MAPPINGS[variant]:
         return path
@@ -208,12 +213,14 @@ def _mapping(base: Path, variant: str) -> Path:
 
 
 @contextmanager
-def two_syncs(removal: str, mapping: str = "hubspot") -> Iterator[tuple[Engine, Sync, Sync]]:
+def two_syncs(
+    removal: str, mapping: str = "hubspot", *, text: str | None = None
+) -> Iterator[tuple[Engine, Sync, Sync]]:
     """A fresh SQLite store, and two Syncs of it with their own sync states: ``inc`` and
-    ``ref``."""
+    ``ref``; their mapping is the ``mapping`` variant, or the whole ``text`` when given."""
     with tempfile.TemporaryDirectory() as tmp:
         base = Path(tmp)
-        mapping_path = _mapping(base, mapping)
+        mapping_path = _mapping(base, mapping, text)
         store_url = f"sqlite:///{base / 'store.db'}"
         engine = init_store(store_url)
         made = []

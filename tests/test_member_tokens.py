@@ -4,8 +4,6 @@ whenever the kept tokens may not hold."""
 
 from __future__ import annotations
 
-import json
-import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -15,14 +13,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import select, update
 from sqlalchemy.engine import Engine
-from test_incremental_property import apply_step, contents
+from test_incremental_property import apply_step, contents, two_syncs
 
-from syncer.config import load_config
 from syncer.engine import Sync
 from syncer.mapping.member_tokens import MemberTokenFields
-from syncer.retry import RetryPolicy
 from syncer.state.schema import sync_member_token_accounts, sync_member_tokens
-from syncer.store.database import init_store
 from syncer.store.schema import accounts, users
 from syncer.testing.memory import MemoryConfig, MemoryConnector, MemoryStore
 
@@ -53,31 +48,10 @@ NAMES = HUBSPOT.replace(
 
 @contextmanager
 def syncs(mapping: str = HUBSPOT) -> Iterator[tuple[Engine, Sync, Reference]]:
-    """A fresh SQLite store, and two Syncs of it with their own states: ``inc``, ``ref``."""
-    with tempfile.TemporaryDirectory() as tmp:
-        base = Path(tmp)
-        (base / "mapping.yaml").write_text(mapping, encoding="utf-8")
-        store_url = f"sqlite:///{base / 'store.db'}"
-        engine = init_store(store_url)
-        made = []
-        for name in ("inc", "ref"):
-            config = base / f"{name}.yaml"
-            config.write_text(
-                f"store: {json.dumps(store_url)}\n"
-                f"state: {json.dumps(f'sqlite:///{base / name}.db')}\n"
-                "destinations:\n"
-                "  crm:\n"
-                "    connector: memory\n"
-                f"    mapping: {base / 'mapping.yaml'}\n",
-                encoding="utf-8",
-            )
-            made.append(Sync(load_config(config), retry=RetryPolicy.no_wait()))
-        try:
-            yield engine, made[0], Reference(made[1])
-        finally:
-            for sync in made:
-                sync.close()
-            engine.dispose()
+    """A fresh SQLite store, and two Syncs of it with their own states: ``inc``, and ``ref``
+    synced in full (removal ``none``, the default)."""
+    with two_syncs("none", text=mapping) as (engine, inc, ref):
+        yield engine, inc, Reference(ref)
 
 
 def _members(engine: Engine, account: str, stages: list[str]) -> None:

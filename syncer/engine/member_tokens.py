@@ -38,6 +38,7 @@ from syncer.db import KeyRange
 from syncer.errors import UnknownStageError
 from syncer.mapping import Formatted, ObjectMapping
 from syncer.mapping.member_tokens import ENCODING, MemberTokenFields
+from syncer.model import Mark
 from syncer.policies.hierarchy import Hierarchy
 from syncer.policies.resolve import Resolver
 from syncer.state import FailureLog, RecordState
@@ -112,13 +113,12 @@ class _Pass:
         self.stamp = hashlib.sha256(f"{tokens.config_hash}/{ENCODING}".encode()).hexdigest()
         self.writes = TokenWrites()
         self.seen: set[str] = set()  # accounts of a key set rebuilt in a run
-        self.keys: Keys = KeySet()  # what the pass reads
 
     def records(
         self, keys: Keys, on_view: Callable[[View], None] | None, rebuild: Formatter
     ) -> Iterator[Formatted]:
         remade: list[Formatted] = []
-        self.keys = rest = keys
+        rest = keys
         if isinstance(keys, KeySet) and self.tokens.updates:
             candidates = [k for k in keys if k in self.tokens.updates]
             if candidates:
@@ -127,7 +127,7 @@ class _Pass:
                 rest = KeySet(tuple(k for k in keys if k not in done))
         see = on_view
         if self.tokens.write:
-            see = self._capture(on_view)
+            see = self._capture(on_view, track=isinstance(rest, KeySet))
             if isinstance(rest, KeyRange):  # every account of the range is rebuilt: its rows too
                 self.kept.clear(self.dest.name, self.obj.name, rest)
         if isinstance(rest, KeySet) and not rest:
@@ -172,29 +172,34 @@ class _Pass:
         for account in sorted(wanted):
             if account in unreadable:
                 continue
-            texts = self._texts(resolver, account, members.get(account, []), marks, rows[account])
-            if texts is None:
+            kept = rows[account]
+            changed = self._changed(resolver, account, members.get(account, []), marks, kept)
+            if changed is None:
                 continue
             payload = stored[account].payload
             try:
-                self.fields.render(texts.values(), payload)
+                self.fields.render(kept.values(), payload)
             except ValueError:  # rows of another shape: rebuilt, and written again
                 continue
             out.append(Formatted(account, payload, {}))
+            if self.tokens.write:
+                self.writes.updated[account] = changed
+                self._flush_if_full()
         return out
 
-    def _texts(
+    def _changed(
         self,
         resolver: Resolver,
         account: str,
         rows: list[Any],
-        marks: Mapping[str, Mapping[str, Any]],
+        marks: Mapping[str, dict[str, Mark]],
         kept: dict[str, str],
-    ) -> dict[str, str] | None:
-        """Every member's text of ``account`` with its changed members' taken again; None if
-        one cannot be (the account is rebuilt)."""
+    ) -> dict[str, str | None] | None:
+        """``account``'s changed members taken again into ``kept`` (its members' texts), and
+        what changed (``None``: a member no longer active); None if one cannot be taken (the
+        account is rebuilt)."""
         try:
-            ranked = resolver.members(account, rows, dict(marks.get(account, {})))
+            ranked = resolver.members(account, rows, marks.get(account, {}))
         except UnknownStageError:
             return None
         active = {m.user_id: m for _, _, m in ranked}
@@ -209,19 +214,17 @@ class _Pass:
             if text is None:
                 return None
             kept[user] = changed[user] = text
-        if self.tokens.write:
-            self.writes.updated[account] = changed
-            self._flush_if_full()
-        return kept
+        return changed
 
     # --- accounts rebuilt --------------------------------------------------------------------
 
-    def _capture(self, on_view: Callable[[View], None] | None) -> Callable[[View], None]:
-        """``on_view``, keeping each rebuilt account's member tokens first."""
+    def _capture(
+        self, on_view: Callable[[View], None] | None, *, track: bool
+    ) -> Callable[[View], None]:
+        """``on_view``, keeping each rebuilt account's member tokens first; ``track``: note
+        the accounts seen (a key set's, told apart from those the store no longer has)."""
         encode_all, writes = self.fields.encode_all, self.writes
-
-        # Only a key set's accounts are told apart from those the store no longer has.
-        seen = self.seen if isinstance(self.keys, KeySet) else None
+        seen = self.seen if track else None
 
         def see(view: View) -> None:
             key = view.account.account_id
