@@ -1,7 +1,8 @@
 """Sync state: what each destination holds, runs, rejected records, leases, association ledger.
 
-Every write here follows an acknowledgement from the destination (see ``DESIGN.md`` § Sync state
-and idempotency). Open the database with :func:`open_state` (or create it with
+Every write of what a destination holds follows its acknowledgement (see ``DESIGN.md`` § Sync
+state and idempotency); the member tokens (:mod:`syncer.state.member_tokens`), derived from the
+store alone, are the exception. Open the database with :func:`open_state` (or create it with
 :func:`init_state`), then hand the engine to the piece you need::
 
     engine = open_state(url)

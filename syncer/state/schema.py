@@ -1,7 +1,10 @@
-"""Sync state tables: what each destination holds, runs, errors, policy marks and leases.
+"""Sync state tables: what each destination holds, runs, errors, policy marks, leases, feed
+positions and member tokens.
 
-The state may live in the store's database (the default) or its own (``state_url``). Every write
-to it happens only after the destination acknowledged the corresponding records, batch by batch.
+The state may live in the store's database (the default) or its own (``state_url``). What a
+destination holds is written only after it acknowledged the records, batch by batch; the member
+tokens, derived from the store alone, are written as a run computes them
+(:mod:`syncer.state.member_tokens`).
 """
 
 from __future__ import annotations
