@@ -206,7 +206,8 @@ def test_an_update_that_changes_a_key_leaves_a_tombstone_for_the_old_key(store: 
 
 def test_tombstones_stay_until_pruned_below_every_position(store: Engine) -> None:
     p = current_position(store)
-    assert prune_tombstones(store, p) == 1  # the member trigger's "installed here" marker
+    # The member and columns triggers' "installed here" markers.
+    assert prune_tombstones(store, p) == 2
     delete_records(store, DeleteKeys(["u05"], [], []))
     after = current_position(store)
     assert prune_tombstones(store, p) == 0  # a destination still at p has not passed them
@@ -323,3 +324,53 @@ def test_a_row_written_with_a_copied_stamp_is_restamped(store: Engine) -> None:
         f"UPDATE users SET email = 'e@x.example', change_seq = {position} WHERE user_id = 'u02'",
     )
     assert _next(store, position).users == ("copy", "u02")
+
+
+def test_member_rows_name_every_column_change_of_a_user(store: Engine) -> None:
+    """The email and names by name; any other column as ``+``: only a user whose changes were
+    all to the email and names is an own change (its record is made from its row)."""
+    p = current_position(store)
+    _sql(
+        store,
+        "UPDATE users SET email = 'new1@example.com' WHERE user_id = 'u01'",
+        "UPDATE users SET first_name = 'Two', last_name = 'Too' WHERE user_id = 'u02'",
+        "UPDATE users SET email = 'new3@example.com' WHERE user_id = 'u03'",
+        "UPDATE users SET lead_stage = 'MQL' WHERE user_id = 'u03'",
+        "UPDATE users SET attributes = '{\"plan\": \"pro\"}' WHERE user_id = 'u04'",
+        "UPDATE users SET email = email WHERE user_id = 'u05'",  # no change: no row
+    )
+    changes = _next(store, p)
+    assert changes.columns_known
+    rows = sorted((t.key, t.other) for t in changes.gone("member"))
+    assert rows == [
+        ("u01", "email"),
+        ("u02", "first_name,last_name"),
+        ("u03", "+"),
+        ("u03", "email"),
+        ("u04", "+"),
+    ]
+    assert changes.own_changes() == {"u01", "u02"}
+    assert changes.shown(["email"]) == {"u01", "u03"}  # "+" is nothing an account shows
+
+
+def test_a_window_before_the_columns_trigger_cannot_tell_own_changes(store: Engine) -> None:
+    """A store whose feed predates the trigger of ``+`` rows: ``syncer init`` installs it with
+    a marker, and a window holding the marker tells no own change (a change before it may have
+    touched another column unseen)."""
+    with store.begin() as conn:
+        conn.exec_driver_sql(
+            "DROP TRIGGER IF EXISTS syncer_feed_users_other"
+            + (" ON users" if store.dialect.name == "postgresql" else "")
+        )
+    p = current_position(store)
+    _sql(
+        store, "UPDATE users SET email = 'x1@example.com', lead_stage = 'MQL' WHERE user_id = 'u01'"
+    )
+    init_store(str(store.url.render_as_string(hide_password=False))).dispose()
+    blind = _next(store, p)
+    assert not blind.columns_known
+    assert blind.own_changes() == set()
+    _sql(store, "UPDATE users SET email = 'x2@example.com' WHERE user_id = 'u01'")
+    seen = _next(store, blind.position)
+    assert seen.columns_known
+    assert seen.own_changes() == {"u01"}

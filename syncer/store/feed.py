@@ -65,7 +65,12 @@ from syncer.store.schema import (
     store_tombstones,
     users,
 )
-from syncer.store.triggers import member_feed_installed, sqlite_counter
+from syncer.store.triggers import (
+    MEMBER_COLUMNS,
+    columns_feed_installed,
+    member_feed_installed,
+    sqlite_counter,
+)
 
 MembershipKey = tuple[str, str]
 IdentityKey = tuple[str, str, str]
@@ -89,8 +94,9 @@ class ChangeSet:
 
     ``structural`` holds the changed accounts whose place in the forest changed (inserted or
     re-parented). ``members_known`` says the ``member`` rows (:meth:`shown`) cover the whole
-    window (see :mod:`syncer.store.triggers`). ``full`` (with ``reason``) says the feed cannot
-    tell: read everything.
+    window (see :mod:`syncer.store.triggers`); ``columns_known``, that they name every column
+    change of a user in it, the others as ``+`` (:meth:`own_changes`). ``full`` (with
+    ``reason``) says the feed cannot tell: read everything.
     """
 
     since: int
@@ -105,6 +111,7 @@ class ChangeSet:
     reason: str = ""
     rows_read: int = field(default=0, compare=False)
     members_known: bool = False
+    columns_known: bool = False
 
     def shown(self, columns: Iterable[str]) -> set[str]:
         """The users whose row changed in a way their accounts show: one of ``columns`` (of
@@ -135,6 +142,23 @@ class ChangeSet:
                 other.add(t.key)
             elif names & wanted:
                 changed.add(t.key)
+        return changed - other
+
+    def own_changes(self) -> set[str]:
+        """The users whose every change in the window was to the columns of
+        :data:`~syncer.store.triggers.MEMBER_COLUMNS` (the email, the names): their ``member``
+        rows name only those, and the user neither arrived, nor was re-keyed, nor left, nor
+        changed another column. Empty when the feed cannot tell (``columns_known`` false)."""
+        if not self.columns_known:
+            return set()
+        changed: set[str] = set()
+        other: set[str] = {t.key for t in self.gone("user")}
+        for t in self.gone("member"):
+            names = set((t.other or "*").split(","))
+            if names <= set(MEMBER_COLUMNS):
+                changed.add(t.key)
+            else:  # "*", "+"
+                other.add(t.key)
         return changed - other
 
     def __bool__(self) -> bool:
@@ -235,11 +259,12 @@ def changes_since(engine: Engine, position: int, *, read: RowsRead | None = None
             key=lambda r: (r[-1], r[0]),
         )
         members_known = member_feed_installed(conn)
+        columns_known = members_known and columns_feed_installed(conn)
     tombstones = tuple(Tombstone(e, k, o, int(seq)) for _, e, k, o, seq in tomb_rows)
-    # The member trigger installed inside the window: the changes before it are not told.
-    members_known = members_known and not any(
-        tb.entity == "feed" and tb.key == "member" for tb in tombstones
-    )
+    # A trigger installed inside the window: the changes before it are not told.
+    markers = {tb.key for tb in tombstones if tb.entity == "feed"}
+    members_known = members_known and "member" not in markers
+    columns_known = columns_known and members_known and "columns" not in markers
     truncated = sorted({tb.key for tb in tombstones if tb.entity == "table"})
     rows = (
         len(changed_accounts)
@@ -263,6 +288,7 @@ def changes_since(engine: Engine, position: int, *, read: RowsRead | None = None
         reason=f"table(s) {', '.join(truncated)} truncated" if truncated else "",
         rows_read=rows,
         members_known=members_known,
+        columns_known=columns_known,
     )
 
 

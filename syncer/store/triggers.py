@@ -25,6 +25,14 @@ re-keyed, or inserted while memberships naming it were already there), taking a 
 own like the other tombstones. It came after the feed: installing it into a store writes a
 ``feed``/``member`` marker, so a reader whose window starts before the trigger existed knows it
 cannot tell (:func:`member_feed_installed`).
+
+**What else changed.** The ``syncer_feed_users_other`` trigger writes a ``member`` row with ``+``
+when an UPDATE changes any other data column of a user (its ``lead_stage``, ``attributes`` or
+timestamps), so the ``member`` rows name every column change of a user: a user whose rows in a
+window name only the email and names changed nothing a resolved record is made from besides
+those columns (:meth:`~syncer.store.feed.ChangeSet.own_changes`). It came later still: its
+marker is ``feed``/``columns`` (:func:`columns_feed_installed`). Readers of the ``member`` rows
+that look for ``*`` and column names pass ``+`` by.
 """
 
 from __future__ import annotations
@@ -93,48 +101,68 @@ _INSERT_TOMBSTONE = f"INSERT INTO {_T} (entity, entity_key, other_key, change_se
 #: The users columns an account's record shows of its members (see the module docstring).
 MEMBER_COLUMNS: tuple[str, ...] = ("email", "first_name", "last_name")
 _SHOWN = "syncer_feed_users_shown"
+_OTHER = "syncer_feed_users_other"
+#: The users data columns besides the key and :data:`MEMBER_COLUMNS`: a change to one is ``+``.
+OTHER_COLUMNS: tuple[str, ...] = tuple(
+    c.name for c in data_columns(users) if c.name not in ("user_id", *MEMBER_COLUMNS)
+)
 
 
 def install_feed(conn: Connection) -> None:
     """Create the feed's triggers (and, on SQLite, the counter row) where they are missing."""
-    had_member_feed = member_feed_installed(conn)
+    # Triggers added after a store's feed leave a marker: a window that holds it cannot tell.
+    missing = [
+        marker
+        for marker, trigger in (("member", _SHOWN), ("columns", _OTHER))
+        if not _installed(conn, trigger)
+    ]
     if is_postgres(conn):
         schema = conn.exec_driver_sql("SELECT current_schema()").scalar_one()
         for statement in _postgres_ddl(schema):
             conn.exec_driver_sql(statement)
-        if not had_member_feed:
-            q = _quote(schema)
+        q = _quote(schema)
+        for marker in missing:
             conn.exec_driver_sql(
                 f"INSERT INTO {q}.{_T} (entity, entity_key, other_key, change_seq) "
-                f"VALUES ('feed', 'member', NULL, {q}.syncer_feed_xid())"
+                f"VALUES ('feed', '{marker}', NULL, {q}.syncer_feed_xid())"
             )
         return
     conn.exec_driver_sql(f"INSERT OR IGNORE INTO {store_feed.name} (id, seq) VALUES (1, 0)")
     for statement in _sqlite_ddl():
         conn.exec_driver_sql(statement)
-    if not had_member_feed:
+    for marker in missing:
         conn.exec_driver_sql(_NEXT)
-        conn.exec_driver_sql(f"{_INSERT_TOMBSTONE} SELECT 'feed', 'member', NULL, {_SEQ}")
+        conn.exec_driver_sql(f"{_INSERT_TOMBSTONE} SELECT 'feed', '{marker}', NULL, {_SEQ}")
 
 
 def member_feed_installed(conn: Connection) -> bool:
     """Whether the store has the trigger that writes ``member`` rows (a store initialised by
     an older syncer has not, until ``syncer init`` runs again)."""
+    return _installed(conn, _SHOWN)
+
+
+def columns_feed_installed(conn: Connection) -> bool:
+    """Whether the store has the trigger that writes ``+`` ``member`` rows (the other columns
+    of a user changed)."""
+    return _installed(conn, _OTHER)
+
+
+def _installed(conn: Connection, trigger: str) -> bool:
     if is_postgres(conn):
         query = (
             "SELECT count(*) FROM pg_trigger t JOIN pg_class c ON t.tgrelid = c.oid "
             "JOIN pg_namespace n ON c.relnamespace = n.oid WHERE n.nspname = current_schema() "
-            f"AND c.relname = '{users.name}' AND t.tgname = '{_SHOWN}'"
+            f"AND c.relname = '{users.name}' AND t.tgname = '{trigger}'"
         )
     else:
-        query = f"SELECT count(*) FROM sqlite_master WHERE type = 'trigger' AND name = '{_SHOWN}'"
+        query = f"SELECT count(*) FROM sqlite_master WHERE type = 'trigger' AND name = '{trigger}'"
     return bool(conn.exec_driver_sql(query).scalar())
 
 
 def drop_feed(conn: Connection) -> None:
     """Remove the feed's triggers (tests and benchmarks measure a store without them)."""
     for table in FEED_TABLES:
-        for kind in ("insert", "update", "rekey", "delete", "truncate", "stamp", "shown"):
+        for kind in ("insert", "update", "rekey", "delete", "truncate", "stamp", "shown", "other"):
             name = f"syncer_feed_{table.name}_{kind}"
             for extra in ("", "_insert") if kind == "shown" else ("",):
                 _drop_trigger(conn, f"{name}{extra}", table.name)
@@ -236,7 +264,18 @@ def _sqlite_member_ddl() -> list[str]:
         f"CREATE TRIGGER IF NOT EXISTS {_SHOWN}_insert AFTER INSERT ON {u} "
         f"WHEN EXISTS (SELECT 1 FROM {m} WHERE user_id = NEW.user_id) "
         f"BEGIN {_NEXT} {_INSERT_TOMBSTONE} VALUES ('member', NEW.user_id, '*', {_SEQ}); END",
+        f"CREATE TRIGGER IF NOT EXISTS {_OTHER} AFTER UPDATE OF {', '.join(OTHER_COLUMNS)} "
+        f"ON {u} WHEN {_other_changed(postgres=False)} "
+        f"BEGIN {_NEXT} {_INSERT_TOMBSTONE} VALUES ('member', NEW.user_id, '+', {_SEQ}); END",
     ]
+
+
+def _other_changed(*, postgres: bool) -> str:
+    """SQL: whether an UPDATE changed one of :data:`OTHER_COLUMNS` (compared as text: JSON has
+    no equality on PostgreSQL)."""
+    if postgres:
+        return " OR ".join(f"OLD.{c}::text IS DISTINCT FROM NEW.{c}::text" for c in OTHER_COLUMNS)
+    return " OR ".join(f"OLD.{c} IS NOT NEW.{c}" for c in OTHER_COLUMNS)
 
 
 class PreStamp:
@@ -362,6 +401,10 @@ def _postgres_member_ddl(q: str, tomb: str, xid: str) -> list[str]:
         f"WHEN ({changed}) EXECUTE FUNCTION {q}.{_SHOWN}()",
         f"CREATE OR REPLACE TRIGGER {_SHOWN}_insert AFTER INSERT ON {u} FOR EACH ROW "
         f"EXECUTE FUNCTION {q}.{_SHOWN}()",
+        f"CREATE OR REPLACE FUNCTION {q}.{_OTHER}() RETURNS trigger LANGUAGE plpgsql AS $$ "
+        f"BEGIN {tomb} VALUES ('member', NEW.user_id, '+', {xid}); RETURN NULL; END $$",
+        f"CREATE OR REPLACE TRIGGER {_OTHER} AFTER UPDATE OF {', '.join(OTHER_COLUMNS)} ON {u} "
+        f"FOR EACH ROW WHEN ({_other_changed(postgres=True)}) EXECUTE FUNCTION {q}.{_OTHER}()",
     ]
 
 
