@@ -73,7 +73,14 @@ def test_a_scope_that_needs_much_of_the_forest_reads_it_whole(
     assert result.exit_code == 0, result.output
     store = create_engine(f"sqlite:///{memory_config.parent / 'store.db'}")
     with store.begin() as conn:
-        conn.execute(text("UPDATE users SET email = 'ada@new.example' WHERE user_id = 'u01'"))
+        # Another column too: the user is rebuilt, which needs its accounts' part of the
+        # forest (a user whose email alone changed is made from its row, without it).
+        conn.execute(
+            text(
+                "UPDATE users SET email = 'ada@new.example', attributes = '{\"x\": 1}' "
+                "WHERE user_id = 'u01'"
+            )
+        )
         total = conn.execute(text("SELECT count(*) FROM accounts")).scalar_one()
     store.dispose()
     part = _plan_json(memory_config)

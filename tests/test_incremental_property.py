@@ -6,7 +6,8 @@ Hypothesis draws sequences of steps over a small key space (so changes collide):
 and memberships written with plain SQL (as the product's own jobs would: the feed's triggers see
 them), deletions through ``syncer store delete``'s API, churn, stage changes and re-parenting
 (cycles included), user changes an account shows (an email) or may not (a first name: only
-the mappings whose companies list member names show it). After each step one destination is
+the mappings whose companies list member names show it), and emails changed alone (a contact
+then made from its row). After each step one destination is
 synced incrementally and another, with its own sync state, in full; their contents must be
 equal, record by record and link by link.
 """
@@ -57,6 +58,8 @@ account_step = st.tuples(
     st.sampled_from([None, *ACCOUNTS]),  # the parent: re-parenting, cycles included
     st.integers(0, 3),  # licenses, rolled up the forest
 )
+#: The email alone (nothing else of the user): its contact is made from its row and last payload.
+email_step = st.tuples(st.just("email"), st.sampled_from(USERS), st.sampled_from("xyz"))
 member_step = st.tuples(
     st.just("member"),
     st.sampled_from(USERS),
@@ -70,7 +73,11 @@ delete_step = st.tuples(
     st.integers(0, 30),
 )
 steps = st.lists(
-    st.lists(st.one_of(user_step, account_step, member_step, delete_step), min_size=1, max_size=4),
+    st.lists(
+        st.one_of(user_step, email_step, account_step, member_step, delete_step),
+        min_size=1,
+        max_size=4,
+    ),
     min_size=1,
     max_size=5,
 )
@@ -107,6 +114,13 @@ def apply_step(engine: Engine, step: Step) -> None:
         _, uid, lead, name, domain = step
         values = {"email": f"{uid}@{domain}.example", "first_name": name, "lead_stage": lead}
         _upsert(engine, users, {"user_id": uid}, {**values, "attributes": {}})
+    elif kind == "email":
+        _, uid, domain = step
+        _ensure_user(engine, uid)
+        with engine.begin() as conn:
+            conn.execute(
+                users.update().where(users.c.user_id == uid).values(email=f"{uid}@{domain}.example")
+            )
     elif kind == "account":
         _, aid, stage, parent, licenses = step
         if parent is not None:

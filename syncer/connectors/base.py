@@ -77,6 +77,11 @@ class Capabilities:
     concurrency: int = 1
     # Records per bulk job (write_bulk); a connector may take it from its config.
     bulk_batch: int = 10_000
+    # The hints ``write`` reads of a record the destination already holds (its remote id
+    # known); None: any of them. A user record an incremental run makes from its row and its
+    # last payload (only its email or names changed) carries only the hints that read the row,
+    # so a mapping whose other hints the connector reads on such a write is rebuilt instead.
+    update_hints: frozenset[str] | None = None
 
 
 @dataclass(frozen=True, slots=True)

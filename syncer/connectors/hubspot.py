@@ -79,6 +79,7 @@ class HubSpotConnector(HttpConnector[HubSpotConfig]):
         association_batch=100,
         removal_modes=frozenset({"none", "clear", "archive"}),
         concurrency=4,  # urllib3's pool is thread-safe; writes share no mutable state
+        update_hints=frozenset(),  # the email matches a contact with no remote id only
     )
     objects: ClassVar[dict[str, ObjectSpec]] = {
         "companies": ObjectSpec("companies", "syncer_account_id", default_field=_TEXT),

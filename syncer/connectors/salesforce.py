@@ -67,6 +67,7 @@ class SalesforceConnector(HttpConnector[SalesforceConfig]):
         removal_modes=frozenset({"none", "clear"}),
         bulk_threshold=2000,  # the config's defaults; the properties below read the config
         bulk_batch=10_000,
+        update_hints=frozenset({"primary_account_key"}),  # every Contact write sets AccountId
     )
     # REQUEST_LIMIT_EXCEEDED: the org's daily budget, not a permission problem.
     status_overrides: ClassVar[Sequence[StatusRule]] = (

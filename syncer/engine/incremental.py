@@ -40,17 +40,20 @@ from sqlalchemy.exc import DBAPIError
 from syncer import __version__
 from syncer.db import ALL_KEYS, KeyRange
 from syncer.mapping import ObjectMapping
+from syncer.mapping.member_tokens import MemberTokenFields
 from syncer.mapping.reads import member_fields
+from syncer.mapping.user_row import UserRowFields
 from syncer.policies.hierarchy import Hierarchy
 from syncer.state import FailureLog
 from syncer.state.feed import FeedPositions
 from syncer.store.closure import affected, read_forest
 from syncer.store.feed import changes_since, current_position, prune_tombstones
 from syncer.store.keys import KeySet, RowsRead
+from syncer.store.readers import Members
 from syncer.store.schema import accounts as account_rows
 from syncer.store.schema import memberships
 
-from .member_tokens import TokenScope
+from .remake import RemakeScope
 
 if TYPE_CHECKING:
     from .reports import PlanReport
@@ -93,6 +96,10 @@ class ReadScope:
     #: accounts in the scope only because some members' shown columns changed, with those
     #: members (:func:`syncer.store.closure.affected`): made again from kept member tokens
     member_updates: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    #: users in the scope only because their email or names changed: made from their rows
+    user_updates: frozenset[str] = frozenset()
+    #: the member rows of ``member_updates``' pairs, read by the closure in this process
+    members: Members | None = None
 
     @property
     def incremental(self) -> bool:
@@ -106,10 +113,17 @@ class ReadScope:
             return base
         return KeySet.of((*base.keys, *extra.keys))
 
-    def tokens(self, *, write: bool) -> TokenScope:
-        """What an account object's pass uses of member tokens kept in the state, and whether
-        it keeps its own (a run does, a plan does not): :mod:`syncer.engine.member_tokens`."""
-        return TokenScope(self.position, self.config_hash, self.member_updates, write)
+    def remake(self, *, write: bool) -> RemakeScope:
+        """What an object's pass may make without resolving (:mod:`syncer.engine.remake`), and
+        whether it keeps the member tokens it computes (a run does, a plan does not)."""
+        return RemakeScope(
+            self.position,
+            self.config_hash,
+            self.member_updates,
+            self.user_updates,
+            write,
+            self.members,
+        )
 
     def closure_size(self) -> dict[str, int] | None:
         """``{"users": N, "accounts": N}``: the keys an incremental scope resolves (retries
@@ -176,15 +190,19 @@ def read_scope(
         if (keys := failures.keys_to_retry(dest.name, obj.name))
     }
     updates: Mapping[str, tuple[str, ...]] = {}
+    own_rows: frozenset[str] = frozenset()
+    members: Members | None = None
     if changes:
         shown = member_fields(dest.mapping.objects)
         closure = affected(sync.store, changes, member_columns=shown, read=read)
-        users, accounts, updates = closure
+        users, accounts, updates = closure.users, closure.accounts, closure.member_updates
+        own_rows, members = closure.user_updates, closure.members
     else:
         users, accounts = KeySet(), KeySet()
     waiting = _waiting_links(sync, dest, failures, read)
     if waiting:
         users = KeySet.of((*users.keys, *waiting))
+        own_rows -= waiting  # their links are planned from the resolved user
     scope = ReadScope(
         "incremental",
         changes.position,
@@ -193,6 +211,8 @@ def read_scope(
         accounts,
         retry=retry,
         member_updates=updates,
+        user_updates=own_rows,
+        members=members,
     )
     scope.read = read
     _partial_hierarchy(sync, dest, scope)
@@ -203,11 +223,15 @@ def _partial_hierarchy(sync: Sync, dest: Destination, scope: ReadScope) -> None:
     """Build ``sync.hierarchy`` from the part of the forest the scope's keys need (nothing
     when nothing is to be resolved), and count its rows as accounts read."""
     keys: dict[str, set[str]] = {"users": set(), "accounts": set()}
+    need: dict[str, set[str]] = {"users": set(), "accounts": set()}
     for obj in dest.mapping.objects:
         chosen = scope.keys_for(obj)
         assert isinstance(chosen, KeySet)
         keys[obj.source].update(chosen)
+        made = _remade_keys(dest, obj, scope)  # another object of the source may need them
+        need[obj.source].update(k for k in chosen if k not in made)
     scope.resolved = {source: len(found) for source, found in keys.items()}
+    keys = need
     if _whole_forest_is_cheaper(sync, len(keys["accounts"]) + 2 * len(keys["users"])):
         _count_hierarchy(sync, scope.read)
         return
@@ -220,6 +244,18 @@ def _partial_hierarchy(sync: Sync, dest: Destination, scope: ReadScope) -> None:
         )
     sync.use_hierarchy(Hierarchy.from_accounts(forest, sync.settings.rollups))
     scope.read.extra["hierarchy"] = scope.read.accounts - before
+
+
+def _remade_keys(dest: Destination, obj: ObjectMapping, scope: ReadScope) -> set[str]:
+    """The keys of ``obj`` its pass may make without resolving them (:mod:`.remake`): they
+    need nothing of the forest (one not made after all reads its part apart). Not a retry."""
+    if obj.source == "accounts":
+        made: set[str] = set(scope.member_updates) if MemberTokenFields.of(obj) else set()
+    else:
+        hints = dest.connector_cls.capabilities.update_hints
+        made = set(scope.user_updates) if UserRowFields.of(obj, hints) else set()
+    retry = scope.retry.get(obj.name)
+    return made - set(retry.keys) if retry and made else made
 
 
 #: A part of the forest is read by recursive queries, several times slower per row than the

@@ -27,11 +27,7 @@ first): every account its window's changes reach, which is what keeps the rows c
 from __future__ import annotations
 
 import hashlib
-import heapq
-from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field
-from operator import attrgetter
-from types import MappingProxyType
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from syncer.db import KeyRange
@@ -41,43 +37,30 @@ from syncer.mapping.member_tokens import ENCODING, MemberTokenFields
 from syncer.model import Mark
 from syncer.policies.hierarchy import Hierarchy
 from syncer.policies.resolve import Resolver
-from syncer.state import FailureLog, RecordState
 from syncer.state.marks import MarkStore
 from syncer.state.member_tokens import MemberTokenStore, TokenWrites
 from syncer.store.keys import KeySet, RowsRead
 from syncer.store.readers import read_members
 
+from .remake import Formatter, RemakeScope, View, acknowledged, merged
+
 if TYPE_CHECKING:
+    from collections.abc import Iterator
+
     from .incremental import Keys
     from .sync import Destination, Sync
 
-__all__ = ["TokenScope", "member_token_records"]
+__all__ = ["member_token_records"]
 
 #: Accounts whose rows are written per transaction.
 FLUSH_ACCOUNTS = 2000
-
-
-@dataclass(frozen=True, slots=True)
-class TokenScope:
-    """What a pass over an account object needs of its scope to use and keep member tokens."""
-
-    position: int  # the scope's feed position: the stamp of rows written
-    config_hash: str
-    #: the accounts an incremental scope holds only for some members' shown columns, with
-    #: those members (empty in a full scope)
-    updates: Mapping[str, tuple[str, ...]] = field(default_factory=lambda: MappingProxyType({}))
-    write: bool = False  # keep what the pass computes (a run; not a plan)
-
-
-View = Any
-Formatter = Callable[[Any, Callable[[View], None] | None], Iterator[Formatted]]
 
 
 def member_token_records(
     sync: Sync,
     dest: Destination,
     obj: ObjectMapping,
-    tokens: TokenScope | None,
+    tokens: RemakeScope | None,
     *,
     keys: Keys,
     read: RowsRead | None,
@@ -85,13 +68,13 @@ def member_token_records(
     rebuild: Formatter,
 ) -> Iterator[Formatted]:
     """``obj``'s formatted records of ``keys`` in key order: those that can be made from kept
-    member tokens made so, the others by ``rebuild(keys, on_view)`` (the mapping's format of
-    resolved views); in a run, the member tokens of both kept (module docstring)."""
+    member tokens made so, the others by ``rebuild`` (the mapping's format of resolved views);
+    in a run, the member tokens of both kept (module docstring)."""
     if tokens is None or not (tokens.write or tokens.updates):
-        return rebuild(keys, on_view)  # nothing to use, nothing to keep (a full plan)
+        return rebuild(keys, on_view, None)  # nothing to use, nothing to keep (a full plan)
     fields = MemberTokenFields.of(obj)
     if fields is None:
-        return rebuild(keys, on_view)
+        return rebuild(keys, on_view, None)
     return _Pass(sync, dest, obj, fields, tokens=tokens, read=read).records(keys, on_view, rebuild)
 
 
@@ -103,7 +86,7 @@ class _Pass:
         obj: ObjectMapping,
         fields: MemberTokenFields,
         *,
-        tokens: TokenScope,
+        tokens: RemakeScope,
         read: RowsRead | None,
     ) -> None:
         self.sync, self.dest, self.obj = sync, dest, obj
@@ -118,27 +101,27 @@ class _Pass:
         self, keys: Keys, on_view: Callable[[View], None] | None, rebuild: Formatter
     ) -> Iterator[Formatted]:
         remade: list[Formatted] = []
-        rest = keys
+        rest: Keys = keys
+        apart: list[str] = []  # candidates not made after all: the scope's forest lacks them
         if isinstance(keys, KeySet) and self.tokens.updates:
             candidates = [k for k in keys if k in self.tokens.updates]
             if candidates:
                 remade = self._remade(candidates)
                 done = {f.key for f in remade}
-                rest = KeySet(tuple(k for k in keys if k not in done))
+                apart = [k for k in candidates if k not in done]
+                rest = KeySet(tuple(k for k in keys if k not in self.tokens.updates))
         see = on_view
         if self.tokens.write:
             see = self._capture(on_view, track=isinstance(rest, KeySet))
             if isinstance(rest, KeyRange):  # every account of the range is rebuilt: its rows too
                 self.kept.clear(self.dest.name, self.obj.name, rest)
-        if isinstance(rest, KeySet) and not rest:
-            yield from remade
-        elif remade:
-            yield from heapq.merge(rebuild(rest, see), remade, key=attrgetter("key"))
-        else:
-            yield from rebuild(rest, see)
+        yield from merged(
+            self.sync, self.obj, remade, rest, apart, rebuild=rebuild, on_view=see, read=self.read
+        )
         if self.tokens.write and isinstance(rest, KeySet):
             # Keys of the set the store no longer has: no view, so no rows either.
-            self.writes.dropped.update(k for k in rest if k not in self.seen)
+            rebuilt = (*rest, *apart)
+            self.writes.dropped.update(k for k in rebuilt if k not in self.seen)
         self._flush()
 
     # --- accounts made from kept rows -------------------------------------------------------
@@ -146,23 +129,19 @@ class _Pass:
     def _remade(self, candidates: list[str]) -> list[Formatted]:
         """The records of those of ``candidates`` that can be made from kept rows."""
         sync, dest, obj, tokens = self.sync, self.dest, self.obj, self.tokens
-        failures = FailureLog(sync.state)
-        waiting = failures.keys_to_retry(dest.name, obj.name)
-        waiting.update(failures.set_aside_keys(dest.name, obj.name))
-        stored = {
-            r.key: r
-            for r in RecordState(sync.state).iter_records(
-                dest.name, obj.name, keys=KeySet.of(k for k in candidates if k not in waiting)
-            )
-            if not r.removed
-        }
+        stored = acknowledged(sync, dest, obj, candidates)
         rows = self.kept.load(dest.name, obj.name, stored, config_hash=self.stamp)
         if not rows:
             return []
         if self.read is not None:
             self.read.member_tokens += sum(map(len, rows.values()))
         wanted = {a: tokens.updates[a] for a in rows}
-        members, unreadable = read_members(sync.store, wanted, read=self.read)
+        if tokens.members is not None:  # read by the closure in this process already
+            found, bad = tokens.members
+            members = {a: found[a] for a in wanted if a in found}
+            unreadable = bad.intersection(wanted)
+        else:
+            members, unreadable = read_members(sync.store, wanted, read=self.read)
         marks = MarkStore(sync.state).membership_marks(wanted)
         # Members are resolved on their own: nothing of the forest is needed.
         resolver = Resolver(

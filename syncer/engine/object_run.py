@@ -124,7 +124,7 @@ class ObjectRun:
             on_view=on_view,
             keys=scope.keys_for(self.obj) if scope is not None else ALL_KEYS,
             read=self.read,
-            tokens=scope.tokens(write=True) if scope is not None else None,
+            remake=scope.remake(write=True) if scope is not None else None,
         )
         for change in stream:
             rep.counts.add(change.action)

@@ -91,6 +91,7 @@ class PartitionJob:
     position: int = 0
     config_hash: str = ""
     member_updates: Mapping[str, tuple[str, ...]] = dataclasses.field(default_factory=dict)
+    user_updates: frozenset[str] = frozenset()
 
     @classmethod
     def of(cls, sync: Sync, destination: str, scope: ReadScope, **fields: Any) -> PartitionJob:
@@ -109,6 +110,7 @@ class PartitionJob:
             position=scope.position,
             config_hash=scope.config_hash,
             member_updates=scope.member_updates,
+            user_updates=scope.user_updates,
             **fields,
         )
 
@@ -123,6 +125,7 @@ class PartitionJob:
             users,
             accounts,
             member_updates=self.member_updates,
+            user_updates=self.user_updates,
         )
 
     def open(self) -> Sync:
@@ -157,8 +160,8 @@ def plan_partition(
     """One partition's plan: counts, samples and rows read, written nowhere."""
     dest = sync.destination(job.destination)
     obj = dest.mapping.object(object_name)
-    tokens = job.scope(keys, obj.source).tokens(write=False)
-    return plan_object(sync, dest, obj, shard=keys, samples=samples, keys=explain, tokens=tokens)
+    remake = job.scope(keys, obj.source).remake(write=False)
+    return plan_object(sync, dest, obj, shard=keys, samples=samples, keys=explain, remake=remake)
 
 
 def apply_partition(

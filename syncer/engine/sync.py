@@ -233,7 +233,7 @@ class Sync:
                 dest,
                 samples=samples,
                 keys=keys,
-                tokens=scope.tokens(write=False),
+                remake=scope.remake(write=False),
             )
             report = PlanReport(
                 name, [plan(o, shard=scope.keys_for(o), on_change=on_change) for o in objects]

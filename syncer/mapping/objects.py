@@ -68,6 +68,11 @@ class ObjectMapping:
     def __post_init__(self) -> None:
         object.__setattr__(self, "_writers", tuple(f.write for f in self.fields))
 
+    @property
+    def hint_evaluators(self) -> tuple[tuple[str, Evaluator], ...]:
+        """Each hint's name and compiled expression, in the order of ``hints``."""
+        return self._hints
+
     def key(self, view: View) -> str:
         """The product id of ``view``: the user's or the account's id."""
         if isinstance(view, ResolvedUser):

@@ -18,6 +18,10 @@ What a resolved record shows (see :func:`syncer.mapping.context_for`) decides th
   whether they are rejected, change). Roll-ups go up only, so an attribute change does not
   reach the descendants.
 
+A user whose every change was to its email or names (:meth:`ChangeSet.own_changes`) and that is
+in the closure for nothing else is listed apart (``user_updates``): its record can be made from
+its row and its last payload (:mod:`syncer.engine.user_rows`).
+
 Ancestors and descendants follow ``parent_account_id`` as stored, cycles and missing parents
 included, read from the store as it is now with recursive queries (``WITH RECURSIVE``; its
 ``UNION`` stops at a cycle): the forest is never read whole here.
@@ -36,7 +40,7 @@ from syncer.db import RawType
 from syncer.model import Account
 from syncer.store.feed import ChangeSet
 from syncer.store.keys import KeySet, RowsRead
-from syncer.store.readers import account_from_row
+from syncer.store.readers import Members, account_from_row, members_of, user_member_rows
 from syncer.store.schema import accounts, data_columns, memberships
 from syncer.store.triggers import MEMBER_COLUMNS
 
@@ -46,11 +50,16 @@ _CHUNK = 500
 class Closure(NamedTuple):
     """The users and accounts a change set affects, ready for the readers' ``keys``;
     ``member_updates``: those of the accounts that are in it only because some members' shown
-    columns changed (the members neither arrived nor left), each with those members."""
+    columns changed (the members neither arrived nor left), each with those members;
+    ``user_updates``: those of the users that are in it only because their email or names
+    changed (:meth:`~syncer.store.feed.ChangeSet.own_changes`)."""
 
     users: KeySet
     accounts: KeySet
     member_updates: Mapping[str, tuple[str, ...]] = MappingProxyType({})
+    user_updates: frozenset[str] = frozenset()
+    #: the member rows of ``member_updates``' pairs, read here already (to find the accounts)
+    members: Members | None = None
 
 
 def affected(
@@ -94,9 +103,15 @@ def affected(
     old_parents = {p for p in gone_accounts.values() if p}
     old_parents |= {t.other for t in moved if t.other}
     shaken = {*changes.structural, *gone_accounts, *(t.key for t in moved)}
+    own_rows = changes.own_changes().intersection(changes.users)
+    for reason in (gone_users, (u for u, _ in pairs), (k for e, k in identity_keys if e == "user")):
+        own_rows.difference_update(reason)
     with engine.connect() as conn:
-        user_ids |= _other_side(conn, own_accounts, read)
-        seen = _accounts_of(conn, shown, read)
+        others = _other_side(conn, own_accounts, read)
+        user_ids |= others
+        own_rows -= others
+        read_rows = user_member_rows(conn, shown, read=read)
+        seen = {(r[0], r[1]) for r in read_rows}  # (user_id, account_id)
         starts = {*own_accounts, *old_parents}
         account_ids |= starts | ancestors(conn, starts, read)
         if shaken:
@@ -114,21 +129,8 @@ def affected(
         a: tuple(sorted(u)) for a, u in updates.items() if a not in account_ids
     }
     accounts_all = KeySet.of((*account_ids, *member_updates))
-    return Closure(KeySet.of(user_ids), accounts_all, member_updates)
-
-
-def _accounts_of(
-    conn: Connection, users: Iterable[str], read: RowsRead | None
-) -> set[tuple[str, str]]:
-    """The (user_id, account_id) memberships of ``users``."""
-    m = memberships.c
-    found: set[tuple[str, str]] = set()
-    for chunk in KeySet.of(users).chunks(_CHUNK):
-        rows = conn.execute(select(m.user_id, m.account_id).where(m.user_id.in_(chunk))).all()
-        if read is not None:
-            read.memberships += len(rows)
-        found.update((u, a) for u, a in rows)
-    return found
+    members = members_of(read_rows, member_updates)
+    return Closure(KeySet.of(user_ids), accounts_all, member_updates, frozenset(own_rows), members)
 
 
 def _other_side(conn: Connection, accounts: Iterable[str], read: RowsRead | None) -> set[str]:

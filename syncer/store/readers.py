@@ -11,7 +11,7 @@ order is code-point order (Python's ``sorted()``) on every database.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterator, Mapping
+from collections.abc import Collection, Iterable, Iterator, Mapping
 from itertools import chain
 from typing import Any
 
@@ -40,6 +40,7 @@ from syncer.model import (
     AccountWithMembers,
     Identity,
     MemberRow,
+    User,
     UserWithMemberships,
 )
 from syncer.store.keys import KeySet, RowsRead
@@ -67,6 +68,7 @@ from syncer.store.unreadable import marked, read_each
 __all__ = [
     "DEFAULT_CHUNK_SIZE",
     "Keys",
+    "Members",
     "StoreRow",
     "account_from_row",
     "iter_accounts",
@@ -74,12 +76,15 @@ __all__ = [
     "iter_identities",
     "iter_users",
     "json_value",
+    "members_of",
     "membership_from_row",
     "read_account",
     "read_all_accounts",
     "read_user",
+    "read_user_rows",
     "store_stats",
     "user_from_row",
+    "user_member_rows",
 ]
 
 DEFAULT_CHUNK_SIZE = 2000
@@ -235,34 +240,72 @@ def iter_accounts(
                 pages.close()
 
 
+#: Member rows of some (account, user) pairs: by account (each list by user_id), and the
+#: accounts of which one such row is unreadable (:func:`read_members`).
+Members = tuple[dict[str, list[MemberRow]], set[str]]
+
+
+def user_member_rows(
+    conn: Connection, keys: Iterable[str], *, read: RowsRead | None = None
+) -> list[tuple[Any, ...]]:
+    """Every membership row of the users ``keys``, as the account reader reads it (its own
+    columns, then its user's email and names), then its user's id: ``None`` when the store
+    has no such user row (the membership names its account, yet is no member of it). Read by
+    user, through the primary keys. ``read`` counts the membership rows."""
+    mu = memberships.c.user_id
+    u = _member_names.c
+    query = select(*_raw(memberships), u.email, u.first_name, u.last_name, u.user_id).outerjoin(
+        _member_names, u.user_id == mu
+    )
+    out: list[tuple[Any, ...]] = []
+    for part in KeySet.of(keys).chunks(500):
+        rows = _tuples(conn.execute(query.where(mu.in_(part))))
+        if read is not None:
+            read.memberships += len(rows)
+        out += rows
+    return out
+
+
+def members_of(rows: Iterable[tuple[Any, ...]], wanted: Mapping[str, Collection[str]]) -> Members:
+    """Of rows :func:`user_member_rows` read: the member rows of the pairs ``wanted``
+    (``account_id → user_ids``) whose user row exists."""
+    found, bad = member_rows((r for r in rows if r[-1] is not None), wanted)
+    for members in found.values():
+        members.sort(key=lambda m: m.membership.user_id)
+    return found, bad
+
+
 def read_members(
     engine: Engine, wanted: Mapping[str, Collection[str]], *, read: RowsRead | None = None
-) -> tuple[dict[str, list[MemberRow]], set[str]]:
+) -> Members:
     """The member rows of the pairs ``wanted`` (``account_id → user_ids``), as
     :func:`iter_accounts` reads them (a membership whose user row is missing is no member),
     by account and user_id; and the accounts of which one such row is unreadable. Read by
     user, through the primary key: a few members, whatever their accounts' sizes. ``read``
     counts the membership rows read."""
-    found: dict[str, list[MemberRow]] = {}
-    bad: set[str] = set()
-    mu = memberships.c.user_id
-    u = _member_names.c
-    query = select(*_raw(memberships), u.email, u.first_name, u.last_name).join(
-        _member_names, u.user_id == mu
-    )
     users = {user for members in wanted.values() for user in members}
     with engine.connect() as conn:
-        for part in KeySet.of(users).chunks(500):
-            rows = _tuples(conn.execute(query.where(mu.in_(part))))
+        rows = user_member_rows(conn, users, read=read)
+    return members_of(rows, wanted)
+
+
+def read_user_rows(
+    engine: Engine, keys: Collection[str], *, read: RowsRead | None = None
+) -> dict[str, User]:
+    """The users of ``keys`` the store has, by user_id: their own rows alone, no membership.
+    A row another job wrote badly comes with its attributes marked (:func:`user_from_row`), as
+    :func:`iter_users` reads it. ``read`` counts the rows read."""
+    found: dict[str, User] = {}
+    query = select(*_raw(users))
+    with engine.connect() as conn:
+        for part in KeySet.of(keys).chunks(500):
+            rows = _tuples(conn.execute(query.where(users.c.user_id.in_(part))))
             if read is not None:
-                read.memberships += len(rows)
-            more, unreadable = member_rows(rows, wanted)
-            for account, members in more.items():
-                found.setdefault(account, []).extend(members)
-            bad |= unreadable
-    for members in found.values():
-        members.sort(key=lambda m: m.membership.user_id)
-    return found, bad
+                read.users += len(rows)
+            for row in rows:
+                user = user_from_row(row)
+                found[user.user_id] = user
+    return found
 
 
 def read_user(engine: Engine, user_id: str) -> UserWithMemberships | None:

@@ -158,6 +158,7 @@ class MemoryConnector(Connector[MemoryConfig]):
         associations=True,
         association_batch=100,
         removal_modes=frozenset({"none", "clear", "archive"}),
+        update_hints=frozenset(),  # it keeps payloads, never hints
     )
     # Same object and key names as HubSpot, so mappings/hubspot.yaml runs against it unchanged.
     objects: ClassVar[dict[str, ObjectSpec]] = {
