@@ -115,6 +115,18 @@ def test_incremental_runs_leave_hubspot_as_a_full_run_does(tmp_path: Path, store
         full = ref.run("hubspot", full=True)
         assert full.status == "succeeded"
         assert _held(inc_hs) == _held(ref_hs)
+        # A user's email alone: its contact is made from its row and its last payload, its
+        # companies from their kept member tokens; nothing of the forest is read.
+        with store.begin() as conn:
+            conn.execute(
+                text("UPDATE users SET email = 'ada.new@example.com' WHERE user_id = 'u01'")
+            )
+        runs = _until_caught_up(inc, store)
+        assert sum(r.read["accounts"] for r in runs) == 0
+        assert sum(r.read["users"] for r in runs) == 1
+        assert sum(r.totals()["update"] for r in runs) >= 2  # the contact and its companies
+        ref.run("hubspot", full=True)
+        assert _held(inc_hs) == _held(ref_hs)
         # A full recompute finds nothing to send after the incremental runs.
         inc_hs.reset_log()
         again = inc.run("hubspot", full=True)
