@@ -9,6 +9,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import select, update
@@ -310,3 +311,26 @@ def test_remade_companies_equal_rebuilt_ones(
             run = inc.run("crm", connector=MemoryConnector(store=dest))
             assert run.read.get("member_tokens", 0) == active
             ref.check(dest)
+
+
+def test_changed_members_are_read_again_when_the_closure_kept_too_many(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The closure reads the changed members' rows to find their accounts and keeps them for
+    the token pass, up to a bound; past it the pass reads them itself, with the same result."""
+    from syncer.store import closure
+
+    dest = MemoryStore()
+    with syncs() as (engine, inc, ref):
+        _members(engine, "a1", ["CUS", "MQL", "PRO"])
+        inc.run("crm", connector=MemoryConnector(store=dest))
+        ref.check(dest)
+        apply_step(engine, ("email", "u1", "y"))
+        kept = inc.plan("crm")
+        monkeypatch.setattr(closure, "KEEP_MEMBER_ROWS", 0)
+        again = inc.plan("crm")
+        assert kept.read["member_tokens"] == again.read["member_tokens"] == 3
+        assert (kept.read["memberships"], again.read["memberships"]) == (1, 2)
+        assert kept.totals() == again.totals()
+        inc.run("crm", connector=MemoryConnector(store=dest))
+        ref.check(dest)

@@ -247,23 +247,21 @@ Members = tuple[dict[str, list[MemberRow]], set[str]]
 
 def user_member_rows(
     conn: Connection, keys: Iterable[str], *, read: RowsRead | None = None
-) -> list[tuple[Any, ...]]:
-    """Every membership row of the users ``keys``, as the account reader reads it (its own
-    columns, then its user's email and names), then its user's id: ``None`` when the store
-    has no such user row (the membership names its account, yet is no member of it). Read by
-    user, through the primary keys. ``read`` counts the membership rows."""
+) -> Iterator[list[tuple[Any, ...]]]:
+    """Every membership row of the users ``keys``, a chunk of users at a time, as the account
+    reader reads it (its own columns, then its user's email and names), then its user's id:
+    ``None`` when the store has no such user row (the membership names its account, yet is no
+    member of it). Read by user, through the primary keys. ``read`` counts the rows."""
     mu = memberships.c.user_id
     u = _member_names.c
     query = select(*_raw(memberships), u.email, u.first_name, u.last_name, u.user_id).outerjoin(
         _member_names, u.user_id == mu
     )
-    out: list[tuple[Any, ...]] = []
     for part in KeySet.of(keys).chunks(500):
         rows = _tuples(conn.execute(query.where(mu.in_(part))))
         if read is not None:
             read.memberships += len(rows)
-        out += rows
-    return out
+        yield rows
 
 
 def members_of(rows: Iterable[tuple[Any, ...]], wanted: Mapping[str, Collection[str]]) -> Members:
@@ -285,7 +283,7 @@ def read_members(
     counts the membership rows read."""
     users = {user for members in wanted.values() for user in members}
     with engine.connect() as conn:
-        rows = user_member_rows(conn, users, read=read)
+        rows = [r for part in user_member_rows(conn, users, read=read) for r in part]
     return members_of(rows, wanted)
 
 
