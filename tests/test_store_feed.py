@@ -374,3 +374,22 @@ def test_a_window_before_the_columns_trigger_cannot_tell_own_changes(store: Engi
     seen = _next(store, blind.position)
     assert seen.columns_known
     assert seen.own_changes() == {"u01"}
+
+
+def test_a_load_that_changes_a_lead_stage_says_so(store: Engine, tmp_path: Path) -> None:
+    """``syncer load``'s upsert fires the ``+`` trigger as plain SQL does: a user whose email
+    and lead stage a load changed is not an own change."""
+    p = current_position(store)
+    users_csv = _csv(
+        tmp_path,
+        "users.csv",
+        "user_id,email,lead_stage\nu01,ada@moved.example,MQL\nu02,grace@moved.example,PRO\n",
+    )
+    load_paths(store, [users_csv])
+    changes = _next(store, p)
+    assert sorted((t.key, t.other) for t in changes.gone("member")) == [
+        ("u01", "email"),  # its lead stage was MQL already
+        ("u02", "+"),
+        ("u02", "email"),
+    ]
+    assert changes.own_changes() == {"u01"}
