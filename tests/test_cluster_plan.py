@@ -19,11 +19,11 @@ from sqlalchemy import delete, select, text, update
 from syncer.config import load_config
 from syncer.db import ALL_KEYS, KeyRange, create_db_engine, split_key_space
 from syncer.engine import PlanReport, Sync
-from syncer.engine.cluster import DaskPool, plan_on_cluster
+from syncer.engine.cluster import DaskPool, _WorkerSync, plan_on_cluster
 from syncer.engine.coordinator import ClusterSpec, partitions
 from syncer.engine.incremental import read_scope
 from syncer.engine.partitions import PartitionJob, plan_partition
-from syncer.errors import ConfigError
+from syncer.errors import BadInputError, ConfigError
 from syncer.model import AccountWithMembers, UserWithMemberships
 from syncer.state.marks import MarkStore
 from syncer.state.records import RecordState
@@ -253,3 +253,53 @@ def test_an_incremental_job_carries_the_part_of_the_forest_its_scope_read(
         [(c.key, c.action) for c in here.samples],
     )
     assert sum(here.counts.as_dict().values()) > 0
+
+
+def test_a_worker_reads_the_forest_once_its_job_is_registered_before_any_partition(
+    synced: Sync,
+) -> None:
+    """The plugin of a full plan builds the worker's Sync and reads the whole forest as it is
+    registered (while the coordinator still cuts partitions); the partitions then use that
+    Sync and forest, not one of their own."""
+    with synced as sync:
+        dest = sync.destination("crm")
+        job = PartitionJob.of(sync, dest.name, read_scope(sync, dest, full=True))
+        whole = len(sync.hierarchy)
+    plugin = _WorkerSync(pickle.loads(pickle.dumps(job)))
+    plugin.setup(worker=None)
+    plugin._warming.join(timeout=60)
+    try:
+        assert not plugin._warming.is_alive()
+        warmed = plugin._sync
+        assert warmed is not None
+        assert warmed._hierarchy is not None
+        assert len(warmed._hierarchy) == whole
+        assert plugin.sync() is warmed
+    finally:
+        plugin.teardown(worker=None)
+
+
+def test_a_forest_the_warm_up_could_not_read_fails_the_first_partition_with_its_error(
+    synced: Sync, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A failure while a worker warms up is not lost: the first partition reads the forest
+    again and raises the error itself, as it would have without the warm-up."""
+    with synced as sync:
+        dest = sync.destination("crm")
+        scope = read_scope(sync, dest, full=True)
+        job = PartitionJob.of(sync, dest.name, scope)
+        companies = next(o for o in dest.mapping.objects if o.source == "accounts")
+
+    def unreadable(*args: object, **kwargs: object) -> object:
+        raise BadInputError("accounts row 'A1': attributes is not a JSON object")
+
+    monkeypatch.setattr("syncer.engine.sync.iter_all_accounts", unreadable)
+    plugin = _WorkerSync(job)
+    plugin.setup(worker=None)
+    plugin._warming.join(timeout=60)
+    try:
+        with pytest.raises(BadInputError, match="attributes is not a JSON object"):
+            plan_partition(plugin.sync(), job, companies.name, KeyRange(), samples=0,
+                           explain=None)  # fmt: skip
+    finally:
+        plugin.teardown(worker=None)

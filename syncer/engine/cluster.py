@@ -30,7 +30,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator, Sequence
-from concurrent.futures import Future
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager, suppress
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -186,6 +186,20 @@ class _WorkerSync(WorkerPlugin):
 
     def setup(self, worker: Any) -> None:
         self._lock = threading.Lock()  # a worker of several threads runs partitions at once
+        # Registered while the coordinator still cuts partitions: the worker builds its Sync
+        # and reads the forest meanwhile (at 1M users ~2.5 s, which the first partition would
+        # otherwise spend before its first record).
+        self._warming = threading.Thread(target=self._warm, name="syncer-warm", daemon=True)
+        self._warming.start()
+
+    def _warm(self) -> None:
+        # Under the lock: a partition that starts meanwhile waits for the forest instead of
+        # reading it a second time. A failure here is met again, and reported, by the first
+        # partition that asks.
+        with self._lock, suppress(Exception):
+            self._sync = sync = self._sync or self.job.open()
+            sync.destination(self.job.destination)  # the connector and mapping imported
+            sync.hierarchy  # noqa: B018  # read once, here rather than in a partition
 
     def sync(self) -> Sync:
         with self._lock:
@@ -194,6 +208,7 @@ class _WorkerSync(WorkerPlugin):
             return self._sync
 
     def teardown(self, worker: Any) -> None:
+        self._warming.join()  # not closed under a forest still being read
         if self._sync is not None:
             self._sync.close()
 
@@ -221,20 +236,25 @@ def plan_on_cluster(
     pool.start()  # a local cluster starts while the partitions are cut here
     count = PLAN_PARTS_PER_THREAD * pool.threads()
     objects = dest.mapping.objects
-    cuts = [partitions(sync, o, scope.keys_for(o), count) for o in objects]
     job = PartitionJob.of(sync, dest.name, scope)
-    with pool.syncs(job) as name:
-        jobs = [
-            [
-                pool.client.submit(_plan_task, name, o.name, part, samples, keys, pure=False)
-                for part in parts
+    with ThreadPoolExecutor(1, thread_name_prefix="syncer-cuts") as cutter:
+        # Cut here, object by object, while the workers warm up (their Sync and the forest,
+        # once the plugin is registered); each object's partitions go out as soon as it is cut.
+        cuts = [cutter.submit(partitions, sync, o, scope.keys_for(o), count) for o in objects]
+        with pool.syncs(job) as name:
+            jobs = [
+                [
+                    pool.client.submit(_plan_task, name, o.name, part, samples, keys, pure=False)
+                    for part in cut.result()
+                ]
+                for o, cut in zip(objects, cuts, strict=True)
             ]
-            for o, parts in zip(objects, cuts, strict=True)
-        ]
-        return [
-            merge_plans(o.name, _gather(pool, futures), samples=samples, explain=keys is not None)
-            for o, futures in zip(dest.mapping.objects, jobs, strict=True)
-        ]
+            return [
+                merge_plans(
+                    o.name, _gather(pool, futures), samples=samples, explain=keys is not None
+                )
+                for o, futures in zip(objects, jobs, strict=True)
+            ]
 
 
 def _plan_task(
