@@ -167,8 +167,9 @@ class DaskPool:
 
     @contextmanager
     def syncs(self, job: PartitionJob) -> Iterator[str]:
-        """Each worker's :class:`Sync` for ``job`` (built at its first partition), closed at
-        the end; yields the plugin's name, which the tasks look it up by."""
+        """Each worker's :class:`Sync` for ``job`` (built, with its forest, as the plugin is
+        registered), closed at the end; yields the plugin's name, which the tasks look it up
+        by."""
         name = f"syncer-{uuid.uuid4().hex}"
         self.client.register_plugin(_WorkerSync(job), name=name)
         try:
