@@ -288,9 +288,13 @@ def _row_cuts(conn: Connection, col: Column[Any], parts: int) -> list[str]:
 
 def _weighted_cuts(conn: Connection, col: Column[Any], parts: int, per_key: float) -> list[str]:
     # One pass over the keys with their row counts, streamed in key order (an index scan).
-    rows, keys = conn.execute(
-        select(func.count(), func.count(col.distinct())).select_from(col.table)
-    ).one()
+    rows = conn.execute(select(func.count()).select_from(col.table)).scalar_one()
+    # Distinct keys counted over a DISTINCT subquery: SQLite reads it off the index in key
+    # order, where count(DISTINCT col) sorts every row in a temporary B-tree (2.5M memberships:
+    # 0.3 s against 1.5 s).
+    keys = conn.execute(
+        select(func.count()).select_from(select(col).distinct().subquery())
+    ).scalar_one()
     query = select(col, func.count()).group_by(col).order_by(key_order(col, conn))
     counted = conn.execution_options(yield_per=10_000).execute(query)
     costs = ((key, count + per_key) for key, count in counted)
