@@ -17,16 +17,15 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-DATA = Path(__file__).resolve().parent / ".data"
+
+from benchmarks import plan_store_config  # noqa: E402  # once the checkout is on the path
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--users", type=int, default=100_000)
     args = parser.parse_args()
-    config = DATA / f"plan-{args.users}.yaml"
-    if not config.exists():
-        sys.exit(f"no {config}: run `python benchmarks/plan.py --users {args.users}` first")
+    config = plan_store_config(args.users)
 
     from syncer.config import load_config
     from syncer.engine import Sync

@@ -26,7 +26,8 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-DATA = Path(__file__).resolve().parent / ".data"
+
+from benchmarks import plan_store_config  # noqa: E402  # once the checkout is on the path
 
 
 def main() -> None:
@@ -38,9 +39,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.syncer:
         sys.path.insert(0, str(args.syncer.resolve()))
-    config = DATA / f"plan-{args.users}.yaml"
-    if not config.exists():
-        sys.exit(f"no {config}: run `python benchmarks/plan.py --users {args.users}` first")
+    config = plan_store_config(args.users)
 
     from distributed import get_task_stream
 
