@@ -72,6 +72,7 @@ def items(draw: st.DrawFn) -> Any:
 EXPRESSIONS = [
     "xs | tokens",
     "xs | tokens('a')",
+    "xs | tokens('stage')",  # one name that is also where the priority comes from
     "xs | tokens('a', 'stage')",
     "xs | tokens('b', 'a')",
     "xs | tokens('a.real')",  # a dotted name: Jinja's lookup, not attrgetter

@@ -216,26 +216,7 @@ def _fused_tokens(
     attribute names) get a loop of their own; a part the memo does not know takes ``_part``
     and the encoder, which refuse what the filter refuses. A priority is at least 0, so -1
     stands for "not seen yet"."""
-    recall = word_memo(ci).get
-    if not args:
-
-        def plain(items: Any) -> dict[str, int]:
-            best: dict[str, int] = {}
-            for v in items:
-                # A memo hit means text (its keys are str, equal only to str), which
-                # _part gives as it is.
-                word = recall(v)
-                if word is None:
-                    word = encode_part(_part(v), ci)
-                rank = priority_of.get(v) if type(v) is str else None
-                if rank is None:
-                    rank = priority(v)
-                if rank > best.get(word, -1):
-                    best[word] = rank
-            return best
-
-        return plain
-    if not all(type(a) is str and a and "." not in a and a[0] != "_" for a in args):
+    if args and not all(type(a) is str and a and "." not in a and a[0] != "_" for a in args):
         return lambda items: _collect(_token_pairs(items, args, priority), ci)
     return _attributes(args, ci, priority_of, priority)
 
@@ -243,10 +224,13 @@ def _fused_tokens(
 def _attributes(
     names: tuple[str, ...], ci: bool, priority_of: dict[str, int], priority: Callable[[Any], int]
 ) -> Collector:
-    """``tokens(*names)``: the key joins the words with PART_MARK (one name: the word)."""
+    """``tokens(*names)``: the key joins the words with PART_MARK. One name: the word itself,
+    without a tuple of one part to build, look up and join per item (the contacts' account ids
+    and names). No name (``tokens``): each item is the value, and its own stage."""
     recall = word_memo(ci).get
-    get = attrgetter(*names)
-    single = len(names) == 1  # attrgetter gives the value itself, not a tuple of one
+    multi = len(names) > 1
+    # attrgetter gives the value itself for one name, a tuple for several.
+    get = attrgetter(*names) if names else None
     join = PART_MARK.join
     # The stage the priority comes from, when it is one of the parts: read once, not twice.
     at = names.index("stage") if "stage" in names else -1
@@ -254,18 +238,37 @@ def _attributes(
     def attributes(items: Any) -> dict[str, int]:
         best: dict[str, int] = {}
         for item in items:
-            try:
-                values = (get(item),) if single else get(item)
-            except AttributeError:  # a mapping, or a missing attribute: Jinja's rules say
-                values = tuple(get_attribute(item, a) for a in names)
-                stage = getattr(item, "stage", None)
+            if get is None:
+                value = stage = item
             else:
-                stage = values[at] if at >= 0 else getattr(item, "stage", None)
-            parts: tuple[str | None, ...] = tuple(map(recall, values))  # a hit: text
-            if None in parts:
-                # A miss (an id, an address): text goes to the encoder without _part's frame.
-                parts = tuple([encode_part(v if type(v) is str else _part(v), ci) for v in values])
-            key = join(parts)  # type: ignore[arg-type]  # no None is left in parts here
+                try:
+                    value = get(item)
+                except AttributeError:  # a mapping, or a missing attribute: Jinja's rules say
+                    got = tuple(get_attribute(item, a) for a in names)
+                    value = got if multi else got[0]
+                    stage = getattr(item, "stage", None)
+                else:
+                    stage = (
+                        getattr(item, "stage", None) if at < 0 else value[at] if multi else value
+                    )
+            if multi:
+                parts: tuple[str | None, ...] = tuple(map(recall, value))  # a hit: text
+                if None in parts:
+                    # A miss (an id, an address): text goes to the encoder without _part's
+                    # frame.
+                    parts = tuple(
+                        [encode_part(v if type(v) is str else _part(v), ci) for v in value]
+                    )
+                key = join(parts)  # type: ignore[arg-type]  # no None is left in parts here
+            else:
+                # A memo hit means text (its keys are str, equal only to str), which _part
+                # gives as it is.
+                word = recall(value)
+                key = (
+                    word
+                    if word is not None
+                    else encode_part(value if type(value) is str else _part(value), ci)
+                )
             rank = priority_of.get(stage) if type(stage) is str else None
             if rank is None:
                 rank = priority(stage)
