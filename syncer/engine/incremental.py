@@ -38,7 +38,7 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import DBAPIError
 
 from syncer import __version__
-from syncer.db import ALL_KEYS, KeyRange
+from syncer.db import ALL_KEYS, IN_CHUNK, KeyRange
 from syncer.mapping import ObjectMapping
 from syncer.mapping.member_tokens import MemberTokenFields
 from syncer.mapping.reads import member_fields
@@ -290,7 +290,7 @@ def _waiting_links(sync: Sync, dest: Destination, failures: FailureLog, read: Ro
     found: set[str] = set()
     m = memberships.c
     with sync.store.connect() as conn:
-        for chunk in KeySet.of(refused).chunks(500):
+        for chunk in KeySet.of(refused).chunks(IN_CHUNK):
             rows = conn.execute(select(m.user_id).where(m.account_id.in_(chunk))).scalars().all()
             read.memberships += len(rows)
             found.update(rows)

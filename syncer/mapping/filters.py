@@ -213,8 +213,8 @@ def _fused_tokens(
     args: tuple[Any, ...], ci: bool, priority_of: dict[str, int], priority: Callable[[Any], int]
 ) -> Collector:
     """``tokens(*args)`` fused with the formatter. The common shapes (plain values, plain
-    attribute names) get a loop of their own; a part the memo does not know takes ``_part``
-    and the encoder, which refuse what the filter refuses. A priority is at least 0, so -1
+    attribute names) share one loop (:func:`_attributes`); a part the memo does not know takes
+    ``_part`` and the encoder, which refuse what the filter refuses. A priority is at least 0, so -1
     stands for "not seen yet"."""
     if args and not all(type(a) is str and a and "." not in a and a[0] != "_" for a in args):
         return lambda items: _collect(_token_pairs(items, args, priority), ci)

@@ -133,16 +133,7 @@ class ChangeSet:
         user neither arrived, nor was re-keyed, nor left). Empty when the feed cannot tell."""
         if not self.members_known:
             return set()
-        wanted = set(columns)
-        changed: set[str] = set()
-        other: set[str] = {t.key for t in self.gone("user")}
-        for t in self.gone("member"):
-            names = set((t.other or "*").split(","))
-            if "*" in names:
-                other.add(t.key)
-            elif names & wanted:
-                changed.add(t.key)
-        return changed - other
+        return self._changed_columns(set(columns), only=False)
 
     def own_changes(self) -> set[str]:
         """The users whose every change in the window was to the columns of
@@ -151,14 +142,19 @@ class ChangeSet:
         changed another column. Empty when the feed cannot tell (``columns_known`` false)."""
         if not self.columns_known:
             return set()
+        return self._changed_columns(set(MEMBER_COLUMNS), only=True)
+
+    def _changed_columns(self, wanted: set[str], *, only: bool) -> set[str]:
+        """The users whose ``member`` rows name one of ``wanted`` (``only``: and nothing else,
+        ``+`` included), and that neither arrived, nor were re-keyed (``*``), nor left."""
         changed: set[str] = set()
         other: set[str] = {t.key for t in self.gone("user")}
         for t in self.gone("member"):
             names = set((t.other or "*").split(","))
-            if names <= set(MEMBER_COLUMNS):
-                changed.add(t.key)
-            else:  # "*", "+"
+            if "*" in names or (only and not names <= wanted):
                 other.add(t.key)
+            elif names & wanted:
+                changed.add(t.key)
         return changed - other
 
     def __bool__(self) -> bool:

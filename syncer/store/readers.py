@@ -28,6 +28,7 @@ from sqlalchemy.engine import Connection, Engine, Row
 
 from syncer.db import (
     ALL_KEYS,
+    IN_CHUNK,
     IndexedBy,
     KeyRange,
     RawType,
@@ -257,7 +258,7 @@ def user_member_rows(
     query = select(*_raw(memberships), u.email, u.first_name, u.last_name, u.user_id).outerjoin(
         _member_names, u.user_id == mu
     )
-    for part in KeySet.of(keys).chunks(500):
+    for part in KeySet.of(keys).chunks(IN_CHUNK):
         rows = _tuples(conn.execute(query.where(mu.in_(part))))
         if read is not None:
             read.memberships += len(rows)
@@ -296,7 +297,7 @@ def read_user_rows(
     found: dict[str, User] = {}
     query = select(*_raw(users))
     with engine.connect() as conn:
-        for part in KeySet.of(keys).chunks(500):
+        for part in KeySet.of(keys).chunks(IN_CHUNK):
             rows = _tuples(conn.execute(query.where(users.c.user_id.in_(part))))
             if read is not None:
                 read.users += len(rows)
